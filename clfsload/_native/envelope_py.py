@@ -28,15 +28,40 @@ _RAW_HEADER = struct.pack("<HH", ENCRYPTION_DISABLED, COMPRESSION_DISABLED)
 _LZ4_HEADER = struct.pack("<HH", ENCRYPTION_DISABLED, COMPRESSION_LZ4)
 _UNCOMPRESSED_BIT = 0x80000000
 
-# One compression context per thread: its 320 KiB work buffers are reused,
-# and LZ4F allows a new frame once the previous one was ended.
+# One compression context per thread: its work buffers are reused, and LZ4F
+# allows a new frame once the previous one was ended. LZ4 compresses the
+# first frame of a new context (empty hash table, stream offset 0) a little
+# differently from every later frame, and it silently empties the table again
+# once the stream offset passes 1 GiB (each frame adds its length + 64 KiB).
+# So that the bytes depend on the body alone, whatever the thread's history,
+# a context is warmed with one tiny frame when created and retired after
+# _CONTEXT_BUDGET bytes of offset. envelope_c follows the same rule.
 _local = threading.local()
+_CONTEXT_BUDGET = 1 << 29
+_CONTEXT_GAP = 65536
+_FRAME = dict(
+    block_size=lz4.frame.BLOCKSIZE_MAX256KB,
+    block_linked=True,
+    content_checksum=False,
+    block_checksum=False,
+    auto_flush=False,
+    source_size=0,
+    compression_level=0,
+)
 
 
-def _context():
+def _context(inlen: int):
+    """This thread's compression context, charged for a body of ``inlen`` bytes."""
     ctx = getattr(_local, "ctx", None)
-    if ctx is None:
-        ctx = _local.ctx = lz4.frame.create_compression_context()
+    charge = inlen + _CONTEXT_GAP
+    if ctx is None or _local.budget < charge:
+        ctx = lz4.frame.create_compression_context()
+        lz4.frame.compress_begin(ctx, **_FRAME)
+        lz4.frame.compress_chunk(ctx, b"warm-up!")
+        lz4.frame.compress_flush(ctx, end_frame=True)
+        _local.ctx = ctx
+        _local.budget = _CONTEXT_BUDGET
+    _local.budget -= charge
     return ctx
 
 
@@ -49,19 +74,8 @@ def _compress(body: bytes):
     """The LZ4 frame of ``body`` per §6.2, or None when the body must stay raw."""
     inlen = len(body)
     limit = inlen + ENVELOPE_LEN
-    ctx = _context()
-    parts = [
-        lz4.frame.compress_begin(
-            ctx,
-            block_size=lz4.frame.BLOCKSIZE_MAX256KB,
-            block_linked=True,
-            content_checksum=False,
-            block_checksum=False,
-            auto_flush=False,
-            source_size=0,
-            compression_level=0,
-        )
-    ]
+    ctx = _context(inlen)
+    parts = [lz4.frame.compress_begin(ctx, **_FRAME)]
     total = ENVELOPE_LEN + len(parts[0])
     view = memoryview(body)
     try:

@@ -23,6 +23,25 @@ def new_block_id() -> bytes:
     return uuid.uuid4().bytes
 
 
+class RandomBlockIds:
+    """Segment and indirect-block ids drawn as fresh UUID4s, as the reference does.
+
+    The loader passes a deterministic maker with the same two methods
+    (:class:`clfsload.ids.BlockIds`) so a re-run overwrites its own blobs.
+    """
+
+    def __init__(self, owner_fh: bytes = b""):
+        self.owner_fh = owner_fh
+
+    def segment(self, index: int) -> bytes:
+        """The id of data segment ``index`` (1-based block index)."""
+        return new_block_id()
+
+    def next_indirect(self) -> bytes:
+        """The id of the next indirect block."""
+        return new_block_id()
+
+
 def segment_count(size: int, first: int, other: int) -> int:
     """Segments after the inode for ``size`` bytes: ceil(max(0, size - first) / other)."""
     return max(0, -(-(size - first) // other))

@@ -14,7 +14,7 @@ import uuid
 from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._native import checksum, dirents, envelope, hashing, records
-from .blockmap import BlockMapBuilder, new_block_id, segment_offset
+from .blockmap import BlockMapBuilder, RandomBlockIds, segment_offset
 from .constants import (
     BUCKET_FIXED_ATTRS,
     BUCKET_UUID_KEY,
@@ -99,25 +99,28 @@ def file_blobs(
     backpointers: Sequence[bytes],
     name: bytes,
     where: InodeName,
+    ids=None,
 ) -> Generator[Blob, None, VAttr]:
     """The blobs of a regular file read from ``stream`` (§9.1, §9.6, §11).
 
     ``attrs.size`` is ignored: the stored size is the number of bytes read.
     The inode comes last; the final :class:`VAttr` is available afterwards
-    through the generator's return value (``StopIteration.value``).
+    through the generator's return value (``StopIteration.value``). ``ids``
+    makes segment and indirect-block ids (default: random UUID4s).
     """
+    ids = ids or RandomBlockIds(fh)
     ctime = attrs.ctime_sec
     first = read_exact(stream, FIRST_SEGMENT_BYTES)
     size = len(first)
     pending: List[Blob] = []
-    blockmap = BlockMapBuilder(_indirect_emitter(pending, fh, ctime))
+    blockmap = BlockMapBuilder(_indirect_emitter(pending, fh, ctime), new_id=ids.next_indirect)
     if size == FIRST_SEGMENT_BYTES:
         index = 1
         while True:
             data = read_exact(stream, OTHER_SEGMENT_BYTES)
             if not data:
                 break
-            seg_id = new_block_id()
+            seg_id = ids.segment(index)
             offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
             yield Blob(
                 hashing.blob_name(seg_id, Btype.SEGMENT, fh),
@@ -174,20 +177,23 @@ def directory_blobs(
     name: bytes,
     where: InodeName,
     extattrs: Optional[Sequence[Tuple[str, str]]] = None,
+    ids=None,
 ) -> Iterator[Blob]:
     """The blobs of a directory (§9.4, §9.5, §9.7, §12): segments, then the inode.
 
     ``children`` are ``(name, fh)`` in scan order; ``.`` and ``..`` are added
-    here. The root is stored under its ``tmp`` name until FINALIZE.
+    here. The root is stored under its ``tmp`` name until FINALIZE. ``ids``
+    makes segment and indirect-block ids (default: random UUID4s).
     """
+    ids = ids or RandomBlockIds(fh)
     entries = [(b".", fh), (b"..", parent_fh)]
     entries.extend(children)
     segments = dirents.split_entries(entries, DIR_FIRST_SEGMENT_LIMIT, DIR_OTHER_SEGMENT_BYTES)
     ctime = attrs.ctime_sec
     pending: List[Blob] = []
-    blockmap = BlockMapBuilder(_indirect_emitter(pending, fh, ctime))
+    blockmap = BlockMapBuilder(_indirect_emitter(pending, fh, ctime), new_id=ids.next_indirect)
     for index, packed in enumerate(segments[1:], start=1):
-        seg_id = new_block_id()
+        seg_id = ids.segment(index)
         offset = segment_offset(index, FIRST_SEGMENT_BYTES, DIR_OTHER_SEGMENT_BYTES)
         yield Blob(hashing.blob_name(seg_id, Btype.SEGMENT, fh), records.encode_dir_segment(packed, ctime, offset, fh))
         blockmap.add(seg_id)

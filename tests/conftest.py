@@ -1,0 +1,140 @@
+"""Shared test setup: the two twins of each hot path, as a facade (after multidict and propcache).
+
+* ``impl`` is parametrised over ``"py"`` and ``"c"``; ``impl("records")`` is
+  that twin of the topic, so one test body checks both.
+* ``twins("records")`` returns ``(records_py, records_c)`` for differential
+  tests.
+
+The compiled twin of a topic is skipped, with the reason, when it is not
+built, when ``CLFSLOAD_NO_EXTENSIONS`` is set or when ``--no-c-extensions``
+is given; with ``CLFSLOAD_REQUIRE_EXTENSIONS=1`` a missing twin fails instead.
+"""
+
+import dataclasses
+import importlib
+import os
+import sys
+from types import ModuleType
+from typing import Callable, Optional, Tuple
+
+import pytest
+
+try:
+    import clfsload  # noqa: F401
+except ImportError:  # running from a checkout: the package sits next to tests/
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from clfsload._native import _compat
+
+_CONFIG: Optional[pytest.Config] = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-c-extensions",
+        action="store_true",
+        default=False,
+        help="test only the pure-Python twins (as CLFSLOAD_NO_EXTENSIONS=1 does)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CONFIG
+    _CONFIG = config
+    config.addinivalue_line("markers", "c_extension: exercises a compiled (Cython) twin")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    # differential tests need the compiled twins: mark them like the "c" params
+    for item in items:
+        if "twins" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.c_extension)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # skip (or, when they are required, fail) before Hypothesis starts generating
+    if item.get_closest_marker("c_extension") is not None:
+        reason = c_unavailable(item.config)
+        if reason:
+            pytest.skip(reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeImplementation:
+    """One side of the twin pair: ``impl("records")`` imports that side's module."""
+
+    is_pure_python: bool
+
+    @property
+    def tag(self) -> str:
+        return "py" if self.is_pure_python else "c"
+
+    def imported_module(self, topic: str) -> ModuleType:
+        return importlib.import_module("clfsload._native.%s_%s" % (topic, self.tag))
+
+    def __call__(self, topic: str) -> ModuleType:
+        """The module, or a skip (a failure under CLFSLOAD_REQUIRE_EXTENSIONS) if it cannot be tested."""
+        if not self.is_pure_python:
+            reason = c_unavailable(_CONFIG, topic)
+            if reason:
+                pytest.skip(reason)
+        return self.imported_module(topic)
+
+
+PY = NativeImplementation(is_pure_python=True)
+C = NativeImplementation(is_pure_python=False)
+
+
+def c_unavailable(config: Optional[pytest.Config], topic: Optional[str] = None) -> Optional[str]:
+    """Why the compiled twins (or ``topic``'s) cannot be tested here, or None.
+
+    A twin that is required (CLFSLOAD_REQUIRE_EXTENSIONS=1) but missing fails
+    the test instead of skipping it.
+    """
+    if config is not None and config.getoption("--no-c-extensions"):
+        return "--no-c-extensions: pure-Python twins only"
+    if _compat.NO_EXTENSIONS:
+        return "CLFSLOAD_NO_EXTENSIONS is set (or not CPython): pure-Python twins only"
+    for name in (topic,) if topic else _compat_topics():
+        try:
+            C.imported_module(name)
+        except ImportError as exc:
+            if _compat.REQUIRE_EXTENSIONS:
+                pytest.fail("CLFSLOAD_REQUIRE_EXTENSIONS=1 but clfsload._native.%s_c cannot be imported: %s" % (name, exc))
+            return "compiled twin clfsload._native.%s_c is not built (%s); build with setup.py build_ext --inplace" % (
+                name,
+                exc,
+            )
+    return None
+
+
+def _compat_topics() -> Tuple[str, ...]:
+    from clfsload._native import TOPICS
+
+    return TOPICS
+
+
+@pytest.fixture(
+    scope="session",
+    params=[PY, pytest.param(C, marks=pytest.mark.c_extension)],
+    ids=["py", "c"],
+)
+def impl(request: pytest.FixtureRequest) -> NativeImplementation:
+    """Each twin in turn; call it with a topic: ``impl("records").encode_vattr(...)``."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def c_skip_reason(request: pytest.FixtureRequest) -> Optional[str]:
+    """Why the compiled twins cannot be tested in this session, or None when they can."""
+    return c_unavailable(request.config)
+
+
+@pytest.fixture(scope="session")
+def twins() -> Callable[[str], Tuple[ModuleType, ModuleType]]:
+    """``twins(topic)`` -> ``(pure module, compiled module)``; skips when the compiled one is unavailable."""
+
+    def pair(topic: str) -> Tuple[ModuleType, ModuleType]:
+        return PY(topic), C(topic)
+
+    return pair
