@@ -1,0 +1,169 @@
+"""The command line: ``CLFSLoad.py [--new] STATE_DIR SOURCE ACCOUNT CONTAINER SAS``.
+
+The argv of CLFSLoad 1.0.24 is accepted verbatim (AzCopy builds it), options
+spelt with underscores as the original; each also has a kebab-case alias.
+
+Exit codes: 0 the container is complete (or already was); 1 the load
+failed or was interrupted (the state dir is kept: rerun without ``--new`` to
+resume); 2 the command line is wrong.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import ClfsLoadError
+from .logsetup import console
+from .settings import COMPRESSIONS, Settings, default_upload_threads
+from .targets.credentials import Credential
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+ENV_SAS = "CLFSLOAD_SAS_TOKEN"
+ENV_ACCOUNT_KEY = "CLFSLOAD_ACCOUNT_KEY"
+ENV_CONNECTION_STRING = "CLFSLOAD_CONNECTION_STRING"
+
+
+def _bool_int(text: str) -> bool:
+    try:
+        return bool(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected 0 or 1, got %r" % text) from None
+
+
+def _log_level(text: str) -> str:
+    try:
+        return logging.getLevelName(int(text))
+    except ValueError:
+        level = text.upper()
+        if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            return level
+        raise argparse.ArgumentTypeError("invalid log_level %r (debug, info, warning, error, critical)" % text) from None
+
+
+def version_text() -> str:
+    """The ``--version`` line: tool, backend of the hot paths, Python."""
+    import lz4
+
+    from ._native import BACKEND
+
+    return "CLFSLoad %s (clfsload, %s backend, lz4 %s, Python %s)" % (
+        __version__,
+        BACKEND,
+        lz4.library_version_string(),
+        sys.version.split()[0],
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (original spellings, with kebab-case aliases)."""
+    p = argparse.ArgumentParser(
+        prog="CLFSLoad.py",
+        description="Load a local directory tree into an Azure Blob container (or a local folder) in CLFS format.",
+        epilog="ACCOUNT: a storage account name, a blob endpoint URL (https://host/..., http://127.0.0.1:10000/"
+        "devstoreaccount1 for Azurite), or file:/path for a local folder (then SAS is '-'). "
+        "Exit codes: 0 done, 1 failed or interrupted (rerun without --new to resume), 2 usage.",
+    )
+    p.add_argument("local_state_path", metavar="STATE_DIR", help="local state directory (created by --new)")
+    p.add_argument("source_root", metavar="SOURCE", help="directory tree to load")
+    p.add_argument("target_storage_account", metavar="ACCOUNT", help="account name, blob endpoint URL, or file: URL")
+    p.add_argument("target_container", metavar="CONTAINER", help="container (an existing, empty one for --new)")
+    p.add_argument(
+        "sas_token",
+        metavar="SAS",
+        help="SAS token for the container, or '-' to take the credential from --sas_token_file, "
+        "$%s, $%s, $%s or --azure_ad" % (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING),
+    )
+    p.add_argument("--version", action="version", version=version_text())
+    p.add_argument("--new", action="store_true", help="start a new transfer (STATE_DIR must not exist)")
+    p.add_argument("--dry_run", "--dry-run", action="store_true", help="count objects and bytes first, for progress and ETA")
+    p.add_argument("--dry_run_gb", "--dry-run-gb", type=float, default=None, help="set the dry-run GiB without scanning")
+    p.add_argument("--dry_run_count", "--dry-run-count", type=int, default=None, help="set the dry-run object count")
+    p.add_argument("--compression", choices=COMPRESSIONS, default=None, help="default=LZ4 (fixed at --new)")
+    p.add_argument("--max_errors", "--max-errors", type=int, default=50, help="errors per phase before it stops; 0 = unlimited")
+    p.add_argument("--preserve_hardlinks", "--preserve-hardlinks", type=_bool_int, default=None,
+                   help="0 (default): each path is a copy; 1: hard links share one inode (fixed at --new)")
+    p.add_argument("--retry_errors", "--retry-errors", type=_bool_int, default=True,
+                   help="1 (default): a resume retries the entries that failed")
+    p.add_argument("--publish_with_errors", "--publish-with-errors", action="store_true",
+                   help="publish the container even if entries failed (they are left out of their directories)")
+    p.add_argument("--log_level", "--log-level", type=_log_level, default="INFO", help="debug, info, warning, error")
+    p.add_argument("--sas_token_file", "--sas-token-file", default=None,
+                   help="read the SAS token from this file (keeps it out of argv and shell history)")
+    p.add_argument("--azure_ad", "--azure-ad", action="store_true", help="authenticate with Azure AD (azure-identity)")
+    p.add_argument("--azcopy", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker_thread_count", "--worker-thread-count", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--processes", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--progress_interval", type=float, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def credential_from(args: argparse.Namespace, environ=os.environ) -> Credential:
+    """The credential, from the first of: --azure_ad, --sas_token_file, SAS, the environment."""
+    if args.azure_ad:
+        return Credential.azure_ad()
+    if args.sas_token_file:
+        try:
+            with open(args.sas_token_file, encoding="utf-8") as f:
+                return Credential.sas(f.read())
+        except OSError as exc:
+            raise ClfsLoadError("cannot read --sas_token_file '%s': %s" % (args.sas_token_file, exc.strerror)) from None
+    if args.sas_token.strip() not in ("", "-"):
+        return Credential.sas(args.sas_token)
+    if environ.get(ENV_SAS):
+        return Credential.sas(environ[ENV_SAS])
+    if environ.get(ENV_ACCOUNT_KEY):
+        return Credential.account_key(environ[ENV_ACCOUNT_KEY])
+    if environ.get(ENV_CONNECTION_STRING):
+        return Credential.connection_string(environ[ENV_CONNECTION_STRING])
+    return Credential.none()
+
+
+def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.environ) -> Settings:
+    """Typed settings from parsed arguments."""
+    threads = args.worker_thread_count
+    if threads is not None and not 1 <= threads <= 200:
+        clamped = min(200, max(1, threads))
+        log.warning("adjusted worker_thread_count from %d to %d", threads, clamped)
+        threads = clamped
+    return Settings(
+        state_dir=args.local_state_path,
+        source=args.source_root,
+        account=args.target_storage_account,
+        container=args.target_container,
+        credential=credential_from(args, environ),
+        new=args.new,
+        compression=args.compression,
+        preserve_hardlinks=args.preserve_hardlinks,
+        max_errors=args.max_errors,
+        retry_errors=args.retry_errors,
+        publish_with_errors=args.publish_with_errors,
+        log_level=args.log_level,
+        upload_threads=threads or default_upload_threads(),
+        processes=args.processes,
+        dry_run=args.dry_run,
+        dry_run_gb=args.dry_run_gb,
+        dry_run_count=args.dry_run_count,
+        azcopy=args.azcopy,
+        progress_interval=args.progress_interval,
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the loader; returns the exit code."""
+    args = build_parser().parse_args(argv)  # exits 2 on a usage error
+    log = console(args.log_level)
+    from .engine import run_load
+
+    try:
+        settings = settings_from(args, log)
+    except ClfsLoadError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    return run_load(settings, log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

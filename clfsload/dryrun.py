@@ -1,0 +1,69 @@
+"""The dry run: count the objects and bytes a load will store, for percentages and ETAs.
+
+Unlike the reference (behaviour spec §2.4, §12 item 9), an unreadable entry
+does not abort the run: it is reported and the count goes on.
+"""
+
+import logging
+import os
+import time
+
+from .scan import describe_oserror
+
+GIB = 1 << 30
+
+
+def count_tree(root: str, preserve_hardlinks: bool, log: logging.Logger):
+    """(objects, bytes of regular files, unreadable entries) under ``root``, the root included."""
+    objects, size, unreadable = 1, 0, 0
+    seen = set()
+    stack = [os.fsencode(root)]
+    while stack:
+        path = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        unreadable += 1
+                        log.warning("dry run: '%s': %s", os.fsdecode(entry.path), describe_oserror(exc))
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        objects += 1
+                        stack.append(entry.path)
+                        continue
+                    if preserve_hardlinks and st.st_nlink > 1:
+                        key = (st.st_dev, st.st_ino)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                    objects += 1
+                    if entry.is_file(follow_symlinks=False):
+                        size += st.st_size
+        except OSError as exc:
+            unreadable += 1
+            log.warning("dry run: '%s': %s", os.fsdecode(path), describe_oserror(exc))
+    return objects, size, unreadable
+
+
+def dry_run(state, settings, log: logging.Logger) -> None:
+    """Store the totals of a dry run (counted, or given with --dry_run_count/--dry_run_gb)."""
+    if settings.dry_run:
+        start = time.monotonic()
+        log.info("perform dry run on %s", settings.source)
+        count, size, unreadable = count_tree(settings.source, state.get("preserve_hardlinks") == "1", log)
+        log.info(
+            "dry run result count=%d GB=%.6f elapsed=%.3f%s",
+            count,
+            size / GIB,
+            time.monotonic() - start,
+            " unreadable=%d" % unreadable if unreadable else "",
+        )
+        state.set("dry_run_count", str(count))
+        state.set("dry_run_bytes", str(size))
+    if settings.dry_run_count is not None:
+        state.set("dry_run_count", str(settings.dry_run_count))
+    if settings.dry_run_gb is not None:
+        state.set("dry_run_bytes", str(int(settings.dry_run_gb * GIB)))
+    state.commit()

@@ -1,0 +1,457 @@
+"""The driver of a load: checks, then the phases INIT, TRANSFER, RECONCILE, FINALIZE.
+
+* INIT (``--new`` only): pick the run's ids, store them, write the bucket object.
+* TRANSFER: directory units run in the worker pool; the driver records
+  their results in the state store and schedules the subdirectories found.
+* RECONCILE (``--preserve_hardlinks 1``): every hard-linked object is stored
+  once, with all its backpointers, under its final version-11 name.
+* FINALIZE: upload the run's log and ``problems.txt``, add them to the bucket
+  object, and publish the root by copying its ``tmp`` inode to its final
+  name. A run with problems publishes nothing unless ``--publish_with_errors``.
+
+Every object is written under a name fixed by the state store (see
+:mod:`clfsload.ids`), so the whole driver can be killed at any point and
+rerun: the work left is done again and overwrites what was half done.
+"""
+
+import logging
+import os
+import secrets
+import stat
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
+from typing import Dict, Optional
+
+from . import __version__
+from ._native import envelope
+from .clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
+from .clfs.decode import decode_payload
+from .clfs.objects import bucket_blob, final_root_name, seal
+from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
+from .logsetup import attach_file, detach
+from .pool import UnitPool, WorkerConfig
+from .progress import Progress
+from .scan import Problem
+from .settings import Settings
+from .state import StateError, StateStore
+from .targets import open_target
+from .targets.endpoint import LocalFolder, parse_account
+from .targets.base import BlobTarget
+from .transfer import DirResult, RunParams
+
+log = logging.getLogger("clfsload")
+
+PROBLEMS_FILE = "problems.txt"
+LOG_FILE = "output.txt"
+COMMIT_EVERY = 200  # results per state transaction
+COMMIT_SECONDS = 1.0
+
+
+class LoadError(ClfsLoadError):
+    """The load cannot go on; the message says what is wrong and what to do."""
+
+
+class Interrupted(ClfsLoadError):
+    """Ctrl-C or SIGTERM: the state is saved and the same command resumes."""
+
+
+class LoadResult:
+    """What a run did: exit code, counts, problems."""
+
+    def __init__(self) -> None:
+        self.exit_code = 1
+        self.published = False
+        self.objects = 0
+        self.source_bytes = 0
+        self.problems = 0
+        self.elapsed = 0.0
+        self.message = ""
+        self.phase = "INIT"
+
+
+def check_paths(state_dir: str, source: str) -> None:
+    """SOURCE is a readable directory and neither path lies inside the other (real paths)."""
+    try:
+        st = os.lstat(source)
+    except OSError as exc:
+        raise LoadError("source '%s' cannot be read: %s" % (source, exc.strerror)) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise LoadError("source '%s' is a symlink; give the directory it points to" % source)
+    if not stat.S_ISDIR(st.st_mode):
+        raise LoadError("source '%s' is not a directory" % source)
+    if not os.access(source, os.R_OK | os.X_OK):
+        raise LoadError("source '%s' cannot be listed: permission denied" % source)
+    real_state = os.path.realpath(state_dir) + os.sep
+    real_source = os.path.realpath(source) + os.sep
+    if real_state.startswith(real_source) or real_source.startswith(real_state):
+        raise LoadError(
+            "state directory '%s' and source '%s' overlap; put the state directory outside the tree you load"
+            % (state_dir, source)
+        )
+
+
+class Loader:
+    """One invocation of the loader over one state directory."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.state: Optional[StateStore] = None
+        self.target: Optional[BlobTarget] = None
+        self.result = LoadResult()
+        self.progress: Optional[Progress] = None
+        self._started = time.monotonic()
+        self._log_file: Optional[logging.Handler] = None
+
+    # --- top level -----------------------------------------------------------
+
+    def run(self) -> LoadResult:
+        """Run every phase still to do; returns the result (never raises ClfsLoadError)."""
+        try:
+            self._run()
+        finally:
+            self.result.elapsed = time.monotonic() - self._started
+            if self.state is not None:
+                self.result.phase = self.state.phase
+            if self.target is not None:
+                self.target.close()
+            if self.state is not None:
+                self.state.close()
+            detach(self._log_file)
+        return self.result
+
+    def _run(self) -> None:
+        s = self.settings
+        check_paths(s.state_dir, s.source)
+        if not s.new:
+            # The state dir first: a missing or busy one says so before any network call.
+            self.state = StateStore.open(s.state_dir)
+            self._log_file = attach_file(s.state_dir, LOG_FILE)
+        # A local folder target is created on --new; an Azure container never is (it must exist).
+        local = isinstance(parse_account(s.account), LocalFolder) if s.account.strip() else False
+        self.target = open_target(s.account, s.container, s.credential, create=s.new and local)
+        self.target.check_access()
+        if s.new:
+            if not self.target.is_empty():
+                raise LoadError(
+                    "container '%s' is not empty; --new needs an empty container (%s)" % (s.container, self.target.describe())
+                )
+            # Created only once every check passed, so a failed start leaves nothing to clean up.
+            self.state = StateStore.create(s.state_dir, self._identity())
+            self._log_file = attach_file(s.state_dir, LOG_FILE)
+        else:
+            self._check_resume()
+        self.progress = Progress(self.state, s, log)
+        self.progress.config(new=s.new)
+        if s.dry_run or s.dry_run_gb is not None or s.dry_run_count is not None:
+            from .dryrun import dry_run
+
+            dry_run(self.state, s, log)
+        state = self.state
+        if state.phase == "INIT":
+            self._init()
+        if state.phase == "DONE":
+            if state.count_problems() == 0:
+                log.info("this transfer has already completed without errors")
+                self.result.exit_code = 0
+                self.result.published = True
+                self._fill_result()
+                return
+            if not s.retry_errors:
+                raise LoadError("this transfer completed with errors and --retry_errors is 0; nothing to do")
+        if s.retry_errors and state.phase != "INIT":
+            units, links = state.retry_failed()
+            if units or links:
+                log.info("retry_errors: %d directories and %d linked objects will be loaded again", units, links)
+                state.set_phase("TRANSFER" if units else "RECONCILE")
+        if state.phase == "TRANSFER":
+            self._transfer()
+        if state.phase == "RECONCILE":
+            self._reconcile()
+        if state.phase in ("FINALIZE", "DONE"):
+            self._finalize()
+        self._fill_result()
+
+    def _fill_result(self) -> None:
+        assert self.state is not None
+        self.result.objects = self.state.counter("objects")
+        self.result.source_bytes = self.state.counter("source_bytes")
+        self.result.problems = self.state.count_problems()
+
+    # --- identity and resume checks --------------------------------------------
+
+    def _identity(self) -> Dict[str, str]:
+        s = self.settings
+        assert self.target is not None
+        return {
+            "tool_version": __version__,
+            "phase": "INIT",
+            "containerid": str(secrets.randbelow(0xFFFFFFFF) + 1),
+            "fsid": str(secrets.randbelow(0xFFFFFFFF) + 1),
+            "id_secret": secrets.token_hex(16),
+            "bucket_uuid": _uuid4(),
+            "compression": s.compression or "LZ4",
+            "preserve_hardlinks": "1" if s.preserve_hardlinks else "0",
+            "source": os.path.realpath(s.source),
+            "source_arg": s.source,
+            "target": self.target.describe(),
+            "created": "%.3f" % time.time(),
+        }
+
+    def _check_resume(self) -> None:
+        s, state = self.settings, self.state
+        assert state is not None and self.target is not None
+        mismatches = []
+        if os.path.realpath(s.source) != state.get("source"):
+            mismatches.append("source '%s' is not the one this transfer started with ('%s')" % (s.source, state.get("source")))
+        if self.target.describe() != state.get("target"):
+            mismatches.append(
+                "target %s is not the one this transfer started with (%s)" % (self.target.describe(), state.get("target"))
+            )
+        if s.compression and s.compression != state.get("compression"):
+            mismatches.append("--compression %s differs from the stored %s" % (s.compression, state.get("compression")))
+        if s.preserve_hardlinks is not None and int(s.preserve_hardlinks) != int(state.get("preserve_hardlinks") or 0):
+            mismatches.append(
+                "--preserve_hardlinks %d differs from the stored %s" % (int(s.preserve_hardlinks), state.get("preserve_hardlinks"))
+            )
+        if mismatches:
+            raise LoadError("cannot resume: " + "; ".join(mismatches) + "; rerun with the original values")
+        if state.phase != "INIT":
+            self._check_bucket()
+
+    def _check_bucket(self) -> None:
+        assert self.state is not None and self.target is not None
+        name = bucket_blob("").name
+        try:
+            obj = decode_payload(self.target.get(name), name)
+        except BlobNotFoundError:
+            raise LoadError(
+                "the container has no bucket object (%s): it was emptied or is not the one this transfer wrote to" % name
+            ) from None
+        except FormatError as exc:
+            raise LoadError("the container's bucket object is damaged: %s" % exc) from None
+        found = dict(obj.extattrs or [])
+        if found.get(BUCKET_UUID_KEY) != self.state.get("bucket_uuid"):
+            raise LoadError("the container's bucket object belongs to another transfer (bucketUUID differs)")
+
+    # --- INIT ------------------------------------------------------------------
+
+    def params(self) -> RunParams:
+        """The run's shared parameters, from the state store."""
+        state = self.state
+        assert state is not None
+        return RunParams(
+            containerid=int(state.get("containerid")),  # type: ignore[arg-type]
+            fsid=int(state.get("fsid")),  # type: ignore[arg-type]
+            secret=bytes.fromhex(state.get("id_secret")),  # type: ignore[arg-type]
+            compress=state.get("compression") == "LZ4",
+            preserve_hardlinks=state.get("preserve_hardlinks") == "1",
+        )
+
+    def _init(self) -> None:
+        state, target = self.state, self.target
+        assert state is not None and target is not None
+        self.progress.phase("init")
+        names = [n for n in target.list_names() if n != bucket_blob("").name]
+        if names:
+            raise LoadError("container '%s' is not empty (%s ...); --new needs an empty container" % (self.settings.container, names[0]))
+        sealed = seal(bucket_blob(state.get("bucket_uuid")), self.params().compress)  # type: ignore[arg-type]
+        target.put(sealed.name, sealed.payload)
+        root_name = os.fsencode(os.path.basename(self.settings.source))
+        state.add_unit(os.fsencode(os.path.realpath(self.settings.source)), ROOT_ID, ROOT_ID, root_name, None)
+        state.set_phase("TRANSFER")
+
+    # --- TRANSFER and RECONCILE ----------------------------------------------------
+
+    def _pool(self) -> UnitPool:
+        s = self.settings
+        config = WorkerConfig(s.account, s.container, s.credential, self.params(), s.upload_threads)
+        return UnitPool(config, s.processes or 0)
+
+    def _transfer(self) -> None:
+        state = self.state
+        assert state is not None and self.progress is not None
+        self.progress.phase("transfer")
+        errors = self._drain(
+            fetch=lambda cursor, n: [(t.unit, t) for t in state.pending_units(cursor or 0, n)],
+            record=self._record_unit,
+        )
+        if errors is not None:
+            return
+        if state.count_units() != 0:
+            raise LoadError("internal error: transfer ended with %d directories pending; run again to resume" % state.count_units())
+        state.set_phase("RECONCILE")
+
+    def _reconcile(self) -> None:
+        state = self.state
+        assert state is not None and self.progress is not None
+        if state.count_links():
+            self.progress.phase("reconcile")
+            errors = self._drain(
+                fetch=lambda cursor, n: [(t.fh, t) for t in state.pending_links(n, cursor or b"")],
+                record=self._record_link,
+            )
+            if errors is not None:
+                return
+        state.set_phase("FINALIZE")
+
+    def _record_unit(self, task, outcome) -> int:
+        state = self.state
+        assert state is not None and self.progress is not None
+        if isinstance(outcome, DirResult):
+            state.complete_unit(outcome)
+            for problem in outcome.problems:
+                log.error("%s", problem.line())
+            self.progress.count(outcome.objects + 1, outcome.source_bytes)
+            return len(outcome.problems)
+        state.fail_unit(task.unit, outcome)
+        log.error("%s", outcome.line())
+        return 1
+
+    def _record_link(self, task, outcome: Optional[Problem]) -> int:
+        assert self.state is not None and self.progress is not None
+        self.state.complete_link(task.fh, outcome)
+        if outcome is not None:
+            log.error("%s", outcome.line())
+            return 1
+        self.progress.count(1, 0)
+        return 0
+
+    def _drain(self, fetch, record) -> Optional[int]:
+        """Run every pending unit ``fetch`` gives; None when all ran within the error budget."""
+        state = self.state
+        assert state is not None and self.progress is not None
+        s = self.settings
+        pool = self._pool()
+        in_flight = {}
+        cursor = None
+        errors = 0
+        last_commit = time.monotonic()
+        stopping = False
+        try:
+            while True:
+                if not stopping and len(in_flight) < pool.capacity:
+                    if state.batch_size:
+                        state.commit()  # new units must be visible to the query
+                    batch = fetch(cursor, pool.capacity - len(in_flight))
+                    for key, task in batch:
+                        in_flight[pool.submit(task)] = task
+                        cursor = key
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, timeout=self.progress.seconds_to_next(), return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = in_flight.pop(future)
+                    errors += record(task, future.result())
+                if errors and s.max_errors and errors >= s.max_errors and not stopping:
+                    stopping = True
+                    log.error("phase aborting work because the error limit is reached (%d >= %d)", errors, s.max_errors)
+                now = time.monotonic()
+                if state.batch_size >= COMMIT_EVERY or now - last_commit >= COMMIT_SECONDS:
+                    state.commit()
+                    last_commit = now
+                self.progress.tick()
+        except KeyboardInterrupt:
+            state.commit()
+            pool.shutdown(cancel=True)
+            raise Interrupted("interrupted; the state is saved: run the same command without --new to resume") from None
+        except BaseException:
+            state.commit()
+            pool.shutdown(cancel=True)
+            raise
+        state.commit()
+        pool.shutdown()
+        self.progress.tick(force=True)
+        if stopping:
+            raise LoadError("phase aborted, error count %d >= max %d; fix the causes and run again to resume" % (errors, s.max_errors))
+        return None
+
+    # --- FINALIZE --------------------------------------------------------------
+
+    def _finalize(self) -> None:
+        state, target, s = self.state, self.target, self.settings
+        assert state is not None and target is not None and self.progress is not None
+        self.progress.phase("finalize")
+        problems = list(state.problems())
+        problems_path = os.path.join(s.state_dir, PROBLEMS_FILE)
+        if os.path.exists(problems_path):
+            os.unlink(problems_path)
+        uploads = [LOG_FILE]
+        if problems:
+            with open(problems_path, "wb") as f:
+                for p in problems:
+                    f.write(p.path + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            uploads.append(PROBLEMS_FILE)
+            log.warning("%d entries could not be loaded; they are listed in %s", len(problems), problems_path)
+        else:
+            target.delete(PROBLEMS_FILE)  # a stale copy from an earlier run
+        if problems and not s.publish_with_errors:
+            self.result.message = (
+                "load failed: %d problems; the container is not published. Fix them and run the same command "
+                "again (it retries them), or pass --publish_with_errors to publish without those entries" % len(problems)
+            )
+            return
+        for handler in log.handlers:
+            handler.flush()
+        for name in uploads:
+            with open(os.path.join(s.state_dir, name), "rb") as f:
+                target.put(name, f.read())
+        sealed = seal(bucket_blob(state.get("bucket_uuid"), uploads), self.params().compress)  # type: ignore[arg-type]
+        target.put(sealed.name, sealed.payload)
+        self._publish_root()
+        state.set_phase("DONE")
+        self.result.published = True
+        self.result.exit_code = 1 if problems else 0
+
+    def _publish_root(self) -> None:
+        target = self.target
+        assert target is not None
+        final = final_root_name()
+        tmp = TMP_PREFIX + final
+        try:
+            payload = target.get(tmp)
+        except BlobNotFoundError:
+            target.get(final)  # an earlier FINALIZE already published it
+            return
+        envelope.unwrap(payload)  # never publish a root that does not decode
+        target.put(final, payload)
+        target.delete(tmp)
+
+
+def run_load(settings: Settings, logger: logging.Logger = log) -> int:
+    """Run a load and report it on the log; returns the exit code (0 done, 1 failed)."""
+    loader = Loader(settings)
+    status = "Failed"
+    try:
+        result = loader.run()
+        if result.exit_code == 0:
+            status = "Completed"
+            logger.info("all phases complete")
+            logger.info("CLFSLoad succeeded")
+        else:
+            logger.error("%s", result.message or "load failed")
+    except Interrupted as exc:
+        status = "Aborted"
+        logger.error("%s", exc)
+    except (ClfsLoadError, TerminalError) as exc:
+        logger.error("%s", exc)
+    except KeyboardInterrupt:
+        status = "Aborted"
+        logger.error("interrupted; run the same command without --new to resume")
+    except Exception as exc:  # never a traceback for the user; the stack goes to DEBUG
+        logger.debug("internal error", exc_info=True)
+        logger.error("internal error: %s: %s (rerun with --log_level debug for details)", type(exc).__name__, exc)
+    result = loader.result
+    if loader.progress is not None:
+        loader.progress.final(result, status)
+    return result.exit_code if status == "Completed" else 1
+
+
+def _uuid4() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+__all__ = ["Loader", "LoadError", "LoadResult", "Interrupted", "StateError", "check_paths", "run_load"]

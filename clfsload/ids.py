@@ -1,0 +1,109 @@
+"""Deterministic identifiers for one run: filehandles, segment and indirect-block ids.
+
+The reference draws filehandle tails and segment ids at random, so an object
+uploaded twice (a crash, a retried directory) leaves the first attempt's
+blobs behind for ever (behaviour spec §4.5). Here every id is a keyed hash
+of where the object sits in the work, under a 16-byte secret drawn once per
+transfer and kept in the state store:
+
+* a child's sequence number is ``unit << 28 | (k + 1)``, where ``unit`` is the
+  id of the directory unit that found it and ``k`` its rank in the sorted
+  names of that directory; so a re-run of the unit names the same objects;
+* its random tail is BLAKE2b(secret, seq), redrawn while fnv1_variant(fh) == 0;
+* a hard-linked inode (``--preserve_hardlinks 1``) gets a seq from
+  BLAKE2b(secret, dev, ino, ftype) with the top bit set, so every directory
+  that meets one of its links names it alike without asking anybody;
+* segment and indirect-block ids are BLAKE2b(secret, owner fh, kind, index),
+  shaped as UUID4 (version and variant bits set) like the reference's.
+
+To an observer the ids are as random as the reference's; to a re-run they are
+the same, so it overwrites its blobs instead of orphaning them.
+"""
+
+import hashlib
+import struct
+from .clfs.constants import DIRMGR_COUNT, Ftype
+from .clfs.handles import dmid_of, make_fh
+from ._native import hashing
+
+UNIT_SHIFT = 28  # children per directory unit: 2^28 - 1
+MAX_UNIT = (1 << (63 - UNIT_SHIFT)) - 1
+LINKED_SEQ_BIT = 1 << 63
+_U64 = struct.Struct("<Q")
+
+
+class IdMint:
+    """Makes every id of one run from its containerid and secret."""
+
+    def __init__(self, containerid: int, secret: bytes):
+        if len(secret) < 16:
+            raise ValueError("the id secret must be at least 16 bytes")
+        self.containerid = containerid
+        self._key = bytes(secret[:64])
+
+    def _hash(self, data: bytes, size: int) -> bytes:
+        return hashlib.blake2b(data, key=self._key, digest_size=size).digest()
+
+    def child_seq(self, unit: int, rank: int) -> int:
+        """The sequence number of the ``rank``-th (0-based) child of directory unit ``unit``."""
+        if not 0 < unit <= MAX_UNIT:
+            raise ValueError("directory unit %d is out of range" % unit)
+        if not 0 <= rank < (1 << UNIT_SHIFT) - 1:
+            raise ValueError("a directory holds at most %d entries" % ((1 << UNIT_SHIFT) - 1))
+        return (unit << UNIT_SHIFT) | (rank + 1)
+
+    def linked_seq(self, dev: int, ino: int, ftype: int) -> int:
+        """The sequence number of a hard-linked inode, the same from every one of its links."""
+        digest = self._hash(b"L" + _U64.pack(dev) + _U64.pack(ino) + bytes((ftype,)), 8)
+        return LINKED_SEQ_BIT | (_U64.unpack(digest)[0] & (LINKED_SEQ_BIT - 1))
+
+    def fh(self, parent_fh: bytes, ftype: int, seq: int) -> bytes:
+        """The 24-byte filehandle of an object with ``seq`` found under ``parent_fh`` (FMT §2.2)."""
+        dmid_src = dmid_of(parent_fh)
+        dmid_tgt = seq % DIRMGR_COUNT if ftype == Ftype.DIR else dmid_src
+        return self._fh(dmid_src, dmid_tgt, ftype, seq)
+
+    def linked_fh(self, dev: int, ino: int, ftype: int) -> bytes:
+        """The filehandle of a hard-linked non-directory; independent of the parent it is met under."""
+        seq = self.linked_seq(dev, ino, ftype)
+        dmid = seq % DIRMGR_COUNT
+        return self._fh(dmid, dmid, ftype, seq)
+
+    def _fh(self, dmid_src: int, dmid_tgt: int, ftype: int, seq: int) -> bytes:
+        attempt = 0
+        while True:
+            digest = self._hash(b"F" + _U64.pack(seq) + _U64.pack(attempt), 8)
+            tail = _U64.unpack(digest)[0] or 1  # the tail is never 0
+            fh = make_fh(self.containerid, dmid_src, dmid_tgt, ftype, seq, tail)
+            if hashing.fnv1_variant(fh) != 0:  # CLFS rejects a zero hash (FMT §2.2)
+                return fh
+            attempt += 1
+
+    def block_id(self, owner_fh: bytes, kind: bytes, index: int) -> bytes:
+        """A UUID4-shaped 16-byte id for block ``index`` of ``kind`` (b"S" segment, b"I" indirect)."""
+        raw = bytearray(self._hash(b"B" + kind + bytes(owner_fh) + _U64.pack(index), 16))
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        return bytes(raw)
+
+    def block_ids(self, owner_fh: bytes) -> "BlockIds":
+        """Id makers for the segments and indirect blocks of one object."""
+        return BlockIds(self, owner_fh)
+
+
+class BlockIds:
+    """Segment ids by block index, indirect-block ids in creation order, for one owner."""
+
+    def __init__(self, mint: IdMint, owner_fh: bytes):
+        self._mint = mint
+        self._owner = owner_fh
+        self._indirect = 0
+
+    def segment(self, index: int) -> bytes:
+        """The id of data segment ``index`` (1-based block index)."""
+        return self._mint.block_id(self._owner, b"S", index)
+
+    def next_indirect(self) -> bytes:
+        """The id of the next indirect block (the builder closes them in a fixed order)."""
+        self._indirect += 1
+        return self._mint.block_id(self._owner, b"I", self._indirect)

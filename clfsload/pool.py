@@ -1,0 +1,118 @@
+"""Where units run: worker processes on this node, or the driver itself.
+
+Each worker process opens its own connection to the target once (the
+credential reaches it in the initializer, never in a task), then runs
+:class:`~clfsload.transfer.DirTask` and :class:`~clfsload.transfer.LinkTask`
+units and returns their outcome. The driver alone writes the state store.
+"""
+
+import multiprocessing
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from .errors import TerminalError
+from .scan import Problem
+from .targets import open_async_target
+from .targets.credentials import Credential
+from .transfer import DirResult, DirTask, LinkTask, RunParams, UnitFailed, Worker
+from .upload import Uploader
+
+Outcome = Union[DirResult, Problem, Optional[Problem]]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker reaches the target and what the run's parameters are."""
+
+    account: str
+    container: str
+    credential: Credential
+    params: RunParams
+    #: uploads in flight per worker process
+    upload_threads: int
+
+
+_worker: Optional[Worker] = None
+
+
+def _open_worker(config: WorkerConfig) -> Worker:
+    def opener():
+        return open_async_target(config.account, config.container, config.credential)
+
+    uploader = Uploader(opener, config.params.compress, max_in_flight=config.upload_threads)
+    return Worker(config.params, uploader)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent goes (PR_SET_PDEATHSIG).
+
+    The parent is the forkserver, which exits when the driver does, so a
+    driver killed with SIGKILL leaves no worker uploading behind its back.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool's own shutdown still applies
+
+
+def _init_process(config: WorkerConfig) -> None:
+    global _worker
+    _die_with_parent()
+    # Ctrl-C is the driver's business: it stops the pool and records the state.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker = _open_worker(config)
+
+
+def run_task(task: Union[DirTask, LinkTask], worker: Optional[Worker] = None) -> Outcome:
+    """Run one unit; a directory that fails outright comes back as its Problem.
+
+    TerminalError propagates: the driver stops the run.
+    """
+    worker = worker or _worker
+    assert worker is not None, "worker process not initialised"
+    if isinstance(task, LinkTask):
+        return worker.store_linked(task)
+    try:
+        return worker.run(task)
+    except UnitFailed as exc:
+        return exc.problem
+    except TerminalError:
+        raise
+
+
+class UnitPool:
+    """Runs units concurrently; ``processes=0`` runs them in this process (one at a time)."""
+
+    def __init__(self, config: WorkerConfig, processes: int):
+        self.processes = processes
+        if processes > 0:
+            context = multiprocessing.get_context("forkserver")
+            self._executor = ProcessPoolExecutor(
+                max_workers=processes, mp_context=context, initializer=_init_process, initargs=(config,)
+            )
+            self._inline: Optional[Worker] = None
+        else:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-unit")
+            self._inline = _open_worker(config)
+
+    @property
+    def capacity(self) -> int:
+        """How many units to keep queued so no worker idles."""
+        return max(1, self.processes) * 4
+
+    def submit(self, task: Union[DirTask, LinkTask]) -> "Future[Outcome]":
+        """Queue one unit."""
+        if self._inline is not None:
+            return self._executor.submit(run_task, task, self._inline)
+        return self._executor.submit(run_task, task)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Stop the workers; with ``cancel`` drop queued units."""
+        self._executor.shutdown(wait=True, cancel_futures=cancel)
+        if self._inline is not None:
+            self._inline.uploader.close()

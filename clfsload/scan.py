@@ -1,0 +1,170 @@
+"""Reading the source tree: directory scans with ``lstat``, names kept as bytes.
+
+Symlinks are never followed. An entry that cannot be examined is not
+skipped silently, as the reference did (behaviour spec §12 item 12): it
+becomes a :class:`Problem` that names the path and the reason, and counts
+against the error budget.
+"""
+
+import errno
+import os
+import stat
+import struct
+from typing import List, NamedTuple, Optional, Tuple
+
+from .clfs.constants import Ftype
+from .clfs.vattr import ftype_of_mode
+from .errors import EncodeError
+
+
+class EntryStat(NamedTuple):
+    """The ``lstat`` fields the loader keeps, named like ``os.stat_result``'s.
+
+    Times are the float values (``st_mtime``), which the format needs
+    (FMT §10.4); ``*_ns`` are kept to detect a file changing while read.
+    """
+
+    st_mode: int
+    st_ino: int
+    st_dev: int
+    st_nlink: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_atime: float
+    st_mtime: float
+    st_ctime: float
+    st_rdev: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "EntryStat":
+        """Keep the fields of a stat result."""
+        return cls(
+            st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+            st.st_atime, st.st_mtime, st.st_ctime, st.st_rdev, st.st_mtime_ns, st.st_ctime_ns,
+        )  # fmt: skip
+
+    _PACK = struct.Struct("<IQQQIIQdddQqq")
+
+    def pack(self) -> bytes:
+        """Compact bytes for the state store."""
+        return self._PACK.pack(*self)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "EntryStat":
+        """Inverse of :meth:`pack`."""
+        return cls(*cls._PACK.unpack(data))
+
+    def same_content(self, other: "EntryStat") -> bool:
+        """True if nothing suggests the file changed between the two stats."""
+        return (
+            self.st_ino == other.st_ino
+            and self.st_size == other.st_size
+            and self.st_mtime_ns == other.st_mtime_ns
+            and self.st_ctime_ns == other.st_ctime_ns
+        )
+
+
+class Problem(NamedTuple):
+    """A source entry that could not be loaded: its path and a one-line reason."""
+
+    path: bytes
+    reason: str
+
+    def line(self) -> str:
+        """``'<path>': <reason>``, the path decoded for display (undecodable bytes escaped)."""
+        return "'%s': %s" % (os.fsdecode(self.path).encode("utf-8", "backslashreplace").decode(), self.reason)
+
+
+class Entry(NamedTuple):
+    """One child found by a scan."""
+
+    name: bytes
+    path: bytes
+    stat: EntryStat
+    ftype: Ftype
+
+
+def describe_oserror(exc: OSError) -> str:
+    """A short reason for an OSError, without the path (the caller names it)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (%s)" % os.strerror(exc.errno)
+    if exc.errno == errno.ENOENT:
+        return "vanished while loading (no such file or directory)"
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc)
+
+
+def scan_directory(path: bytes) -> Tuple[List[Entry], List[Problem]]:
+    """List a directory in readdir order with each child's ``lstat``.
+
+    Raises OSError if the directory itself cannot be read; problems with
+    single children are returned, not raised.
+    """
+    entries: List[Entry] = []
+    problems: List[Problem] = []
+    with os.scandir(path) as it:
+        while True:
+            try:
+                dirent = next(it)
+            except StopIteration:
+                break
+            except OSError as exc:  # a readdir error part way: keep what we have
+                problems.append(Problem(path, "directory listing failed part way: %s" % describe_oserror(exc)))
+                break
+            child = dirent.path
+            try:
+                st = EntryStat.of(dirent.stat(follow_symlinks=False))
+                ftype = ftype_of_mode(st.st_mode)
+            except OSError as exc:
+                problems.append(Problem(child, describe_oserror(exc)))
+                continue
+            except EncodeError as exc:
+                problems.append(Problem(child, str(exc)))
+                continue
+            entries.append(Entry(dirent.name, child, st, ftype))
+    return entries, problems
+
+
+def check_directory_readable(path: bytes) -> Optional[str]:
+    """None if ``path`` can be opened and listed as a directory, else the reason."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        return describe_oserror(exc)
+    os.close(fd)
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "permission denied (cannot list or enter the directory)"
+    return None
+
+
+def open_for_reading(path: bytes) -> int:
+    """Open a regular file without following symlinks and, where allowed, without touching its atime."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    fd = -1
+    if noatime:
+        try:
+            fd = os.open(path, flags | noatime)
+        except PermissionError:
+            pass  # O_NOATIME needs ownership of the file (or CAP_FOWNER)
+    if fd < 0:
+        fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "no longer a regular file")
+    return fd
+
+
+__all__ = [
+    "Entry",
+    "EntryStat",
+    "Problem",
+    "check_directory_readable",
+    "describe_oserror",
+    "open_for_reading",
+    "scan_directory",
+]

@@ -1,0 +1,344 @@
+"""The local state of one transfer: a SQLite database in STATE_DIR, one writer.
+
+Only the driver touches it, through this narrow interface. What it holds:
+
+* ``meta``: the run's identity and settings (phase, container id, fsid, id
+  secret, options, source root, target identity) and progress counters;
+* ``units``: directories still to load (pending) or that failed; a loaded
+  directory's row is deleted at once, so the table stays small on huge trees;
+* ``problems``: source entries that could not be loaded, per unit or link;
+* ``links`` and ``link_paths``: hard-linked objects and every path to them
+  (``--preserve_hardlinks 1``), stored once each in RECONCILE.
+
+Writes are batched: results accumulate in one open transaction until
+:meth:`StateStore.commit`. A crash loses at most the uncommitted batch, and
+those units are simply loaded again (they write the same blobs). No secret is
+ever stored here. A lock file keeps a second run off the same state dir.
+"""
+
+import fcntl
+import os
+import sqlite3
+import time
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from .errors import ClfsLoadError
+from .scan import Problem
+from .transfer import DirResult, DirTask, LinkTask
+
+FORMAT_VERSION = "1"
+DB_NAME = "state.db"
+LOCK_NAME = "lock"
+
+PENDING, FAILED = 0, 2
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE units (
+    unit INTEGER PRIMARY KEY,
+    state INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    fh BLOB NOT NULL,
+    parent_fh BLOB NOT NULL,
+    name BLOB NOT NULL,
+    stat BLOB,
+    retry_subdirs BLOB,   -- NULL: schedule every subdirectory found
+    omitted BLOB          -- subdirectories left out by the last attempt
+);
+CREATE INDEX units_state ON units (state, unit);
+CREATE TABLE problems (unit INTEGER, link_fh BLOB, path BLOB NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX problems_unit ON problems (unit);
+CREATE TABLE links (
+    fh BLOB PRIMARY KEY,
+    state INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    name BLOB NOT NULL,
+    stat BLOB NOT NULL
+);
+CREATE TABLE link_paths (
+    parent_fh BLOB NOT NULL,
+    name BLOB NOT NULL,
+    fh BLOB NOT NULL,
+    PRIMARY KEY (parent_fh, name)
+);
+CREATE INDEX link_paths_fh ON link_paths (fh);
+"""
+
+
+class StateError(ClfsLoadError):
+    """The state directory cannot be used as asked; the message says what to do."""
+
+
+def _names(blob: Optional[bytes]) -> Optional[frozenset]:
+    if blob is None:
+        return None
+    return frozenset(n for n in blob.split(b"\0") if n)
+
+
+def _pack_names(names) -> bytes:
+    return b"\0".join(names)  # file names never hold NUL
+
+
+class StateStore:
+    """The state database of one transfer, opened by its only writer."""
+
+    def __init__(self, path: str, db: sqlite3.Connection, lock_fd: int):
+        self.path = path
+        self._db = db
+        self._lock_fd = lock_fd
+        self._in_batch = 0
+
+    # --- opening -------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str, identity: Dict[str, str]) -> "StateStore":
+        """Make a new state dir (mode 0700) for a new transfer; it must not exist."""
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            raise StateError(
+                "state directory '%s' already exists; resume without --new, or pick a new directory" % path
+            ) from None
+        except OSError as exc:
+            raise StateError("cannot create state directory '%s': %s" % (path, exc.strerror)) from None
+        store = cls._open(path)
+        store._db.executescript(_SCHEMA)
+        store._begin()
+        for key, value in identity.items():
+            store.set(key, value)
+        store.set("format_version", FORMAT_VERSION)
+        store.set("next_unit", "1")
+        store.commit()
+        return store
+
+    @classmethod
+    def open(cls, path: str) -> "StateStore":
+        """Open the state dir of an earlier run to resume it."""
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise StateError("state directory '%s' does not exist; start a transfer with --new" % path)
+        if not os.path.exists(os.path.join(path, DB_NAME)):
+            raise StateError("'%s' holds no clfsload state (%s missing); start with --new" % (path, DB_NAME))
+        store = cls._open(path)
+        version = store.get("format_version")
+        if version != FORMAT_VERSION:
+            store.close()
+            raise StateError(
+                "state directory '%s' has format version %r, this clfsload reads %r" % (path, version, FORMAT_VERSION)
+            )
+        return store
+
+    @classmethod
+    def _open(cls, path: str) -> "StateStore":
+        lock_path = os.path.join(path, LOCK_NAME)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StateError(
+                "state directory '%s' is in use by another clfsload run (pid %s); wait for it or stop it" % (path, holder)
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            db = sqlite3.connect(os.path.join(path, DB_NAME), isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+        except sqlite3.Error as exc:
+            os.close(fd)
+            raise StateError("cannot open the state database in '%s': %s" % (path, exc)) from None
+        return cls(path, db, fd)
+
+    def close(self) -> None:
+        """Commit, checkpoint and release the lock."""
+        if self._db is not None:
+            self.commit()
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # a busy checkpoint is retried at the next open
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # --- transactions ----------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+
+    def commit(self) -> None:
+        """Make every change so far durable (one transaction for the whole batch)."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+        self._in_batch = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Results recorded since the last commit."""
+        return self._in_batch
+
+    # --- meta ------------------------------------------------------------------
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        """A meta value, or ``default``."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set(self, key: str, value: str) -> None:
+        """Set a meta value (in the current batch)."""
+        self._begin()
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def add_counter(self, key: str, amount: int) -> None:
+        """Add to an integer counter in meta."""
+        if amount:
+            self.set(key, str(int(self.get(key, "0") or 0) + amount))
+
+    def counter(self, key: str) -> int:
+        """An integer counter from meta (0 when unset)."""
+        return int(self.get(key, "0") or 0)
+
+    @property
+    def phase(self) -> str:
+        """The stored phase: INIT, TRANSFER, RECONCILE, FINALIZE or DONE."""
+        return self.get("phase", "INIT") or "INIT"
+
+    def set_phase(self, phase: str) -> None:
+        """Store the phase and commit at once."""
+        self.set("phase", phase)
+        self.set("phase_started", "%.3f" % time.time())
+        self.commit()
+
+    # --- units -----------------------------------------------------------------
+
+    def _next_unit(self) -> int:
+        unit = self.counter("next_unit")
+        self.set("next_unit", str(unit + 1))
+        return unit
+
+    def add_unit(self, path: bytes, fh: bytes, parent_fh: bytes, name: bytes, stat: Optional[bytes]) -> int:
+        """Schedule a directory; returns its unit number."""
+        self._begin()
+        unit = self._next_unit()
+        self._db.execute(
+            "INSERT INTO units (unit, state, path, fh, parent_fh, name, stat) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (unit, PENDING, path, fh, parent_fh, name, stat),
+        )
+        return unit
+
+    def pending_units(self, after: int, limit: int) -> List[DirTask]:
+        """Pending units numbered above ``after``, in order."""
+        rows = self._db.execute(
+            "SELECT unit, path, fh, parent_fh, name, stat, retry_subdirs FROM units"
+            " WHERE state = ? AND unit > ? ORDER BY unit LIMIT ?",
+            (PENDING, after, limit),
+        ).fetchall()
+        return [DirTask(u, p, fh, pfh, n, st, _names(rs)) for u, p, fh, pfh, n, st, rs in rows]
+
+    def count_units(self, state: int = PENDING) -> int:
+        """Units in ``state``."""
+        return self._db.execute("SELECT COUNT(*) FROM units WHERE state = ?", (state,)).fetchone()[0]
+
+    def complete_unit(self, result: DirResult) -> None:
+        """Record a unit's result: schedule its subdirectories, keep its links and problems."""
+        self._begin()
+        if result.subdirs:
+            parent_fh = self._unit_fh(result.unit)
+            for sub in result.subdirs:
+                self.add_unit(sub.path, sub.fh, parent_fh, sub.name, sub.stat)
+        for link in result.links:
+            self._db.execute(
+                "INSERT OR IGNORE INTO links (fh, state, path, name, stat) VALUES (?, ?, ?, ?, ?)",
+                (link.fh, PENDING, link.path, link.name, link.stat),
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO link_paths (parent_fh, name, fh) VALUES (?, ?, ?)",
+                (link.parent_fh, link.name, link.fh),
+            )
+        self._db.execute("DELETE FROM problems WHERE unit = ?", (result.unit,))
+        if result.problems:
+            self._db.executemany(
+                "INSERT INTO problems (unit, path, reason) VALUES (?, ?, ?)",
+                [(result.unit, p.path, p.reason) for p in result.problems],
+            )
+            self._db.execute(
+                "UPDATE units SET state = ?, omitted = ? WHERE unit = ?",
+                (FAILED, _pack_names(result.omitted_subdirs), result.unit),
+            )
+        else:
+            self._db.execute("DELETE FROM units WHERE unit = ?", (result.unit,))  # reaped
+        self.add_counter("objects", result.objects + 1)
+        self.add_counter("source_bytes", result.source_bytes)
+        self._in_batch += 1
+
+    def _unit_fh(self, unit: int) -> bytes:
+        return self._db.execute("SELECT fh FROM units WHERE unit = ?", (unit,)).fetchone()[0]
+
+    def fail_unit(self, unit: int, problem: Problem) -> None:
+        """Record that a directory could not be loaded at all."""
+        self._begin()
+        self._db.execute("DELETE FROM problems WHERE unit = ?", (unit,))
+        self._db.execute("INSERT INTO problems (unit, path, reason) VALUES (?, ?, ?)", (unit, problem.path, problem.reason))
+        self._db.execute("UPDATE units SET state = ?, omitted = NULL WHERE unit = ?", (FAILED, unit))
+        self._in_batch += 1
+
+    # --- links -----------------------------------------------------------------
+
+    def pending_links(self, limit: int, after: bytes = b"") -> List[LinkTask]:
+        """Hard-linked objects still to store, with their backpointers (first parent first)."""
+        rows = self._db.execute(
+            "SELECT fh, path, name, stat FROM links WHERE state = ? AND fh > ? ORDER BY fh LIMIT ?",
+            (PENDING, after, limit),
+        ).fetchall()
+        tasks = []
+        for fh, path, name, stat in rows:
+            parents = [r[0] for r in self._db.execute("SELECT parent_fh FROM link_paths WHERE fh = ? ORDER BY rowid", (fh,))]
+            tasks.append(LinkTask(fh, path, name, stat, tuple(parents)))
+        return tasks
+
+    def complete_link(self, fh: bytes, problem: Optional[Problem]) -> None:
+        """Record a stored link object (its rows are reaped) or its failure."""
+        self._begin()
+        self._db.execute("DELETE FROM problems WHERE link_fh = ?", (fh,))
+        if problem is None:
+            self._db.execute("DELETE FROM link_paths WHERE fh = ?", (fh,))
+            self._db.execute("DELETE FROM links WHERE fh = ?", (fh,))
+            self.add_counter("objects", 1)
+        else:
+            self._db.execute("INSERT INTO problems (link_fh, path, reason) VALUES (?, ?, ?)", (fh, problem.path, problem.reason))
+            self._db.execute("UPDATE links SET state = ? WHERE fh = ?", (FAILED, fh))
+        self._in_batch += 1
+
+    def count_links(self, state: int = PENDING) -> int:
+        """Hard-linked objects in ``state``."""
+        return self._db.execute("SELECT COUNT(*) FROM links WHERE state = ?", (state,)).fetchone()[0]
+
+    # --- problems and retries ----------------------------------------------------
+
+    def problems(self) -> Iterator[Problem]:
+        """Every recorded problem, in the order found."""
+        for path, reason in self._db.execute("SELECT path, reason FROM problems ORDER BY rowid"):
+            yield Problem(bytes(path), reason)
+
+    def count_problems(self) -> int:
+        """How many problems are recorded."""
+        return self._db.execute("SELECT COUNT(*) FROM problems").fetchone()[0]
+
+    def retry_failed(self) -> Tuple[int, int]:
+        """Make failed units and links pending again; returns (units, links) reset.
+
+        A unit that had loaded but left entries out is redone whole (its blobs
+        are overwritten in place) and schedules only the subdirectories it
+        left out; one that failed outright schedules all of them.
+        """
+        self._begin()
+        units = self._db.execute(
+            "UPDATE units SET state = ?, retry_subdirs = omitted WHERE state = ?", (PENDING, FAILED)
+        ).rowcount
+        links = self._db.execute("UPDATE links SET state = ? WHERE state = ?", (PENDING, FAILED)).rowcount
+        self._db.execute("DELETE FROM problems")
+        self.commit()
+        return units, links

@@ -1,0 +1,99 @@
+"""Open a target from the three command-line values: ACCOUNT, CONTAINER, credential."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from ..errors import TargetConfigError
+from .azure_access import resolve_access
+from .azure_common import AzureOptions
+from .base import AsyncBlobTarget, BlobTarget
+from .credentials import Credential, CredentialKind
+from .endpoint import AzureEndpoint, LocalFolder, check_container_name, parse_account
+
+__all__ = ["open_target", "open_async_target"]
+
+CredentialLike = Union[Credential, str, None]
+
+
+def _credential(value: CredentialLike) -> Credential:
+    if value is None:
+        return Credential.none()
+    if isinstance(value, Credential):
+        return value
+    return Credential.parse(value)
+
+
+def _local_checks(account: str, credential: Credential) -> None:
+    if credential.kind is not CredentialKind.NONE:
+        raise TargetConfigError(
+            f"target '{account}' is a local folder and takes no credential; pass '-' as the SAS token"
+        )
+
+
+def _resolve(account: str, container: str, credential: Credential):  # noqa: ANN202 - internal
+    where: Union[AzureEndpoint, LocalFolder, None]
+    if not account.strip() and credential.kind is CredentialKind.CONNECTION_STRING:
+        where = None  # the connection string names the endpoint
+    else:
+        where = parse_account(account)
+    if isinstance(where, LocalFolder):
+        _local_checks(account, credential)
+        return where
+    check_container_name(container)
+    return resolve_access(where, container, credential)
+
+
+def open_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
+                options: Optional[AzureOptions] = None, durable: bool = False) -> BlobTarget:
+    """Open a blocking target.
+
+    *account*: an account name, a blob endpoint URL or a ``file:`` URL (see
+    :mod:`clfsload.targets.endpoint`); it may be empty with a connection string
+    that names the endpoint. *credential*: a :class:`Credential`, or a string
+    that :meth:`Credential.parse` understands (``-`` or None for ``file:``).
+    *create*: create the container (folder) if it is missing; the loader
+    passes it only for ``--new``. *durable*: fsync each file (``file:`` only).
+    *options*: Azure tuning. Raises :class:`~clfsload.errors.TerminalError`
+    subclasses for unusable values; does no network request.
+    """
+    cred = _credential(credential)
+    where = _resolve(account, container, cred)
+    if isinstance(where, LocalFolder):
+        from .local import LocalFolderTarget
+
+        return LocalFolderTarget(where.path, container, create=create, durable=durable)
+    from .azure import AzureBlobTarget
+
+    target = AzureBlobTarget(where, options)
+    if create:
+        try:
+            target.create_container()
+        except BaseException:
+            target.close()
+            raise
+    return target
+
+
+async def open_async_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
+                            options: Optional[AzureOptions] = None, durable: bool = False) -> AsyncBlobTarget:
+    """Open an asyncio target; the arguments are those of :func:`open_target`.
+
+    Call it from the event loop the target will be used on.
+    """
+    cred = _credential(credential)
+    where = _resolve(account, container, cred)
+    if isinstance(where, LocalFolder):
+        from .local import AsyncLocalFolderTarget
+
+        return AsyncLocalFolderTarget(where.path, container, create=create, durable=durable)
+    from .azure_aio import AsyncAzureBlobTarget
+
+    target = AsyncAzureBlobTarget(where, options)
+    if create:
+        try:
+            await target.create_container()
+        except BaseException:
+            await target.close()
+            raise
+    return target

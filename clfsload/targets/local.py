@@ -1,0 +1,359 @@
+"""The local-folder target: one file per blob, written atomically.
+
+Layout: ``file:ROOT`` names an existing folder; the container is its
+sub-folder ``ROOT/CONTAINER``; blob ``NAME`` is the file ``ROOT/CONTAINER/NAME``.
+
+Decisions (the loader relies on them):
+
+* **Container folder.** It must exist unless the target is opened with
+  ``create=True``; then only that last folder is created (mode 0o777 minus the
+  umask), never ROOT or its parents, so a mistyped ROOT fails instead of
+  growing a tree. The loader passes ``create=True`` for ``--new`` only; a
+  resume with the folder missing gets :class:`ContainerNotFoundError` naming
+  the path.
+* **Atomic writes.** ``put`` writes ``.clfsload-tmp-<pid>-<token>-<n>`` in the
+  container folder, then ``os.replace`` puts it in place, so a reader (or a
+  crash) sees the old content or the new, never a torn file. No ``fsync`` by
+  default: a power loss may lose recent blobs, which a resume rewrites. Pass
+  ``durable=True`` to fsync each file and the folder.
+* **What is a blob.** Regular files whose names do not start with
+  ``.clfsload-``. Temp files, sub-folders, symlinks and other entries are
+  ignored by :meth:`list_names` and :meth:`is_empty`.
+  :meth:`remove_temp_files` deletes leftovers of a crashed run; call it only
+  when no other process writes to the folder.
+* **Names.** Those :func:`check_blob_name` accepts, and at most 255 bytes.
+* **Errors.** Permission errors, a full or read-only file system and a
+  vanished container folder are terminal; other ``OSError`` are
+  :class:`TargetError` for that blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import os
+import secrets
+import stat
+from typing import AsyncIterator, Iterator, List
+
+from ..errors import (
+    AccessDeniedError,
+    BlobNameError,
+    BlobNotFoundError,
+    ClfsLoadError,
+    ContainerNotFoundError,
+    TargetError,
+    TerminalError,
+)
+from .base import RESERVED_PREFIX, AsyncBlobTarget, BlobTarget, Payload, check_blob_name
+from .endpoint import check_local_container_name
+
+__all__ = ["LocalFolderTarget", "AsyncLocalFolderTarget", "TEMP_PREFIX"]
+
+#: Prefix of the temp files ``put`` writes; never a CLFS blob name.
+TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
+
+#: File systems limit one name component to 255 bytes.
+_MAX_FILE_NAME_BYTES = 255
+
+#: errnos that will fail every later write the same way: stop the run.
+_TERMINAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+_O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+class LocalFolderTarget(BlobTarget):
+    """A container kept as a local folder (see the module docstring for the rules).
+
+    *root* is the folder the ``file:`` URL names, *container* one path
+    component under it. Thread-safe.
+    """
+
+    def __init__(self, root: str, container: str, *, create: bool = False, durable: bool = False) -> None:
+        check_local_container_name(container)
+        self._root = os.path.abspath(root)
+        self._folder = os.path.join(self._root, container)
+        self._container = container
+        self._durable = durable
+        self._token = secrets.token_hex(4)
+        self._counter = itertools.count()
+        self._closed = False
+        if create:
+            self._create_folder()
+        self._require_folder()
+
+    # -- identity and checks ----------------------------------------------
+
+    @property
+    def folder(self) -> str:
+        """Absolute path of the container folder."""
+        return self._folder
+
+    def describe(self) -> str:
+        """``file:`` plus the absolute container folder path."""
+        return f"file:{self._folder}"
+
+    def check_access(self, *, read: bool = True, write: bool = True, delete: bool = True,
+                     list_: bool = True) -> None:
+        """Check the folder exists and allows the operations; writes and removes a probe file."""
+        self._require_folder()
+        if (read or list_) and not os.access(self._folder, os.R_OK | os.X_OK):
+            raise AccessDeniedError(
+                f"no permission to read folder '{self._folder}'; give this user read and execute (r-x) on it"
+            )
+        if write or delete:
+            probe = self._temp_path()
+            try:
+                fd = os.open(probe, _O_WRITE, 0o600)
+                os.close(fd)
+                os.unlink(probe)
+            except PermissionError:
+                raise AccessDeniedError(
+                    f"no permission to create and delete files in folder '{self._folder}'; "
+                    "give this user write and execute (-wx) on it"
+                ) from None
+            except OSError as exc:
+                raise self._error("check access to", None, exc) from None
+
+    def is_empty(self) -> bool:
+        """True if the folder holds no blob file (temp files and sub-folders do not count)."""
+        for _ in self._scan(""):
+            return False
+        return True
+
+    # -- blob operations ------------------------------------------------------
+
+    def list_names(self, prefix: str = "") -> Iterator[str]:
+        """Yield the blob names starting with *prefix*, sorted like Azure lists them."""
+        return iter(self._list(prefix))
+
+    def put(self, name: str, payload: Payload) -> None:
+        """Write *payload* to a temp file, then rename it over blob *name*."""
+        path = self._path(name)
+        tmp = self._temp_path()
+        try:
+            fd = os.open(tmp, _O_WRITE, 0o666)
+        except OSError as exc:
+            raise self._error("put", name, exc) from None
+        try:
+            try:
+                view = memoryview(payload).cast("B")
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                if self._durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise self._error("put", name, exc) from None
+        if self._durable:
+            self._fsync_folder(name)
+
+    def get(self, name: str) -> bytes:
+        """Read blob *name* whole."""
+        path = self._path(name)
+        try:
+            fd = os.open(path, _O_READ)
+        except OSError as exc:
+            raise self._error("get", name, exc) from None
+        try:
+            size = os.fstat(fd).st_size
+            chunks: List[bytes] = []
+            while True:
+                chunk = os.read(fd, max(size, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except OSError as exc:
+            raise self._error("get", name, exc) from None
+        finally:
+            os.close(fd)
+
+    def delete(self, name: str, *, missing_ok: bool = True) -> None:
+        """Remove blob *name*."""
+        path = self._path(name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError as exc:
+            if missing_ok and os.path.isdir(self._folder):
+                return
+            raise self._error("delete", name, exc) from None
+        except OSError as exc:
+            raise self._error("delete", name, exc) from None
+
+    def remove_temp_files(self) -> int:
+        """Delete temp files left by crashed writers; return how many. Only with no other writer."""
+        removed = 0
+        with os.scandir(self._folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(TEMP_PREFIX):
+                    _unlink_quietly(entry.path)
+                    removed += 1
+        return removed
+
+    def close(self) -> None:
+        """Nothing to release; marks the target closed."""
+        self._closed = True
+
+    # -- internals -----------------------------------------------------------
+
+    def _create_folder(self) -> None:
+        try:
+            os.mkdir(self._folder)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            raise ContainerNotFoundError(
+                f"folder '{self._root}' does not exist; create it first (only the container folder is created)"
+            ) from None
+        except PermissionError:
+            raise AccessDeniedError(
+                f"no permission to create container folder '{self._folder}'; create it or fix the permissions"
+            ) from None
+        except OSError as exc:
+            raise TerminalError(f"cannot create container folder '{self._folder}': {exc.strerror}") from None
+
+    def _require_folder(self) -> None:
+        try:
+            st = os.stat(self._folder)
+        except FileNotFoundError:
+            raise ContainerNotFoundError(
+                f"container folder '{self._folder}' does not exist; create it, or start with --new"
+            ) from None
+        except OSError as exc:
+            raise TerminalError(f"cannot stat container folder '{self._folder}': {exc.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ContainerNotFoundError(f"container path '{self._folder}' is not a folder")
+
+    def _path(self, name: str) -> str:
+        if self._closed:
+            raise ClfsLoadError(f"target {self.describe()} is closed")
+        check_blob_name(name)
+        if len(os.fsencode(name)) > _MAX_FILE_NAME_BYTES:
+            raise BlobNameError(f"blob name {name!r} is longer than 255 bytes, the limit of a local file name")
+        return os.path.join(self._folder, name)
+
+    def _temp_path(self) -> str:
+        return os.path.join(self._folder, f"{TEMP_PREFIX}{os.getpid()}-{self._token}-{next(self._counter)}")
+
+    def _list(self, prefix: str) -> List[str]:
+        names = list(self._scan(prefix))
+        names.sort(key=_utf8_key)
+        return names
+
+    def _scan(self, prefix: str) -> Iterator[str]:
+        try:
+            with os.scandir(self._folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if (name.startswith(prefix) and not name.startswith(RESERVED_PREFIX)
+                            and entry.is_file(follow_symlinks=False)):
+                        yield name
+        except OSError as exc:
+            raise self._error("list", None, exc) from None
+
+    def _fsync_folder(self, name: str) -> None:
+        try:
+            fd = os.open(self._folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._error("put", name, exc) from None
+
+    def _error(self, op: str, name: "str | None", exc: OSError) -> ClfsLoadError:
+        what = f"blob '{name}'" if name else "the container"
+        where = f"folder '{self._folder}'"
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError):
+            if not os.path.isdir(self._folder):
+                return ContainerNotFoundError(f"container folder '{self._folder}' disappeared during the run")
+            if op in ("get", "delete"):
+                return BlobNotFoundError(f"{op} {what}: no such blob in {where}")
+        if isinstance(exc, PermissionError):
+            return AccessDeniedError(f"{op} {what} in {where}: permission denied; fix the folder's permissions")
+        if exc.errno in _TERMINAL_ERRNOS:
+            return TerminalError(f"{op} {what} in {where}: {reason}; free space or fix the file system")
+        return TargetError(f"{op} {what} in {where}: {reason}")
+
+
+def _utf8_key(name: str) -> bytes:
+    """Azure orders names by their UTF-8 bytes; sort local names the same way."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class AsyncLocalFolderTarget(AsyncBlobTarget):
+    """The asyncio face of :class:`LocalFolderTarget`.
+
+    Small payloads are read and written on the event loop thread (a few
+    microseconds each); payloads over *inline_limit* bytes and listings go to
+    the loop's default thread pool so the loop is not blocked.
+    """
+
+    def __init__(self, root: str, container: str, *, create: bool = False, durable: bool = False,
+                 inline_limit: int = 256 * 1024) -> None:
+        self._sync = LocalFolderTarget(root, container, create=create, durable=durable)
+        self._inline_limit = inline_limit
+
+    @property
+    def sync(self) -> LocalFolderTarget:
+        """The blocking target underneath (same folder, same rules)."""
+        return self._sync
+
+    def describe(self) -> str:
+        """``file:`` plus the absolute container folder path."""
+        return self._sync.describe()
+
+    async def check_access(self, *, read: bool = True, write: bool = True, delete: bool = True,
+                           list_: bool = True) -> None:
+        """See :meth:`LocalFolderTarget.check_access`."""
+        self._sync.check_access(read=read, write=write, delete=delete, list_=list_)
+
+    async def is_empty(self) -> bool:
+        """See :meth:`LocalFolderTarget.is_empty`."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._sync.is_empty)
+
+    async def list_names(self, prefix: str = "") -> AsyncIterator[str]:  # type: ignore[override]
+        """Yield the blob names starting with *prefix*, sorted."""
+        names = await asyncio.get_running_loop().run_in_executor(None, self._sync._list, prefix)
+        for name in names:
+            yield name
+
+    async def put(self, name: str, payload: Payload) -> None:
+        """See :meth:`LocalFolderTarget.put`."""
+        if len(payload) <= self._inline_limit:
+            self._sync.put(name, payload)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._sync.put, name, payload)
+
+    async def get(self, name: str) -> bytes:
+        """See :meth:`LocalFolderTarget.get` (large files are read in a thread)."""
+        try:
+            size = os.stat(self._sync._path(name)).st_size
+        except OSError:
+            size = 0  # let get() report the error
+        if size <= self._inline_limit:
+            return self._sync.get(name)
+        return await asyncio.get_running_loop().run_in_executor(None, self._sync.get, name)
+
+    async def delete(self, name: str, *, missing_ok: bool = True) -> None:
+        """See :meth:`LocalFolderTarget.delete`."""
+        self._sync.delete(name, missing_ok=missing_ok)
+
+    async def close(self) -> None:
+        """See :meth:`LocalFolderTarget.close`."""
+        self._sync.close()

@@ -1,0 +1,318 @@
+"""The unit of work of TRANSFER: one directory, with every non-directory in it.
+
+A :class:`DirTask` carries all it needs: the directory's path, its own and
+its parent's filehandles, its unit number (which fixes the sequence numbers
+of its children, see :mod:`clfsload.ids`) and the run's parameters. Running
+it scans the directory, stores every regular file, symlink and special file
+in it, then the directory's own segments and inode, and returns a
+:class:`DirResult`: the subdirectories to schedule, the hard links to
+reconcile, and the problems met. Running the same task twice writes the same
+blobs under the same names, so a crash or a retry never leaves garbage.
+
+Entries that fail are left out of the directory: a published container
+never lists an entry whose inode is missing.
+"""
+
+import os
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import FrozenSet, List, NamedTuple, Optional, Tuple
+
+from .clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, ROOT_ID, Ftype
+from .clfs.objects import (
+    Blob,
+    InodeName,
+    directory_blobs,
+    file_blobs,
+    root_extattrs,
+    special_blob,
+    symlink_blob,
+    symlink_size,
+)
+from .clfs.vattr import VAttr, ftype_of_mode, vattr_from_stat
+from .errors import ClfsLoadError, EncodeError, TargetError, TerminalError
+from .ids import IdMint
+from .scan import (
+    EntryStat,
+    Problem,
+    check_directory_readable,
+    describe_oserror,
+    open_for_reading,
+    scan_directory,
+)
+from .upload import Uploader, first_error
+
+#: times a regular file is read again when it changes while being read
+READ_ATTEMPTS = 3
+RECONCILED_VERSION = 11  # FMT §4.3: 9 at transfer, 11 once reconciled
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """What every unit of one run shares; holds no secret."""
+
+    containerid: int
+    fsid: int
+    secret: bytes
+    compress: bool
+    preserve_hardlinks: bool
+
+
+@dataclass(frozen=True)
+class DirTask:
+    """One directory to load. ``stat`` is the parent's scan of it (None: lstat it here, for the root)."""
+
+    unit: int
+    path: bytes
+    fh: bytes
+    parent_fh: bytes
+    name: bytes
+    stat: Optional[bytes] = None
+    #: on a retry, the subdirectories left out last time: only these become new units
+    retry_subdirs: Optional[FrozenSet[bytes]] = None
+
+
+class SubDir(NamedTuple):
+    """A subdirectory found by a scan; the driver makes it a unit."""
+
+    name: bytes
+    path: bytes
+    fh: bytes
+    stat: bytes
+
+
+class LinkRef(NamedTuple):
+    """One path of a hard-linked non-directory (``--preserve_hardlinks 1``)."""
+
+    fh: bytes
+    parent_fh: bytes
+    name: bytes
+    path: bytes
+    stat: bytes
+
+
+@dataclass
+class DirResult:
+    """What a unit found and did."""
+
+    unit: int
+    subdirs: List[SubDir] = field(default_factory=list)
+    links: List[LinkRef] = field(default_factory=list)
+    problems: List[Problem] = field(default_factory=list)
+    #: subdirectories left out of the listing (unreadable): a retry schedules them
+    omitted_subdirs: List[bytes] = field(default_factory=list)
+    objects: int = 0
+    source_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class LinkTask:
+    """A hard-linked non-directory to store once, with all its backpointers (RECONCILE)."""
+
+    fh: bytes
+    path: bytes
+    name: bytes
+    stat: bytes
+    backpointers: Tuple[bytes, ...]
+
+
+class SourceError(ClfsLoadError):
+    """A source object could not be read as it must be; the message is the reason."""
+
+
+class UnitFailed(ClfsLoadError):
+    """The directory itself could not be loaded; ``problem`` says which path and why."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.line())
+        self.problem = problem
+
+
+class Worker:
+    """Runs units against one target; one per process (or per thread in tests)."""
+
+    def __init__(self, params: RunParams, uploader: Uploader):
+        self.params = params
+        self.mint = IdMint(params.containerid, params.secret)
+        self.uploader = uploader
+
+    def _attrs(self, st: EntryStat, size: int, nlink: int = 1) -> VAttr:
+        return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
+
+    # --- one directory -------------------------------------------------------
+
+    def run(self, task: DirTask) -> DirResult:
+        """Load the directory of ``task``; raises UnitFailed or TerminalError."""
+        result = DirResult(task.unit)
+        try:
+            dir_stat = EntryStat.unpack(task.stat) if task.stat else EntryStat.of(os.lstat(task.path))
+            entries, problems = scan_directory(task.path)
+        except OSError as exc:
+            raise UnitFailed(Problem(task.path, "cannot list directory: %s" % describe_oserror(exc))) from None
+        result.problems.extend(problems)
+        ranks = {name: rank for rank, name in enumerate(sorted(e.name for e in entries))}
+        slots: List[Tuple[bytes, bytes, List["Future[None]"], bytes]] = []  # name, fh, futures, path
+        subdir_count = 0
+        for entry in entries:
+            seq = self.mint.child_seq(task.unit, ranks[entry.name])
+            if entry.ftype == Ftype.DIR:
+                fh = self.mint.fh(task.fh, Ftype.DIR, seq)
+                reason = check_directory_readable(entry.path)
+                if reason is not None:
+                    result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
+                    result.omitted_subdirs.append(entry.name)
+                    continue
+                if task.retry_subdirs is None or entry.name in task.retry_subdirs:
+                    result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
+                subdir_count += 1
+                slots.append((entry.name, fh, [], entry.path))
+                continue
+            st = entry.stat
+            if self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX:
+                fh = self.mint.linked_fh(st.st_dev, st.st_ino, entry.ftype)
+                result.links.append(LinkRef(fh, task.fh, entry.name, entry.path, st.pack()))
+                slots.append((entry.name, fh, [], entry.path))
+                continue
+            fh = self.mint.fh(task.fh, entry.ftype, seq)
+            try:
+                futures, size = self.store_object(entry.path, st, entry.ftype, fh, [task.fh], entry.name, InodeName(task.fh))
+            except SourceError as exc:
+                result.problems.append(Problem(entry.path, str(exc)))
+                continue
+            result.objects += 1
+            result.source_bytes += size
+            slots.append((entry.name, fh, futures, entry.path))
+        children = []
+        for name, fh, futures, path in slots:
+            error = first_error(futures)
+            if error is None:
+                children.append((name, fh))
+            elif isinstance(error, TerminalError):
+                raise error
+            else:
+                result.objects -= 1
+                result.problems.append(Problem(path, _store_failure(error)))
+        self._store_directory(task, dir_stat, children, subdir_count)
+        return result
+
+    def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
+        is_root = task.fh == ROOT_ID
+        try:
+            attrs = self._attrs(st, 0)
+        except EncodeError as exc:
+            raise UnitFailed(Problem(task.path, str(exc))) from None
+        blobs = directory_blobs(
+            attrs,
+            task.fh,
+            task.parent_fh,
+            children,
+            subdir_count,
+            task.name,
+            InodeName(task.parent_fh),
+            root_extattrs() if is_root else None,
+            ids=self.mint.block_ids(task.fh),
+        )
+        error = first_error([self.uploader.submit(blob) for blob in blobs])
+        if isinstance(error, TerminalError):
+            raise error
+        if error is not None:
+            raise UnitFailed(Problem(task.path, _store_failure(error)))
+
+    # --- one non-directory ---------------------------------------------------
+
+    def store_object(
+        self,
+        path: bytes,
+        st: EntryStat,
+        ftype: Ftype,
+        fh: bytes,
+        backpointers: List[bytes],
+        name: bytes,
+        where: InodeName,
+    ) -> Tuple[List["Future[None]"], int]:
+        """Submit every blob of one non-directory; returns (futures, bytes read).
+
+        Raises SourceError when the source cannot be read as it must be.
+        """
+        nlink = len(backpointers)
+        try:
+            if ftype == Ftype.REG:
+                return self._store_file(path, fh, backpointers, name, where)
+            if ftype == Ftype.LNK:
+                target = os.readlink(path)
+                if len(target) > CLFS_SYMLINK_LENGTH_MAX:
+                    raise SourceError(
+                        "symlink target of %d bytes exceeds the CLFS limit of %d bytes"
+                        % (len(target), CLFS_SYMLINK_LENGTH_MAX)
+                    )
+                attrs = self._attrs(st, symlink_size(target), nlink)
+                return [self.uploader.submit(symlink_blob(target, attrs, fh, backpointers, name, where))], len(target)
+            attrs = self._attrs(st, st.st_size, nlink)
+            return [self.uploader.submit(special_blob(attrs, fh, backpointers, name, where))], 0
+        except OSError as exc:
+            raise SourceError(describe_oserror(exc)) from None
+        except EncodeError as exc:
+            raise SourceError(str(exc)) from None
+
+    def _store_file(self, path, fh, backpointers, name, where) -> Tuple[List["Future[None]"], int]:
+        """Read and store a regular file; read again if it changed meanwhile (never torn)."""
+        fd = open_for_reading(path)
+        with os.fdopen(fd, "rb", buffering=0) as stream:
+            for _attempt in range(READ_ATTEMPTS):
+                stream.seek(0)
+                before = EntryStat.of(os.fstat(fd))
+                attrs = self._attrs(before, 0, len(backpointers))
+                gen = file_blobs(stream, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
+                futures: List["Future[None]"] = []
+                inode: Optional[Blob] = None
+                while True:
+                    try:
+                        blob = next(gen)
+                    except StopIteration as done:
+                        size = done.value.size
+                        break
+                    if inode is not None:
+                        futures.append(self.uploader.submit(inode))
+                    inode = blob
+                after = EntryStat.of(os.fstat(fd))
+                if before.same_content(after) and size == after.st_size:
+                    # The inode goes last, once every segment is stored (FMT §11.5).
+                    error = first_error(futures)
+                    if error is not None:
+                        f: "Future[None]" = Future()
+                        f.set_exception(error)
+                        return [f], size
+                    assert inode is not None
+                    return [self.uploader.submit(inode)], size
+                first_error(futures)  # let this attempt's PUTs land before the next overwrites them
+            raise SourceError("changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
+
+    # --- RECONCILE -----------------------------------------------------------
+
+    def store_linked(self, task: LinkTask) -> Optional[Problem]:
+        """Store a hard-linked object once, with its final nlink and backpointers (FMT §13)."""
+        st = EntryStat.unpack(task.stat)
+        ftype = ftype_of_mode(st.st_mode)
+        where = InodeName(task.backpointers[0], RECONCILED_VERSION)
+        try:
+            futures, _ = self.store_object(task.path, st, ftype, task.fh, list(task.backpointers), task.name, where)
+        except SourceError as exc:
+            return Problem(task.path, str(exc))
+        error = first_error(futures)
+        if isinstance(error, TerminalError):
+            raise error
+        if error is not None:
+            return Problem(task.path, _store_failure(error))
+        return None
+
+
+def _store_failure(error: BaseException) -> str:
+    if isinstance(error, TargetError):
+        return "could not be stored: %s" % error
+    return "could not be stored: %s: %s" % (type(error).__name__, error)
+
+
+def new_bucket_uuid() -> str:
+    """A fresh bucketUUID (FMT §9.9)."""
+    return str(uuid.uuid4())

@@ -1,0 +1,76 @@
+"""Helpers for end-to-end tests: run the real command line, compare containers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from clfsload._native import envelope
+from clfsload.clfs.canonical import canonical_form, diff_canonical
+from clfsload.clfs.container import BlobSource, Container, FolderSource
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Fields that differ between the golden machine and this one (inode numbers,
+#: ctimes) and the compress-or-raw choice of tiny blobs, which depends on the
+#: random bytes of the owner's filehandle (FMT §16 items 3, 4 and 13).
+GOLDEN_MASK = frozenset({"fileid", "ctime", "compression"})
+
+
+def cli(*args: str, env: Optional[dict] = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -m clfsload ARGS`` from the repository; capture its output."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "clfsload", *args],
+        cwd=str(REPO),
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def compression_follows_the_rule(source: BlobSource, names: Iterable[str]) -> List[str]:
+    """Blobs whose compress-or-raw choice is not the §6.2 decision for their own body."""
+    wrong = []
+    for name in names:
+        payload = source.read(name)
+        body = envelope.unwrap(payload)
+        if envelope.payload_mode(payload) != envelope.payload_mode(envelope.wrap(body, True)):
+            wrong.append(name)
+    return wrong
+
+
+def assert_matches_golden(golden: Path, ours: BlobSource, compressed: bool = True) -> Container:
+    """Our container is finished, clean, and canonical-equal to a golden one."""
+    container = Container(ours)
+    assert container.finished, "the root was not published"
+    assert not container.tmp_names, container.tmp_names
+    assert not container.strays(), container.strays()[:5]
+    expected = canonical_form(Container(FolderSource(str(golden))), mask=GOLDEN_MASK)
+    differences = diff_canonical(expected, canonical_form(container, mask=GOLDEN_MASK))
+    assert differences == [], "\n".join(map(str, differences[:20]))
+    clfs = [n.blob for n in container.clfs_names]
+    if compressed:
+        assert compression_follows_the_rule(ours, clfs) == []
+    else:
+        assert all(envelope.payload_mode(ours.read(n)) == 0 for n in clfs)
+    return container
+
+
+class TargetSource:
+    """A storage target read as a container source (names and blob bytes)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def names(self):
+        return sorted(self.target.list_names())
+
+    def read(self, name: str) -> bytes:
+        return self.target.get(name)

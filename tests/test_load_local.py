@@ -1,0 +1,246 @@
+"""End-to-end loads with the real command line into the local-folder target.
+
+Every golden tree is loaded by ``python -m clfsload`` and the result must be
+canonical-equal to the container the original tool wrote. Then the paths a
+user hits when something is wrong: each must give one clear line and a
+documented exit code, and leave nothing half-published.
+"""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clfsload.clfs.canonical import canonical_form, diff_canonical
+from clfsload.clfs.container import Container, FolderSource
+
+try:
+    from ._load import REPO, assert_matches_golden, cli
+    from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
+except ImportError:
+    from _load import REPO, assert_matches_golden, cli
+    from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
+
+
+def load(state, source, target_dir, *extra, new=True, container="c"):
+    Path(target_dir).mkdir(parents=True, exist_ok=True)
+    args = (["--new"] if new else []) + [str(state), str(source), "file:" + str(target_dir), container, "-", *extra]
+    return cli(*args)
+
+
+@pytest.mark.parametrize("golden", sorted(GOLDEN_RUNS))
+def test_golden_tree_loads_canonical_equal(golden, source_trees, tmp_path):
+    tree, preserve, compress = GOLDEN_RUNS[golden]
+    extra = ["--preserve_hardlinks", "1" if preserve else "0"]
+    if not compress:
+        extra += ["--compression", "DISABLED"]
+    done = load(tmp_path / "state", source_trees / tree, tmp_path / "out", *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CLFSLoad succeeded" in done.stdout
+    assert done.stderr == ""
+    assert_matches_golden(golden_dir(golden), FolderSource(str(tmp_path / "out" / "c")), compressed=compress)
+    # A second run on the finished state is a no-op that says so.
+    again = load(tmp_path / "state", source_trees / tree, tmp_path / "out", new=False)
+    assert again.returncode == 0 and "already completed without errors" in again.stdout
+
+
+def test_state_dir_is_private_and_holds_no_secret(source_trees, tmp_path):
+    done = load(tmp_path / "state", source_trees / "basic", tmp_path / "out")
+    assert done.returncode == 0, done.stdout
+    assert (os.stat(tmp_path / "state").st_mode & 0o777) == 0o700
+    assert {"state.db", "output.txt", "lock"} <= set(os.listdir(tmp_path / "state"))
+    log_blob = (tmp_path / "out" / "c" / "output.txt").read_text()
+    assert "begin phase transfer" in log_blob
+
+
+def test_python_m_and_script_share_the_command_line(tmp_path):
+    script = subprocess.run([sys.executable, str(REPO / "CLFSLoad.py"), "--version"], capture_output=True, text=True)
+    module = cli("--version")
+    assert script.returncode == module.returncode == 0
+    assert script.stdout == module.stdout
+    assert module.stdout.startswith("CLFSLoad ") and "backend" in module.stdout
+
+
+def _make_tree(root: Path, dirs: int, files: int) -> Path:
+    for d in range(dirs):
+        sub = root / ("d%03d" % d)
+        sub.mkdir(parents=True)
+        for f in range(files):
+            (sub / ("f%03d" % f)).write_bytes(b"%d-%d " % (d, f) * (1 + f % 50))
+    return root
+
+
+def _objects_done(state: Path) -> int:
+    try:
+        with sqlite3.connect("file:%s?mode=ro" % (state / "state.db"), uri=True, timeout=0.1) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'objects'").fetchone()
+            return int(row[0]) if row else 0
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_interrupted_load_resumes_to_the_same_container(how, tmp_path):
+    tree = _make_tree(tmp_path / "tree", 60, 40)
+    clean = load(tmp_path / "clean-state", tree, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stdout
+    state, out = tmp_path / "state", tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [sys.executable, "-m", "clfsload", "--new", str(state), str(tree), "file:" + str(out), "c", "-",
+            "--processes", "1", "--worker_thread_count", "1"]
+    proc = subprocess.Popen(args, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while _objects_done(state) < 200 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the load finished before it could be interrupted"
+    if how == "SIGKILL":
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole process tree, as a crash would
+    else:
+        os.kill(proc.pid, signal.SIGINT)
+    output = proc.communicate(timeout=60)[0].decode()
+    if how == "SIGINT":
+        assert proc.returncode == 1
+        assert "interrupted; the state is saved" in output
+        assert "Traceback" not in output
+    assert not Container(FolderSource(str(out / "c"))).finished
+    resumed = load(state, tree, out, new=False)
+    assert resumed.returncode == 0, resumed.stdout
+    ours = Container(FolderSource(str(out / "c")))
+    assert ours.finished and not ours.strays() and not ours.tmp_names
+    expected = canonical_form(Container(FolderSource(str(tmp_path / "clean" / "c"))))
+    assert diff_canonical(expected, canonical_form(ours)) == []
+
+
+# --- what a user gets wrong ------------------------------------------------------
+
+
+def test_missing_arguments_is_a_usage_error(tmp_path):
+    done = cli(str(tmp_path / "state"), str(tmp_path))
+    assert done.returncode == 2
+    assert "the following arguments are required" in done.stderr
+
+
+def test_bad_compression_choice_is_a_usage_error(tmp_path):
+    done = cli("--new", str(tmp_path / "s"), str(tmp_path), "file:" + str(tmp_path), "c", "-", "--compression", "ZSTD")
+    assert done.returncode == 2 and "invalid choice: 'ZSTD'" in done.stderr
+
+
+def _one_error_line(done):
+    errors = [line for line in done.stdout.splitlines() if " ERR " in line]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert errors, done.stdout
+    return errors[0]
+
+
+def test_source_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    line = _one_error_line(load(tmp_path / "state", tmp_path / "file", tmp_path / "out"))
+    assert "is not a directory" in line and "file" in line
+    assert not (tmp_path / "state").exists()  # nothing left behind to block a retry
+
+
+def test_missing_source(tmp_path):
+    line = _one_error_line(load(tmp_path / "state", tmp_path / "nope", tmp_path / "out"))
+    assert "'%s' cannot be read" % (tmp_path / "nope") in line
+
+
+def test_state_dir_inside_the_source(source_trees, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    line = _one_error_line(load(tree / "state", tree, tmp_path / "out"))
+    assert "overlap" in line
+
+
+def test_new_with_an_existing_state_dir(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "tree").mkdir()
+    line = _one_error_line(load(tmp_path / "state", tmp_path / "tree", tmp_path / "out"))
+    assert "already exists" in line and "without --new" in line
+
+
+def test_resume_without_a_state_dir(tmp_path):
+    (tmp_path / "tree").mkdir()
+    line = _one_error_line(load(tmp_path / "state", tmp_path / "tree", tmp_path / "out", new=False))
+    assert "does not exist; start a transfer with --new" in line
+
+
+def test_new_into_a_container_that_is_not_empty(tmp_path):
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "out" / "c").mkdir(parents=True)
+    (tmp_path / "out" / "c" / "someone-elses-blob").write_text("x")
+    line = _one_error_line(load(tmp_path / "state", tmp_path / "tree", tmp_path / "out"))
+    assert "is not empty" in line
+    assert not (tmp_path / "state").exists()
+
+
+def test_resume_with_another_source_or_option_names_the_mismatch(source_trees, tmp_path):
+    done = load(tmp_path / "state", source_trees / "special", tmp_path / "out")
+    assert done.returncode == 0
+    line = _one_error_line(load(tmp_path / "state", source_trees / "basic", tmp_path / "out", new=False))
+    assert "cannot resume" in line and "source" in line
+    line = _one_error_line(load(tmp_path / "state", source_trees / "special", tmp_path / "out", "--compression", "DISABLED", new=False))
+    assert "--compression DISABLED differs from the stored LZ4" in line
+    line = _one_error_line(load(tmp_path / "state", source_trees / "special", tmp_path / "out", "--preserve_hardlinks", "1", new=False))
+    assert "--preserve_hardlinks 1 differs" in line
+    line = _one_error_line(load(tmp_path / "state", source_trees / "special", tmp_path / "other", new=False))
+    assert "container folder" in line and "does not exist" in line
+    (tmp_path / "other" / "c").mkdir(parents=True)
+    line = _one_error_line(load(tmp_path / "state", source_trees / "special", tmp_path / "other", new=False))
+    assert "target file:%s is not the one this transfer started with" % (tmp_path / "other" / "c") in line
+
+
+def test_a_second_run_on_the_same_state_dir_is_refused(tmp_path):
+    tree = _make_tree(tmp_path / "tree", 100, 100)
+    state, out = tmp_path / "state", tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "clfsload", "--new", str(state), str(tree), "file:" + str(out), "c", "-",
+         "--processes", "1", "--worker_thread_count", "1"],
+        cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while _objects_done(state) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        line = _one_error_line(load(state, tree, out, new=False))
+        assert "in use by another clfsload run" in line
+    finally:
+        first.communicate(timeout=120)
+    assert first.returncode == 0
+
+
+def test_unreadable_entries_fail_the_load_without_publishing(tmp_path):
+    tree = _make_tree(tmp_path / "tree", 2, 3)
+    (tmp_path / "tree" / "d000" / "f001").chmod(0)
+    os.symlink("x" * 1024, tmp_path / "tree" / "too-long-link")
+    if os.geteuid() == 0:  # root reads mode-0 files: make one vanish instead
+        os.unlink(tmp_path / "tree" / "d000" / "f001")
+        (tmp_path / "tree" / "d000" / "f001").mkdir()
+        (tmp_path / "tree" / "d000" / "f001").chmod(0)
+    done = load(tmp_path / "state", tmp_path / "tree", tmp_path / "out")
+    assert done.returncode == 1
+    assert "too-long-link': symlink target of 1024 bytes exceeds the CLFS limit of 1023 bytes" in done.stdout
+    assert "not published" in done.stdout
+    assert (tmp_path / "state" / "problems.txt").read_bytes().count(b"\n") >= 1
+    assert not Container(FolderSource(str(tmp_path / "out" / "c"))).finished
+    # Fix the source; the same command retries the failed entries and publishes.
+    os.unlink(tmp_path / "tree" / "too-long-link")
+    os.symlink("x" * 1023, tmp_path / "tree" / "too-long-link")
+    if os.geteuid() == 0:
+        (tmp_path / "tree" / "d000" / "f001").chmod(0o755)
+    else:
+        (tmp_path / "tree" / "d000" / "f001").chmod(0o644)
+    again = load(tmp_path / "state", tmp_path / "tree", tmp_path / "out", new=False)
+    assert again.returncode == 0, again.stdout
+    container = Container(FolderSource(str(tmp_path / "out" / "c")))
+    assert container.finished and not container.strays()
+    assert b"too-long-link" in [e.path for e in container.walk()]
