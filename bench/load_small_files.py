@@ -8,7 +8,9 @@ measures in one run:
   * the load into a local-folder target (tmpfs when /dev/shm exists);
   * the load into Azurite (started here on a free loopback port, in memory);
   * the floor for Azurite: a bare upload loop PUTting the same number of
-    blobs of the same sizes to the same Azurite, 64 in flight, as fast as it can.
+    blobs of the same sizes, 64 in flight, as fast as it can, into a fresh
+    instance of the same Azurite (Azurite slows down as it fills, so each
+    measurement starts from an empty one).
 For each: wall time, files/s, and the loader's client CPU per object
 (user + sys of the loader's process tree; Azurite's own CPU is not counted).
 """
@@ -114,27 +116,37 @@ def main(argv=None):
         report("local folder (tmpfs)", objects, wall, cpu)
         if args.skip_azurite:
             return
-        from azurite import Azurite, _Process, _wait_answering, find_azurite, ACCOUNT_NAME
+        from azurite import ACCOUNT_NAME, Azurite, _Process, _wait_answering, find_azurite
 
         binary = find_azurite()
         if binary is None:
             sys.exit("azurite-blob not found: run bash .ci/install-azurite")
-        process = _Process(binary, base / "azurite")
-        try:
+
+        def fresh_azurite(tag):
+            # Azurite slows down as it fills, so each measurement gets a fresh,
+            # identically started instance of the same Azurite.
+            process = _Process(binary, base / ("azurite-" + tag))
             url = process.wait_listening(60)
             endpoint = "%s/%s" % (url, ACCOUNT_NAME)
             _wait_answering(endpoint + "?comp=list", 30)
-            az = Azurite(endpoint=endpoint, port=int(url.rsplit(":", 1)[1]), location=base / "azurite")
-            c1 = az.create_container()
-            wall, cpu = run_loader(["--new", str(base / "state-az"), str(tree), endpoint, c1, az.make_sas(c1)])
-            report("Azurite, CLFSLoad.py", objects, wall, cpu)
+            return process, Azurite(endpoint=endpoint, port=int(url.rsplit(":", 1)[1]), location=base)
+
+        process, az = fresh_azurite("bare")
+        try:
             c2 = az.create_container()
             sizes = [p.stat().st_size for p in tree.rglob("*") if p.is_file()] + [512] * (args.dirs + 1)
-            wall_b, cpu_b = bare_upload_loop(endpoint, c2, az.make_sas(c2), sizes)
-            report("Azurite, bare upload loop (floor)", len(sizes), wall_b, cpu_b)
-            print("  loader rate / bare loop rate: %.2f" % ((objects / wall) / (len(sizes) / wall_b)))
+            wall_b, cpu_b = bare_upload_loop(az.endpoint, c2, az.make_sas(c2), sizes)
         finally:
             process.stop()
+        process, az = fresh_azurite("load")
+        try:
+            c1 = az.create_container()
+            wall, cpu = run_loader(["--new", str(base / "state-az"), str(tree), az.endpoint, c1, az.make_sas(c1)])
+        finally:
+            process.stop()
+        report("Azurite, CLFSLoad.py", objects, wall, cpu)
+        report("Azurite, bare upload loop (floor)", len(sizes), wall_b, cpu_b)
+        print("  loader rate / bare loop rate: %.2f" % ((objects / wall) / (len(sizes) / wall_b)))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

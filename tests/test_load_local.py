@@ -244,3 +244,50 @@ def test_unreadable_entries_fail_the_load_without_publishing(tmp_path):
     container = Container(FolderSource(str(tmp_path / "out" / "c")))
     assert container.finished and not container.strays()
     assert b"too-long-link" in [e.path for e in container.walk()]
+
+
+def test_names_that_are_not_utf8_round_trip(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    odd = os.fsencode(str(tree)) + b"/caf\xe9-\xff\xfe"
+    with open(odd, "wb") as f:
+        f.write(b"latin-1 name\n")
+    os.mkdir(os.fsencode(str(tree)) + b"/dir-\x80")
+    done = load(tmp_path / "state", tree, tmp_path / "out")
+    assert done.returncode == 0, done.stdout
+    container = Container(FolderSource(str(tmp_path / "out" / "c")))
+    assert {e.path for e in container.walk()} == {b"", b"caf\xe9-\xff\xfe", b"dir-\x80"}  # b"": the root
+    assert container.read_file(b"caf\xe9-\xff\xfe") == b"latin-1 name\n"
+
+
+def test_a_file_that_keeps_changing_is_reported_not_stored_torn(tmp_path):
+    import threading
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "steady").write_bytes(b"steady\n")
+    busy = tree / "busy.log"
+    busy.write_bytes(os.urandom(48 << 20))
+    stop = threading.Event()
+
+    def append():
+        with open(busy, "ab", buffering=0) as f:
+            while not stop.is_set():
+                f.write(b"x")
+                time.sleep(0.0005)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        done = load(tmp_path / "state", tree, tmp_path / "out", "--processes", "0")
+    finally:
+        stop.set()
+        writer.join()
+    assert done.returncode == 1
+    assert "busy.log': changed while being read, 3 times; not stored torn" in done.stdout
+    assert (tmp_path / "state" / "problems.txt").read_bytes() == os.fsencode(str(busy)) + b"\n"
+    # Once it is quiet, the same command stores it and publishes.
+    again = load(tmp_path / "state", tree, tmp_path / "out", new=False)
+    assert again.returncode == 0, again.stdout
+    container = Container(FolderSource(str(tmp_path / "out" / "c")))
+    assert container.read_file(b"busy.log") == busy.read_bytes()
