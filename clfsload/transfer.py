@@ -14,7 +14,6 @@ never lists an entry whose inode is missing.
 """
 
 import os
-import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
@@ -312,7 +311,3 @@ def _store_failure(error: BaseException) -> str:
         return "could not be stored: %s" % error
     return "could not be stored: %s: %s" % (type(error).__name__, error)
 
-
-def new_bucket_uuid() -> str:
-    """A fresh bucketUUID (FMT §9.9)."""
-    return str(uuid.uuid4())

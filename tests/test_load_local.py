@@ -219,7 +219,7 @@ def test_a_second_run_on_the_same_state_dir_is_refused(tmp_path):
 
 
 def test_unreadable_entries_fail_the_load_without_publishing(tmp_path):
-    tree = _make_tree(tmp_path / "tree", 2, 3)
+    _make_tree(tmp_path / "tree", 2, 3)
     (tmp_path / "tree" / "d000" / "f001").chmod(0)
     os.symlink("x" * 1024, tmp_path / "tree" / "too-long-link")
     if os.geteuid() == 0:  # root reads mode-0 files: make one vanish instead

@@ -8,7 +8,6 @@ against the original tool's containers; the load engine is separate.
 
 import os
 import random
-import stat
 import uuid
 from typing import Dict, Iterable, List, Optional, Protocol, Tuple
 
