@@ -5,13 +5,18 @@
   their results in the state store and schedules the subdirectories found.
 * RECONCILE (``--preserve_hardlinks 1``): every hard-linked object is stored
   once, with all its backpointers, under its final version-11 name.
-* FINALIZE: upload the run's log and ``problems.txt``, add them to the bucket
-  object, and publish the root by copying its ``tmp`` inode to its final
-  name. A run with problems publishes nothing unless ``--publish_with_errors``.
+* FINALIZE: repair (put back entries that loaded since an earlier run left
+  them out; with ``--publish_with_errors`` take failed entries out of their
+  directories; sweep what interrupted attempts left behind), upload the
+  run's log and ``problems.txt``, add them to the bucket object, and publish
+  the root by copying its ``tmp`` inode to its final name, the last write of
+  the run. A run with problems publishes nothing unless
+  ``--publish_with_errors``.
 
 Every object is written under a name fixed by the state store (see
 :mod:`clfsload.ids`), so the whole driver can be killed at any point and
-rerun: the work left is done again and overwrites what was half done.
+rerun: the work left is done again and overwrites what was half done, and
+the sweep deletes what a changed source made obsolete.
 """
 
 import logging
@@ -22,7 +27,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Dict, Optional
 
-from . import __version__
+from . import __version__, crashpoints
 from ._native import envelope
 from .clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
 from .clfs.decode import decode_payload
@@ -30,10 +35,13 @@ from .clfs.objects import bucket_blob, final_root_name, seal
 from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from .logsetup import attach_file, detach
 from .pool import UnitPool, WorkerConfig
+from .ids import IdMint
 from .progress import Progress
-from .scan import Problem
+from .relist import edit_directory, group_by_parent
+from .scan import EntryStat, Problem
 from .settings import Settings
 from .state import StateError, StateStore
+from .sweep import Sweeper
 from .targets import open_target
 from .targets.endpoint import LocalFolder, parse_account
 from .targets.base import BlobTarget
@@ -121,6 +129,7 @@ class Loader:
 
     def _run(self) -> None:
         s = self.settings
+        crashpoints.check_process_group()
         check_paths(s.state_dir, s.source)
         if not s.new:
             # The state dir first: a missing or busy one says so before any network call.
@@ -140,6 +149,9 @@ class Loader:
             self._log_file = attach_file(s.state_dir, LOG_FILE)
         else:
             self._check_resume()
+            if self.state.phase != "INIT":
+                self.state.mark_resumed()
+                _remove_temp_files(self.target)
         self.progress = Progress(self.state, s, log)
         self.progress.config(new=s.new)
         if s.dry_run or s.dry_run_gb is not None or s.dry_run_count is not None:
@@ -203,6 +215,14 @@ class Loader:
         mismatches = []
         if os.path.realpath(s.source) != state.get("source"):
             mismatches.append("source '%s' is not the one this transfer started with ('%s')" % (s.source, state.get("source")))
+        source_id = state.get("source_id")
+        if source_id and not mismatches:
+            st = os.stat(s.source)
+            if "%d:%d" % (st.st_dev, st.st_ino) != source_id:
+                mismatches.append(
+                    "source '%s' is another directory than the one this transfer started with "
+                    "(it was replaced: device/inode differ)" % s.source
+                )
         if self.target.describe() != state.get("target"):
             mismatches.append(
                 "target %s is not the one this transfer started with (%s)" % (self.target.describe(), state.get("target"))
@@ -256,8 +276,12 @@ class Loader:
             raise LoadError("container '%s' is not empty (%s ...); --new needs an empty container" % (self.settings.container, names[0]))
         sealed = seal(bucket_blob(state.get("bucket_uuid")), self.params().compress)  # type: ignore[arg-type]
         target.put(sealed.name, sealed.payload)
+        crashpoints.reached("init")
         root_name = os.fsencode(os.path.basename(self.settings.source))
-        state.add_unit(os.fsencode(os.path.realpath(self.settings.source)), ROOT_ID, ROOT_ID, root_name, None)
+        root_path = os.fsencode(os.path.realpath(self.settings.source))
+        root_stat = EntryStat.of(os.lstat(root_path))
+        state.set("source_id", "%d:%d" % (root_stat.st_dev, root_stat.st_ino))
+        state.add_unit(root_path, ROOT_ID, ROOT_ID, root_name, root_stat.pack())
         state.set_phase("TRANSFER")
 
     # --- TRANSFER and RECONCILE ----------------------------------------------------
@@ -392,17 +416,51 @@ class Loader:
                 "again (it retries them), or pass --publish_with_errors to publish without those entries" % len(problems)
             )
             return
+        self._repair(prune=bool(problems))
+        crashpoints.reached("finalize")
         for handler in log.handlers:
             handler.flush()
         for name in uploads:
             with open(os.path.join(s.state_dir, name), "rb") as f:
                 target.put(name, f.read())
+        crashpoints.reached("finalize")
         sealed = seal(bucket_blob(state.get("bucket_uuid"), uploads), self.params().compress)  # type: ignore[arg-type]
         target.put(sealed.name, sealed.payload)
+        crashpoints.reached("finalize")
         self._publish_root()
         state.set_phase("DONE")
         self.result.published = True
         self.result.exit_code = 1 if problems else 0
+
+    def _repair(self, prune: bool) -> None:
+        """Make the stored tree match the state before it is published.
+
+        Each step is idempotent, and its state rows change only after its
+        blobs did, so a run killed part way repeats it.
+        """
+        state, target = self.state, self.target
+        assert state is not None and target is not None
+        mint = IdMint(int(state.get("containerid")), bytes.fromhex(state.get("id_secret")))  # type: ignore[arg-type]
+        compress = self.params().compress
+        restore = state.pruned_to_restore()
+        for parent, entries in group_by_parent(restore):
+            edit_directory(target, mint, parent, compress, add=entries)
+        if restore:
+            state.drop_pruned(restore)
+            log.info("%d entries that loaded since an earlier run left them out are back in their directories", len(restore))
+        failed = state.failed_entries() if prune else []
+        for parent, entries in group_by_parent(failed):
+            edit_directory(target, mint, parent, compress, remove=[name for name, _ in entries])
+        if failed:
+            state.add_pruned(failed)
+            log.warning("--publish_with_errors: %d failed entries are left out of their directories", len(failed))
+        dirs, objects = state.sweep_list()
+        if dirs or objects or failed:
+            sweeper = Sweeper(target, mint, self.settings.state_dir, log=lambda blob: log.debug("sweep: deleted %s", blob))
+            deleted = sweeper.run(dirs, objects, strays=[fh for _, _, fh in failed])
+            log.info("sweep: %d directories and %d objects checked, %d leftover blobs deleted", len(dirs), len(objects), deleted)
+        _remove_temp_files(target)
+        state.clear_sweep()
 
     def _publish_root(self) -> None:
         target = self.target
@@ -412,10 +470,14 @@ class Loader:
         try:
             payload = target.get(tmp)
         except BlobNotFoundError:
-            target.get(final)  # an earlier FINALIZE already published it
+            try:
+                target.get(final)  # an earlier FINALIZE already published it
+            except BlobNotFoundError:
+                raise LoadError("the root directory was not stored (see the problems above); nothing to publish") from None
             return
         envelope.unwrap(payload)  # never publish a root that does not decode
         target.put(final, payload)
+        crashpoints.reached("finalize")
         target.delete(tmp)
 
 
@@ -446,6 +508,15 @@ def run_load(settings: Settings, logger: logging.Logger = log) -> int:
     if loader.progress is not None:
         loader.progress.final(result, status)
     return result.exit_code if status == "Completed" else 1
+
+
+def _remove_temp_files(target: BlobTarget) -> None:
+    """Temp files of writers killed mid-blob (local-folder target; Azure has none)."""
+    remove = getattr(target, "remove_temp_files", None)
+    if remove is not None:
+        removed = remove()
+        if removed:
+            log.info("removed %d partial blob files left by an interrupted run", removed)
 
 
 def _uuid4() -> str:

@@ -7,7 +7,10 @@ units and returns their outcome. The driver alone writes the state store.
 """
 
 import multiprocessing
+import os
+import select
 import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -60,9 +63,39 @@ def _die_with_parent() -> None:
         pass  # not Linux: the pool's own shutdown still applies
 
 
-def _init_process(config: WorkerConfig) -> None:
+def _die_with_driver(driver: int) -> None:
+    """Exit at once when the driver process is gone, however it went.
+
+    PR_SET_PDEATHSIG alone is not enough: a worker's parent is the
+    forkserver, and the forkserver stays up while any worker holds its
+    liveness pipe, so a driver killed with SIGKILL would leave both behind.
+    A thread waits on a pidfd of the driver (Linux 5.3+), or polls it.
+    """
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(driver)
+        except (AttributeError, OSError):
+            fd = -1
+        if fd >= 0:
+            select.select([fd], [], [])  # readable once the driver has exited
+        else:
+            while True:
+                try:
+                    os.kill(driver, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                threading.Event().wait(0.5)
+        os._exit(1)  # never run on without the driver: nobody would record the work
+
+    threading.Thread(target=watch, name="clfsload-driver-watch", daemon=True).start()
+
+
+def _init_process(config: WorkerConfig, driver: int) -> None:
     global _worker
     _die_with_parent()
+    _die_with_driver(driver)
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = _open_worker(config)
@@ -93,7 +126,7 @@ class UnitPool:
         if processes > 0:
             context = multiprocessing.get_context("forkserver")
             self._executor = ProcessPoolExecutor(
-                max_workers=processes, mp_context=context, initializer=_init_process, initargs=(config,)
+                max_workers=processes, mp_context=context, initializer=_init_process, initargs=(config, os.getpid())
             )
             self._inline: Optional[Worker] = None
         else:

@@ -8,7 +8,14 @@ Only the driver touches it, through this narrow interface. What it holds:
   directory's row is deleted at once, so the table stays small on huge trees;
 * ``problems``: source entries that could not be loaded, per unit or link;
 * ``links`` and ``link_paths``: hard-linked objects and every path to them
-  (``--preserve_hardlinks 1``), stored once each in RECONCILE.
+  (``--preserve_hardlinks 1``), stored once each in RECONCILE;
+* ``sweep``: directories and objects that may have been written more than
+  once with different content (a unit cut short by a crash, a retry, a file
+  read again): FINALIZE deletes what their earlier attempts left behind
+  (:mod:`clfsload.sweep`);
+* ``pruned``: entries taken out of their directories because they failed
+  and the run published anyway (``--publish_with_errors``); a successful
+  retry puts them back.
 
 Writes are batched: results accumulate in one open transaction until
 :meth:`StateStore.commit`. A crash loses at most the uncommitted batch, and
@@ -22,15 +29,18 @@ import sqlite3
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from . import crashpoints
 from .errors import ClfsLoadError
 from .scan import Problem
 from .transfer import DirResult, DirTask, LinkTask
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 DB_NAME = "state.db"
 LOCK_NAME = "lock"
 
 PENDING, FAILED = 0, 2
+#: kinds of ``sweep`` rows
+SWEEP_DIR, SWEEP_OBJECT = 0, 1
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE units (
@@ -61,6 +71,13 @@ CREATE TABLE link_paths (
     PRIMARY KEY (parent_fh, name)
 );
 CREATE INDEX link_paths_fh ON link_paths (fh);
+CREATE TABLE sweep (fh BLOB PRIMARY KEY, kind INTEGER NOT NULL);
+CREATE TABLE pruned (
+    parent_fh BLOB NOT NULL,
+    name BLOB NOT NULL,
+    fh BLOB NOT NULL,
+    PRIMARY KEY (parent_fh, name)
+);
 """
 
 
@@ -115,10 +132,22 @@ class StateStore:
         """Open the state dir of an earlier run to resume it."""
         if os.path.islink(path) or not os.path.isdir(path):
             raise StateError("state directory '%s' does not exist; start a transfer with --new" % path)
+        unfinished = (
+            "state directory '%s' was left by a run stopped while it was being created, before it loaded anything: "
+            "remove it and start again with --new" % path
+        )
         if not os.path.exists(os.path.join(path, DB_NAME)):
-            raise StateError("'%s' holds no clfsload state (%s missing); start with --new" % (path, DB_NAME))
+            if os.path.exists(os.path.join(path, LOCK_NAME)):
+                raise StateError(unfinished)
+            raise StateError("'%s' holds no clfsload state (%s missing); start with --new in a new directory" % (path, DB_NAME))
         store = cls._open(path)
-        version = store.get("format_version")
+        try:
+            version = store.get("format_version")
+        except sqlite3.Error:
+            version = None
+        if version is None:
+            store.close()
+            raise StateError(unfinished)
         if version != FORMAT_VERSION:
             store.close()
             raise StateError(
@@ -173,6 +202,7 @@ class StateStore:
         """Make every change so far durable (one transaction for the whole batch)."""
         if self._db.in_transaction:
             self._db.execute("COMMIT")
+            crashpoints.reached("commit")
         self._in_batch = 0
 
     @property
@@ -211,6 +241,7 @@ class StateStore:
         self.set("phase", phase)
         self.set("phase_started", "%.3f" % time.time())
         self.commit()
+        crashpoints.reached("phase")
 
     # --- units -----------------------------------------------------------------
 
@@ -270,6 +301,8 @@ class StateStore:
             )
         else:
             self._db.execute("DELETE FROM units WHERE unit = ?", (result.unit,))  # reaped
+        if result.dirty:
+            self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) VALUES (?, ?)", (self._unit_fh(result.unit), SWEEP_DIR))
         self.add_counter("objects", result.objects + 1)
         self.add_counter("source_bytes", result.source_bytes)
         self._in_batch += 1
@@ -342,3 +375,76 @@ class StateStore:
         self._db.execute("DELETE FROM problems")
         self.commit()
         return units, links
+
+    # --- the sweep and pruned entries ----------------------------------------------
+
+    def mark_resumed(self) -> None:
+        """Every unit and link not finished may have been half done by the run that stopped.
+
+        They go on the sweep list: once they are done again, FINALIZE deletes
+        what the earlier attempt wrote and this one did not (a file that
+        shrank, an entry that vanished). Units never started cost the sweep
+        nothing: nothing in the container is owned by them.
+        """
+        self._begin()
+        self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) SELECT fh, ? FROM units", (SWEEP_DIR,))
+        self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) SELECT fh, ? FROM links", (SWEEP_OBJECT,))
+        self.commit()
+
+    def sweep_list(self) -> Tuple[List[bytes], List[bytes]]:
+        """The (directories, objects) to sweep."""
+        dirs: List[bytes] = []
+        objects: List[bytes] = []
+        for fh, kind in self._db.execute("SELECT fh, kind FROM sweep ORDER BY fh"):
+            (dirs if kind == SWEEP_DIR else objects).append(bytes(fh))
+        return dirs, objects
+
+    def add_sweep(self, fh: bytes, kind: int = SWEEP_DIR) -> None:
+        """Put one directory (or object) on the sweep list."""
+        self._begin()
+        self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) VALUES (?, ?)", (fh, kind))
+
+    def clear_sweep(self) -> None:
+        """The sweep is done: empty its list (committed)."""
+        self._begin()
+        self._db.execute("DELETE FROM sweep")
+        self.commit()
+
+    def failed_entries(self) -> List[Tuple[bytes, bytes, bytes]]:
+        """(parent fh, name, fh) of every entry whose object is missing because it failed.
+
+        Those are directories that failed outright (a directory that loaded
+        but left entries out lists only what it stored) and every path of a
+        hard-linked object that failed in RECONCILE.
+        """
+        rows = self._db.execute(
+            "SELECT parent_fh, name, fh FROM units WHERE state = ? AND omitted IS NULL ORDER BY unit", (FAILED,)
+        ).fetchall()
+        rows += self._db.execute(
+            "SELECT p.parent_fh, p.name, p.fh FROM link_paths p JOIN links l ON l.fh = p.fh"
+            " WHERE l.state = ? ORDER BY p.rowid",
+            (FAILED,),
+        ).fetchall()
+        return [(bytes(p), bytes(n), bytes(f)) for p, n, f in rows]
+
+    def add_pruned(self, entries: List[Tuple[bytes, bytes, bytes]]) -> None:
+        """Record entries taken out of their directories (committed)."""
+        self._begin()
+        self._db.executemany("INSERT OR REPLACE INTO pruned (parent_fh, name, fh) VALUES (?, ?, ?)", entries)
+        self.commit()
+
+    def pruned_to_restore(self) -> List[Tuple[bytes, bytes, bytes]]:
+        """Pruned entries whose object has loaded since: they go back into their directories."""
+        rows = self._db.execute(
+            "SELECT parent_fh, name, fh FROM pruned p WHERE"
+            " NOT EXISTS (SELECT 1 FROM units u WHERE u.fh = p.fh AND u.state = ?) AND"
+            " NOT EXISTS (SELECT 1 FROM links l WHERE l.fh = p.fh AND l.state = ?)",
+            (FAILED, FAILED),
+        ).fetchall()
+        return [(bytes(p), bytes(n), bytes(f)) for p, n, f in rows]
+
+    def drop_pruned(self, entries: List[Tuple[bytes, bytes, bytes]]) -> None:
+        """Forget pruned entries that are back in their directories (committed)."""
+        self._begin()
+        self._db.executemany("DELETE FROM pruned WHERE parent_fh = ? AND name = ?", [(p, n) for p, n, _ in entries])
+        self.commit()

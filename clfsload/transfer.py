@@ -14,10 +14,12 @@ never lists an entry whose inode is missing.
 """
 
 import os
+import stat
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
+from . import crashpoints
 from .clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, ROOT_ID, Ftype
 from .clfs.objects import (
     Blob,
@@ -103,6 +105,9 @@ class DirResult:
     omitted_subdirs: List[bytes] = field(default_factory=list)
     objects: int = 0
     source_bytes: int = 0
+    #: some object was written twice with different content (a file read
+    #: again): the sweep must look for what the first write left behind
+    dirty: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class Worker:
         self.params = params
         self.mint = IdMint(params.containerid, params.secret)
         self.uploader = uploader
+        self._dirty = False  # set when this unit wrote some object twice
 
     def _attrs(self, st: EntryStat, size: int, nlink: int = 1) -> VAttr:
         return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
@@ -144,8 +150,13 @@ class Worker:
     def run(self, task: DirTask) -> DirResult:
         """Load the directory of ``task``; raises UnitFailed or TerminalError."""
         result = DirResult(task.unit)
+        self._dirty = False
         try:
-            dir_stat = EntryStat.unpack(task.stat) if task.stat else EntryStat.of(os.lstat(task.path))
+            # Attributes from the directory itself, now, to match the listing
+            # that follows (not from the parent's scan, which may be old).
+            dir_stat = EntryStat.of(os.lstat(task.path))
+            if task.stat:
+                _check_same_directory(task.path, EntryStat.unpack(task.stat), dir_stat)
             entries, problems = scan_directory(task.path)
         except OSError as exc:
             raise UnitFailed(Problem(task.path, "cannot list directory: %s" % describe_oserror(exc))) from None
@@ -193,6 +204,7 @@ class Worker:
                 result.objects -= 1
                 result.problems.append(Problem(path, _store_failure(error)))
         self._store_directory(task, dir_stat, children, subdir_count)
+        result.dirty = self._dirty
         return result
 
     def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
@@ -212,7 +224,12 @@ class Worker:
             root_extattrs() if is_root else None,
             ids=self.mint.block_ids(task.fh),
         )
-        error = first_error([self.uploader.submit(blob) for blob in blobs])
+        futures = []
+        pending = list(blobs)  # segments, then the inode last
+        for index, blob in enumerate(pending):
+            futures.append(self.uploader.submit(blob))
+            crashpoints.reached("inode" if index == len(pending) - 1 else "dir-segment")
+        error = first_error(futures)
         if isinstance(error, TerminalError):
             raise error
         if error is not None:
@@ -246,9 +263,13 @@ class Worker:
                         % (len(target), CLFS_SYMLINK_LENGTH_MAX)
                     )
                 attrs = self._attrs(st, symlink_size(target), nlink)
-                return [self.uploader.submit(symlink_blob(target, attrs, fh, backpointers, name, where))], len(target)
+                future = self.uploader.submit(symlink_blob(target, attrs, fh, backpointers, name, where))
+                crashpoints.reached("inode")
+                return [future], len(target)
             attrs = self._attrs(st, st.st_size, nlink)
-            return [self.uploader.submit(special_blob(attrs, fh, backpointers, name, where))], 0
+            future = self.uploader.submit(special_blob(attrs, fh, backpointers, name, where))
+            crashpoints.reached("inode")
+            return [future], 0
         except OSError as exc:
             raise SourceError(describe_oserror(exc)) from None
         except EncodeError as exc:
@@ -273,6 +294,7 @@ class Worker:
                         break
                     if inode is not None:
                         futures.append(self.uploader.submit(inode))
+                        crashpoints.reached("file-segment")
                     inode = blob
                 after = EntryStat.of(os.fstat(fd))
                 if before.same_content(after) and size == after.st_size:
@@ -283,8 +305,11 @@ class Worker:
                         f.set_exception(error)
                         return [f], size
                     assert inode is not None
-                    return [self.uploader.submit(inode)], size
+                    future = self.uploader.submit(inode)
+                    crashpoints.reached("inode")
+                    return [future], size
                 first_error(futures)  # let this attempt's PUTs land before the next overwrites them
+                self._dirty = True  # the next attempt may write fewer segments
             raise SourceError("changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
 
     # --- RECONCILE -----------------------------------------------------------
@@ -303,7 +328,22 @@ class Worker:
             raise error
         if error is not None:
             return Problem(task.path, _store_failure(error))
+        crashpoints.reached("link")
         return None
+
+
+def _check_same_directory(path: bytes, scanned: EntryStat, now: EntryStat) -> None:
+    """The directory a unit loads is the one its parent's scan found (same device and inode).
+
+    Otherwise the source was replaced under the run (a tree moved away and
+    another put in its place): loading it would mix two trees.
+    """
+    if not stat.S_ISDIR(now.st_mode):
+        raise UnitFailed(Problem(path, "is no longer a directory (replaced since it was found); not loaded"))
+    if (scanned.st_dev, scanned.st_ino) != (now.st_dev, now.st_ino):
+        raise UnitFailed(
+            Problem(path, "was replaced by another directory since it was found (device/inode changed); not loaded")
+        )
 
 
 def _store_failure(error: BaseException) -> str:
