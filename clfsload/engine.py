@@ -19,9 +19,11 @@ rerun: the work left is done again and overwrites what was half done, and
 the sweep deletes what a changed source made obsolete.
 """
 
+import errno
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -501,6 +503,9 @@ def run_load(settings: Settings, logger: logging.Logger = log) -> int:
     except KeyboardInterrupt:
         status = "Aborted"
         logger.error("interrupted; run the same command without --new to resume")
+    except (sqlite3.Error, OSError) as exc:
+        logger.debug("local failure", exc_info=True)
+        logger.error("%s", describe_local_failure(exc, settings.state_dir))
     except Exception as exc:  # never a traceback for the user; the stack goes to DEBUG
         logger.debug("internal error", exc_info=True)
         logger.error("internal error: %s: %s (rerun with --log_level debug for details)", type(exc).__name__, exc)
@@ -508,6 +513,21 @@ def run_load(settings: Settings, logger: logging.Logger = log) -> int:
     if loader.progress is not None:
         loader.progress.final(result, status)
     return result.exit_code if status == "Completed" else 1
+
+
+def describe_local_failure(exc: BaseException, state_dir: str) -> str:
+    """One line for a failure of the local disk: the state database or a file beside it."""
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    full = full or (isinstance(exc, sqlite3.Error) and "full" in str(exc))
+    if full:
+        return (
+            "the state directory '%s' is full (%s): free space there and run the same command to resume"
+            % (state_dir, exc.strerror if isinstance(exc, OSError) else exc)
+        )
+    if isinstance(exc, sqlite3.Error):
+        return "the state database in '%s' failed: %s; run the same command to resume" % (state_dir, exc)
+    where = getattr(exc, "filename", None)
+    return "%s%s; fix it and run the same command to resume" % ("'%s': " % where if where else "", exc.strerror or exc)
 
 
 def _remove_temp_files(target: BlobTarget) -> None:

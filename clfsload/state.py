@@ -181,11 +181,14 @@ class StateStore:
     def close(self) -> None:
         """Commit, checkpoint and release the lock."""
         if self._db is not None:
-            self.commit()
             try:
+                self.commit()
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
-                pass  # a busy checkpoint is retried at the next open
+                # A full disk or a busy checkpoint: the last batch is redone by the
+                # next run, and the checkpoint is retried at the next open.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
             self._db.close()
             self._db = None  # type: ignore[assignment]
         if self._lock_fd >= 0:

@@ -178,7 +178,7 @@ class Sweeper:
     # --- directories -------------------------------------------------------------
 
     def _sweep_dir(self, d: bytes, owned: List[BlobName], check: Dict[bytes, Optional[str]], dead: Set[bytes]) -> None:
-        inode_blob = self._inode_blob(d, want_dir=True)
+        inode_blob = find_inode_blob(self.target, d, want_dir=True)
         live: Set[bytes] = set()
         blocks: Set[str] = set()
         if inode_blob is not None:
@@ -199,15 +199,12 @@ class Sweeper:
                 if not _is_linked(name.obj_id):
                     dead.add(name.obj_id)  # a linked object lives on under its other names
 
-    def _inode_blob(self, fh: bytes, want_dir: bool) -> Optional[str]:
-        return find_inode_blob(self.target, fh, want_dir)
-
     # --- blocks of one object ------------------------------------------------------
 
     def _sweep_blocks(self, fh: bytes, blob: Optional[str], owned: List[BlobName]) -> None:
         if not any(n.btype in _BLOCK_BTYPES for n in owned):
             return
-        blob = blob or self._inode_blob(fh, want_dir=False)
+        blob = blob or find_inode_blob(self.target, fh)
         live: Set[str] = set()
         if blob is not None:
             try:

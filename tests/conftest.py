@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _CONFIG
     _CONFIG = config
     config.addinivalue_line("markers", "c_extension: exercises a compiled (Cython) twin")
-    config.addinivalue_line("markers", "slow: a long end-to-end run, done once per CI run (compiled pass)")
+    config.addinivalue_line("markers", "slow: a long end-to-end run (the kill campaign), done once per CI run (compiled pass)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

@@ -10,6 +10,8 @@ blob, and no killed run left a published root over an incomplete tree.
 The soak script ``tests/soak/kill_campaign.py`` runs the same for any count.
 """
 
+import pytest
+
 try:
     from ._campaign import POINTS, run_campaigns
 except ImportError:
@@ -19,6 +21,7 @@ SEED = 20261125
 KILL_POINTS = 50
 
 
+@pytest.mark.slow  # once per CI run, in the compiled pass
 def test_kill_campaign_loses_nothing(tmp_path):
     report = run_campaigns(tmp_path, SEED, KILL_POINTS)
     print("\n" + report.line())
