@@ -9,8 +9,11 @@ resume); 2 the command line is wrong.
 """
 
 import argparse
+import base64
+import binascii
 import logging
 import os
+import re
 import sys
 from typing import List, Optional
 
@@ -19,6 +22,8 @@ from .errors import ClfsLoadError
 from .logsetup import console
 from .settings import COMPRESSIONS, Settings, default_upload_threads
 from .targets.credentials import Credential
+from .targets.endpoint import LocalFolder, parse_account
+from .targets.redaction import REDACTED, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ENV_SAS = "CLFSLOAD_SAS_TOKEN"
@@ -31,6 +36,73 @@ def _bool_int(text: str) -> bool:
         return bool(int(text))
     except ValueError:
         raise argparse.ArgumentTypeError("expected 0 or 1, got %r" % text) from None
+
+
+def _error_budget(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more, got %d" % value)
+    return value
+
+
+def _looks_secret(token: str, bare_keys: bool = True) -> bool:
+    """A command-line word that may be a credential: a SAS, a connection string or (``bare_keys``) an account key."""
+    lowered = token.lower()
+    if any(mark in lowered for mark in ("sig=", "accountkey=", "sharedaccesssignature=")):
+        return True
+    if not bare_keys:
+        return False
+    bare = token.strip()  # an account key: 88 base64 characters; never a path
+    if len(bare) < 40 or bare.startswith("/") or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", bare):
+        return False
+    if not (re.search(r"[a-z]", bare) and re.search(r"[A-Z]", bare) and re.search(r"[0-9]", bare)):
+        return False
+    try:
+        return len(base64.b64decode(bare, validate=True)) >= 24
+    except (binascii.Error, ValueError):
+        return False
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error messages scrubbed: a usage error may quote any word of argv, the SAS too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.secret_words: List[str] = []
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        words = sys.argv[1:] if args is None else list(args)
+        self.secret_words = sorted((w for w in words if _looks_secret(w)), key=len, reverse=True)
+        return super().parse_args(words, namespace)
+
+    def error(self, message: str):  # type: ignore[override]
+        for word in self.secret_words:
+            message = message.replace(word, REDACTED)
+        super().error(redact(message))
+
+
+def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a credential given in place of another argument (exit 2), before it can reach a path or the log.
+
+    A SAS or key swapped into CONTAINER would otherwise name a folder of a
+    ``file:`` target, or be quoted by the message that refuses the name. Paths
+    are checked for SAS and connection-string fields only: a relative path
+    may look like base64.
+    """
+    for value, metavar, bare_keys in (
+        (args.local_state_path, "STATE_DIR", False),
+        (args.source_root, "SOURCE", False),
+        (args.target_storage_account, "ACCOUNT", True),
+        (args.target_container, "CONTAINER", True),
+    ):
+        if _looks_secret(value, bare_keys):
+            parser.error(
+                "%s looks like a credential (a SAS token or an account key); the arguments are "
+                "STATE_DIR SOURCE ACCOUNT CONTAINER SAS, in that order" % metavar
+            )
 
 
 def _log_level(text: str) -> str:
@@ -59,7 +131,7 @@ def version_text() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (original spellings, with kebab-case aliases)."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="CLFSLoad.py",
         description="Load a local directory tree into an Azure Blob container (or a local folder) in CLFS format.",
         epilog="ACCOUNT: a storage account name, a blob endpoint URL (https://host/..., http://127.0.0.1:10000/"
@@ -82,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry_run_gb", "--dry-run-gb", type=float, default=None, help="set the dry-run GiB without scanning")
     p.add_argument("--dry_run_count", "--dry-run-count", type=int, default=None, help="set the dry-run object count")
     p.add_argument("--compression", choices=COMPRESSIONS, default=None, help="default=LZ4 (fixed at --new)")
-    p.add_argument("--max_errors", "--max-errors", type=int, default=50, help="errors per phase before it stops; 0 = unlimited")
+    p.add_argument("--max_errors", "--max-errors", type=_error_budget, default=50, help="errors per phase before it stops; 0 = unlimited")
     p.add_argument("--preserve_hardlinks", "--preserve-hardlinks", type=_bool_int, default=None,
                    help="0 (default): each path is a copy; 1: hard links share one inode (fixed at --new)")
     p.add_argument("--retry_errors", "--retry-errors", type=_bool_int, default=True,
@@ -100,8 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def credential_from(args: argparse.Namespace, environ=os.environ) -> Credential:
-    """The credential, from the first of: --azure_ad, --sas_token_file, SAS, the environment."""
+def _is_local_target(account: str) -> bool:
+    try:
+        return isinstance(parse_account(account), LocalFolder)
+    except ClfsLoadError:
+        return False  # the target layer says what is wrong with it
+
+
+def credential_from(args: argparse.Namespace, environ=os.environ, log: Optional[logging.Logger] = None) -> Credential:
+    """The credential, from the first of: --azure_ad, --sas_token_file, SAS, the environment.
+
+    A ``file:`` target takes no credential. One given explicitly (argv,
+    --sas_token_file, --azure_ad) is an error the target reports; one merely
+    present in the environment is ignored, so an exported
+    ``$CLFSLOAD_SAS_TOKEN`` does not break a local load that passes ``-``.
+    """
     if args.azure_ad:
         return Credential.azure_ad()
     if args.sas_token_file:
@@ -112,6 +197,11 @@ def credential_from(args: argparse.Namespace, environ=os.environ) -> Credential:
             raise ClfsLoadError("cannot read --sas_token_file '%s': %s" % (args.sas_token_file, exc.strerror)) from None
     if args.sas_token.strip() not in ("", "-"):
         return Credential.sas(args.sas_token)
+    if _is_local_target(args.target_storage_account):
+        present = [name for name in (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING) if environ.get(name)]
+        if present and log is not None:
+            log.info("a file: target takes no credential; $%s ignored", ", $".join(present))
+        return Credential.none()
     if environ.get(ENV_SAS):
         return Credential.sas(environ[ENV_SAS])
     if environ.get(ENV_ACCOUNT_KEY):
@@ -133,7 +223,7 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
         source=args.source_root,
         account=args.target_storage_account,
         container=args.target_container,
-        credential=credential_from(args, environ),
+        credential=credential_from(args, environ, log),
         new=args.new,
         compression=args.compression,
         preserve_hardlinks=args.preserve_hardlinks,
@@ -153,7 +243,9 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the loader; returns the exit code."""
-    args = build_parser().parse_args(argv)  # exits 2 on a usage error
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    check_positionals(parser, args)
     log = console(args.log_level)
     from .engine import run_load
 

@@ -20,6 +20,7 @@ the sweep deletes what a changed source made obsolete.
 """
 
 import errno
+import itertools
 import logging
 import os
 import secrets
@@ -27,7 +28,7 @@ import sqlite3
 import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from typing import Dict, Optional
+from typing import Dict, Optional, Set
 
 from . import __version__, crashpoints
 from ._native import envelope
@@ -111,23 +112,57 @@ class Loader:
         self.progress: Optional[Progress] = None
         self._started = time.monotonic()
         self._log_file: Optional[logging.Handler] = None
+        self._noted: Set[str] = set()  # keys of the warnings logged once per run
 
     # --- top level -----------------------------------------------------------
 
     def run(self) -> LoadResult:
-        """Run every phase still to do; returns the result (never raises ClfsLoadError)."""
+        """Run every phase still to do; returns the result.
+
+        Raises the ClfsLoadError that stopped the run. The log file in the
+        state dir stays attached until :meth:`close_log`, so the line the run
+        ends with reaches it too.
+        """
         try:
             self._run()
         finally:
             self.result.elapsed = time.monotonic() - self._started
             if self.state is not None:
                 self.result.phase = self.state.phase
+                try:
+                    self._write_problems()
+                except OSError as exc:
+                    log.warning("cannot write %s: %s", PROBLEMS_FILE, exc.strerror)
             if self.target is not None:
                 self.target.close()
             if self.state is not None:
                 self.state.close()
-            detach(self._log_file)
         return self.result
+
+    def close_log(self) -> None:
+        """Stop writing this run's log to the state dir."""
+        detach(self._log_file)
+        self._log_file = None
+
+    def _write_problems(self) -> int:
+        """STATE_DIR/problems.txt: every recorded problem's path, one per line (none: no file)."""
+        assert self.state is not None
+        path = os.path.join(self.settings.state_dir, PROBLEMS_FILE)
+        if os.path.exists(path):
+            os.unlink(path)
+        count = 0
+        problems = self.state.problems()
+        first = next(problems, None)
+        if first is None:
+            return 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            for p in itertools.chain([first], problems):
+                f.write(p.path + b"\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        return count
 
     def _run(self) -> None:
         s = self.settings
@@ -325,6 +360,10 @@ class Loader:
         assert state is not None and self.progress is not None
         if isinstance(outcome, DirResult):
             state.complete_unit(outcome)
+            for key, line in outcome.notes:
+                if not key or key not in self._noted:
+                    self._noted.add(key)
+                    log.warning("%s", line)
             for problem in outcome.problems:
                 log.error("%s", problem.line())
             self.progress.count(outcome.objects + 1, outcome.source_bytes)
@@ -397,25 +436,18 @@ class Loader:
         state, target, s = self.state, self.target, self.settings
         assert state is not None and target is not None and self.progress is not None
         self.progress.phase("finalize")
-        problems = list(state.problems())
-        problems_path = os.path.join(s.state_dir, PROBLEMS_FILE)
-        if os.path.exists(problems_path):
-            os.unlink(problems_path)
+        problems = self._write_problems()
         uploads = [LOG_FILE]
         if problems:
-            with open(problems_path, "wb") as f:
-                for p in problems:
-                    f.write(p.path + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
             uploads.append(PROBLEMS_FILE)
-            log.warning("%d entries could not be loaded; they are listed in %s", len(problems), problems_path)
+            log.warning("%d entries could not be loaded; they are listed in %s", problems,
+                        os.path.join(s.state_dir, PROBLEMS_FILE))
         else:
             target.delete(PROBLEMS_FILE)  # a stale copy from an earlier run
         if problems and not s.publish_with_errors:
             self.result.message = (
                 "load failed: %d problems; the container is not published. Fix them and run the same command "
-                "again (it retries them), or pass --publish_with_errors to publish without those entries" % len(problems)
+                "again (it retries them), or pass --publish_with_errors to publish without those entries" % problems
             )
             return
         self._repair(prune=bool(problems))
@@ -450,6 +482,9 @@ class Loader:
         if restore:
             state.drop_pruned(restore)
             log.info("%d entries that loaded since an earlier run left them out are back in their directories", len(restore))
+        gone = state.gone_entries()
+        for parent, entries in group_by_parent(gone):
+            edit_directory(target, mint, parent, compress, remove=[name for name, _ in entries])
         failed = state.failed_entries() if prune else []
         for parent, entries in group_by_parent(failed):
             edit_directory(target, mint, parent, compress, remove=[name for name, _ in entries])
@@ -457,12 +492,15 @@ class Loader:
             state.add_pruned(failed)
             log.warning("--publish_with_errors: %d failed entries are left out of their directories", len(failed))
         dirs, objects = state.sweep_list()
-        if dirs or objects or failed:
+        dead = [fh for _, _, fh in failed + gone]
+        if dirs or objects or dead:
             sweeper = Sweeper(target, mint, self.settings.state_dir, log=lambda blob: log.debug("sweep: deleted %s", blob))
-            deleted = sweeper.run(dirs, objects, strays=[fh for _, _, fh in failed])
+            deleted = sweeper.run(dirs, objects, strays=dead)
             log.info("sweep: %d directories and %d objects checked, %d leftover blobs deleted", len(dirs), len(objects), deleted)
         _remove_temp_files(target)
         state.clear_sweep()
+        if gone:
+            state.clear_gone()
 
     def _publish_root(self) -> None:
         target = self.target
@@ -512,6 +550,7 @@ def run_load(settings: Settings, logger: logging.Logger = log) -> int:
     result = loader.result
     if loader.progress is not None:
         loader.progress.final(result, status)
+    loader.close_log()
     return result.exit_code if status == "Completed" else 1
 
 

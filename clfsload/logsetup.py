@@ -2,6 +2,11 @@
 
 Levels print as three letters (DEB, INF, WAR, ERR, CRI) as the reference's do,
 because AzCopy looks for ``ERR``. Every handler scrubs secrets.
+
+``output.txt`` is created mode 0600 (the state dir is private, and so is its
+log). When it cannot be written (the state dir's filesystem is full, an I/O
+error), one ``WAR`` line on stdout says so and the log goes on on stdout
+only, instead of a ``--- Logging error ---`` traceback per line.
 """
 
 import logging
@@ -30,9 +35,50 @@ def console(level: str = "INFO") -> logging.Logger:
     return log
 
 
+class StateLogHandler(logging.FileHandler):
+    """Appends to a private log file; gives up with one console line when the file cannot be written."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # a log left by an older version
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        super().__init__(path, encoding="utf-8")
+        self.failure: Optional[OSError] = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self.failure = exc
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        try:
+            if stream is not None:
+                stream.close()  # drops what could not be written; the fd is closed all the same
+        except OSError:
+            pass
+        reason = exc.strerror or str(exc)
+        note = logging.LogRecord(
+            LOGGER, logging.WARNING, __file__, 0,
+            "cannot write the log file '%s': %s; the log goes on on stdout only", (self.baseFilename, reason), None,
+        )  # fmt: skip
+        for handler in logging.getLogger(LOGGER).handlers:
+            if getattr(handler, "_clfsload_console", False):
+                handler.handle(note)
+
+
 def attach_file(state_dir: str, name: str = "output.txt") -> logging.Handler:
     """Append the log to ``STATE_DIR/name`` too; returns the handler to detach later."""
-    handler = logging.FileHandler(os.path.join(state_dir, name), encoding="utf-8")
+    handler = StateLogHandler(os.path.join(state_dir, name))
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())
     logging.getLogger(LOGGER).addHandler(handler)

@@ -88,14 +88,32 @@ class Entry(NamedTuple):
 
 
 def describe_oserror(exc: OSError) -> str:
-    """A short reason for an OSError, without the path (the caller names it)."""
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied (%s)" % os.strerror(exc.errno)
+    """A short reason for an OSError, without the path (the caller names it).
+
+    An OSError raised here with a reason of its own (``OSError(errno, text)``)
+    keeps that text.
+    """
+    if exc.errno is not None and exc.strerror and exc.strerror != os.strerror(exc.errno):
+        return exc.strerror
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    if exc.errno == errno.EPERM:
+        return "operation not permitted"
     if exc.errno == errno.ENOENT:
         return "vanished while loading (no such file or directory)"
     if exc.errno is not None:
         return os.strerror(exc.errno)
     return str(exc)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "a special file"
 
 
 def scan_directory(path: bytes) -> Tuple[List[Entry], List[Problem]]:
@@ -153,9 +171,10 @@ def open_for_reading(path: bytes) -> int:
             pass  # O_NOATIME needs ownership of the file (or CAP_FOWNER)
     if fd < 0:
         fd = os.open(path, flags)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise OSError(errno.EINVAL, "no longer a regular file")
+        raise OSError(errno.EINVAL, "no longer a regular file: it became %s since the scan" % _kind(mode))
     return fd
 
 

@@ -23,13 +23,16 @@ those units are simply loaded again (they write the same blobs). No secret is
 ever stored here. A lock file keeps a second run off the same state dir.
 """
 
+import errno
 import fcntl
 import os
 import sqlite3
+import struct
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from . import crashpoints
+from .clfs.constants import FH_LEN
 from .errors import ClfsLoadError
 from .scan import Problem
 from .transfer import DirResult, DirTask, LinkTask
@@ -51,8 +54,8 @@ CREATE TABLE units (
     parent_fh BLOB NOT NULL,
     name BLOB NOT NULL,
     stat BLOB,
-    retry_subdirs BLOB,   -- NULL: schedule every subdirectory found
-    omitted BLOB          -- subdirectories left out by the last attempt
+    scheduled BLOB        -- subdirectories already made units, with their fhs (packed);
+                          -- NULL: no attempt of this unit has completed
 );
 CREATE INDEX units_state ON units (state, unit);
 CREATE TABLE problems (unit INTEGER, link_fh BLOB, path BLOB NOT NULL, reason TEXT NOT NULL);
@@ -72,6 +75,7 @@ CREATE TABLE link_paths (
 );
 CREATE INDEX link_paths_fh ON link_paths (fh);
 CREATE TABLE sweep (fh BLOB PRIMARY KEY, kind INTEGER NOT NULL);
+CREATE TABLE gone (parent_fh BLOB NOT NULL, name BLOB NOT NULL, fh BLOB NOT NULL);
 CREATE TABLE pruned (
     parent_fh BLOB NOT NULL,
     name BLOB NOT NULL,
@@ -81,18 +85,32 @@ CREATE TABLE pruned (
 """
 
 
+_NOT_A_DIRECTORY = "'%s' is a file, not a state directory; give a new path for the state directory"
+
+
 class StateError(ClfsLoadError):
     """The state directory cannot be used as asked; the message says what to do."""
 
 
-def _names(blob: Optional[bytes]) -> Optional[frozenset]:
+_NAME_LEN = struct.Struct(">H")
+
+
+def _pack_subdirs(subdirs: Dict[bytes, bytes]) -> bytes:
+    """``{name: fh}`` as (u16 name length, name, 24-byte fh) records."""
+    return b"".join(_NAME_LEN.pack(len(n)) + n + fh for n, fh in sorted(subdirs.items()))
+
+
+def _unpack_subdirs(blob: Optional[bytes]) -> Optional[Dict[bytes, bytes]]:
     if blob is None:
         return None
-    return frozenset(n for n in blob.split(b"\0") if n)
-
-
-def _pack_names(names) -> bytes:
-    return b"\0".join(names)  # file names never hold NUL
+    out: Dict[bytes, bytes] = {}
+    at = 0
+    while at < len(blob):
+        (size,) = _NAME_LEN.unpack_from(blob, at)
+        name = bytes(blob[at + 2 : at + 2 + size])
+        out[name] = bytes(blob[at + 2 + size : at + 2 + size + FH_LEN])
+        at += 2 + size + FH_LEN
+    return out
 
 
 class StateStore:
@@ -112,10 +130,17 @@ class StateStore:
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
+            if not os.path.isdir(path):
+                raise StateError(_NOT_A_DIRECTORY % path) from None
             raise StateError(
                 "state directory '%s' already exists; resume without --new, or pick a new directory" % path
             ) from None
         except OSError as exc:
+            parent = os.path.dirname(os.path.abspath(path))
+            if exc.errno == errno.ENOENT:
+                raise StateError(
+                    "cannot create state directory '%s': its parent '%s' does not exist; create it first" % (path, parent)
+                ) from None
             raise StateError("cannot create state directory '%s': %s" % (path, exc.strerror)) from None
         store = cls._open(path)
         store._db.executescript(_SCHEMA)
@@ -130,6 +155,8 @@ class StateStore:
     @classmethod
     def open(cls, path: str) -> "StateStore":
         """Open the state dir of an earlier run to resume it."""
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise StateError(_NOT_A_DIRECTORY % path)
         if os.path.islink(path) or not os.path.isdir(path):
             raise StateError("state directory '%s' does not exist; start a transfer with --new" % path)
         unfinished = (
@@ -169,11 +196,14 @@ class StateStore:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        db_path = os.path.join(path, DB_NAME)
         try:
-            db = sqlite3.connect(os.path.join(path, DB_NAME), isolation_level=None, check_same_thread=False)
+            # Created here, private: SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+            db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             os.close(fd)
             raise StateError("cannot open the state database in '%s': %s" % (path, exc)) from None
         return cls(path, db, fd)
@@ -266,11 +296,11 @@ class StateStore:
     def pending_units(self, after: int, limit: int) -> List[DirTask]:
         """Pending units numbered above ``after``, in order."""
         rows = self._db.execute(
-            "SELECT unit, path, fh, parent_fh, name, stat, retry_subdirs FROM units"
+            "SELECT unit, path, fh, parent_fh, name, stat, scheduled FROM units"
             " WHERE state = ? AND unit > ? ORDER BY unit LIMIT ?",
             (PENDING, after, limit),
         ).fetchall()
-        return [DirTask(u, p, fh, pfh, n, st, _names(rs)) for u, p, fh, pfh, n, st, rs in rows]
+        return [DirTask(u, p, fh, pfh, n, st, _unpack_subdirs(sc)) for u, p, fh, pfh, n, st, sc in rows]
 
     def count_units(self, state: int = PENDING) -> int:
         """Units in ``state``."""
@@ -279,6 +309,9 @@ class StateStore:
     def complete_unit(self, result: DirResult) -> None:
         """Record a unit's result: schedule its subdirectories, keep its links and problems."""
         self._begin()
+        if result.vanished:
+            self._vanish_unit(result.unit)
+            return
         if result.subdirs:
             parent_fh = self._unit_fh(result.unit)
             for sub in result.subdirs:
@@ -298,9 +331,13 @@ class StateStore:
                 "INSERT INTO problems (unit, path, reason) VALUES (?, ?, ?)",
                 [(result.unit, p.path, p.reason) for p in result.problems],
             )
+            # A retry reuses these subdirectories' fhs and does not load them again.
+            row = self._db.execute("SELECT scheduled FROM units WHERE unit = ?", (result.unit,)).fetchone()
+            scheduled = _unpack_subdirs(row[0]) or {}
+            scheduled.update((sub.name, sub.fh) for sub in result.subdirs)
             self._db.execute(
-                "UPDATE units SET state = ?, omitted = ? WHERE unit = ?",
-                (FAILED, _pack_names(result.omitted_subdirs), result.unit),
+                "UPDATE units SET state = ?, scheduled = ? WHERE unit = ?",
+                (FAILED, _pack_subdirs(scheduled), result.unit),
             )
         else:
             self._db.execute("DELETE FROM units WHERE unit = ?", (result.unit,))  # reaped
@@ -310,6 +347,25 @@ class StateStore:
         self.add_counter("source_bytes", result.source_bytes)
         self._in_batch += 1
 
+    def _vanish_unit(self, unit: int) -> None:
+        """A directory gone since its parent listed it: FINALIZE takes it out of the parent."""
+        self._db.execute("INSERT INTO gone (parent_fh, name, fh) SELECT parent_fh, name, fh FROM units WHERE unit = ?",
+                         (unit,))
+        self._db.execute("DELETE FROM problems WHERE unit = ?", (unit,))
+        self._db.execute("DELETE FROM units WHERE unit = ?", (unit,))
+        self._in_batch += 1
+
+    def gone_entries(self) -> List[Tuple[bytes, bytes, bytes]]:
+        """(parent fh, name, fh) of directories that vanished after their parent listed them."""
+        rows = self._db.execute("SELECT parent_fh, name, fh FROM gone ORDER BY rowid").fetchall()
+        return [(bytes(p), bytes(n), bytes(f)) for p, n, f in rows]
+
+    def clear_gone(self) -> None:
+        """The vanished directories are out of their parents (committed)."""
+        self._begin()
+        self._db.execute("DELETE FROM gone")
+        self.commit()
+
     def _unit_fh(self, unit: int) -> bytes:
         return self._db.execute("SELECT fh FROM units WHERE unit = ?", (unit,)).fetchone()[0]
 
@@ -318,7 +374,7 @@ class StateStore:
         self._begin()
         self._db.execute("DELETE FROM problems WHERE unit = ?", (unit,))
         self._db.execute("INSERT INTO problems (unit, path, reason) VALUES (?, ?, ?)", (unit, problem.path, problem.reason))
-        self._db.execute("UPDATE units SET state = ?, omitted = NULL WHERE unit = ?", (FAILED, unit))
+        self._db.execute("UPDATE units SET state = ? WHERE unit = ?", (FAILED, unit))
         self._in_batch += 1
 
     # --- links -----------------------------------------------------------------
@@ -366,14 +422,19 @@ class StateStore:
     def retry_failed(self) -> Tuple[int, int]:
         """Make failed units and links pending again; returns (units, links) reset.
 
-        A unit that had loaded but left entries out is redone whole (its blobs
-        are overwritten in place) and schedules only the subdirectories it
-        left out; one that failed outright schedules all of them.
+        A unit that had loaded but left entries out is redone whole, under a
+        new unit number: the subdirectories it made units keep their fhs and
+        are not loaded again, every other child gets a fresh fh (the ranks of
+        the names may have changed, and a fresh number cannot collide with
+        the kept fhs), and the sweep deletes what the old attempt wrote. One
+        that failed outright schedules every subdirectory it finds.
         """
         self._begin()
-        units = self._db.execute(
-            "UPDATE units SET state = ?, retry_subdirs = omitted WHERE state = ?", (PENDING, FAILED)
-        ).rowcount
+        renumber = [r[0] for r in self._db.execute(
+            "SELECT unit FROM units WHERE state = ? AND scheduled IS NOT NULL ORDER BY unit", (FAILED,))]
+        for unit in renumber:
+            self._db.execute("UPDATE units SET unit = ? WHERE unit = ?", (self._next_unit(), unit))
+        units = self._db.execute("UPDATE units SET state = ? WHERE state = ?", (PENDING, FAILED)).rowcount
         links = self._db.execute("UPDATE links SET state = ? WHERE state = ?", (PENDING, FAILED)).rowcount
         self._db.execute("DELETE FROM problems")
         self.commit()
@@ -421,7 +482,7 @@ class StateStore:
         hard-linked object that failed in RECONCILE.
         """
         rows = self._db.execute(
-            "SELECT parent_fh, name, fh FROM units WHERE state = ? AND omitted IS NULL ORDER BY unit", (FAILED,)
+            "SELECT parent_fh, name, fh FROM units WHERE state = ? AND scheduled IS NULL ORDER BY unit", (FAILED,)
         ).fetchall()
         rows += self._db.execute(
             "SELECT p.parent_fh, p.name, p.fh FROM link_paths p JOIN links l ON l.fh = p.fh"

@@ -17,7 +17,7 @@ import os
 import stat
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import FrozenSet, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import crashpoints
 from .clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, ROOT_ID, Ftype
@@ -46,6 +46,7 @@ from .upload import Uploader, first_error
 
 #: times a regular file is read again when it changes while being read
 READ_ATTEMPTS = 3
+VANISHED = "vanished since its directory was scanned; left out"
 RECONCILED_VERSION = 11  # FMT §4.3: 9 at transfer, 11 once reconciled
 
 
@@ -70,8 +71,9 @@ class DirTask:
     parent_fh: bytes
     name: bytes
     stat: Optional[bytes] = None
-    #: on a retry, the subdirectories left out last time: only these become new units
-    retry_subdirs: Optional[FrozenSet[bytes]] = None
+    #: on a retry, the subdirectories an earlier attempt already made units, with
+    #: their fhs: they keep those fhs and are not scheduled again
+    known_subdirs: Optional[Dict[bytes, bytes]] = None
 
 
 class SubDir(NamedTuple):
@@ -101,8 +103,10 @@ class DirResult:
     subdirs: List[SubDir] = field(default_factory=list)
     links: List[LinkRef] = field(default_factory=list)
     problems: List[Problem] = field(default_factory=list)
-    #: subdirectories left out of the listing (unreadable): a retry schedules them
-    omitted_subdirs: List[bytes] = field(default_factory=list)
+    #: warnings, not errors: (key, line); the driver logs each key once
+    notes: List[Tuple[str, str]] = field(default_factory=list)
+    #: the directory itself is gone since its parent listed it
+    vanished: bool = False
     objects: int = 0
     source_bytes: int = 0
     #: some object was written twice with different content (a file read
@@ -123,6 +127,10 @@ class LinkTask:
 
 class SourceError(ClfsLoadError):
     """A source object could not be read as it must be; the message is the reason."""
+
+
+class Vanished(SourceError):
+    """The entry is gone since its directory was scanned: left out, with a warning."""
 
 
 class UnitFailed(ClfsLoadError):
@@ -158,27 +166,40 @@ class Worker:
             if task.stat:
                 _check_same_directory(task.path, EntryStat.unpack(task.stat), dir_stat)
             entries, problems = scan_directory(task.path)
+        except (FileNotFoundError, NotADirectoryError):
+            if task.fh == ROOT_ID:
+                raise UnitFailed(Problem(task.path, "the source directory is gone")) from None
+            # Like rsync or tar: not an error. FINALIZE takes it out of its parent.
+            result.vanished = True
+            result.notes.append(("", Problem(task.path, VANISHED).line()))
+            return result
         except OSError as exc:
             raise UnitFailed(Problem(task.path, "cannot list directory: %s" % describe_oserror(exc))) from None
         result.problems.extend(problems)
+        known = task.known_subdirs or {}
         ranks = {name: rank for rank, name in enumerate(sorted(e.name for e in entries))}
         slots: List[Tuple[bytes, bytes, List["Future[None]"], bytes]] = []  # name, fh, futures, path
         subdir_count = 0
         for entry in entries:
             seq = self.mint.child_seq(task.unit, ranks[entry.name])
             if entry.ftype == Ftype.DIR:
-                fh = self.mint.fh(task.fh, Ftype.DIR, seq)
+                fh = known.get(entry.name) or self.mint.fh(task.fh, Ftype.DIR, seq)
                 reason = check_directory_readable(entry.path)
                 if reason is not None:
                     result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
-                    result.omitted_subdirs.append(entry.name)
                     continue
-                if task.retry_subdirs is None or entry.name in task.retry_subdirs:
+                if entry.name not in known:
                     result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
                 subdir_count += 1
                 slots.append((entry.name, fh, [], entry.path))
                 continue
             st = entry.stat
+            if self.params.preserve_hardlinks and st.st_nlink > CLFS_LINK_MAX:
+                result.notes.append((
+                    "nlink:%d:%d" % (st.st_dev, st.st_ino),
+                    Problem(entry.path, "has %d hard links, more than the %d CLFS allows: each of its paths is "
+                            "stored as an independent copy" % (st.st_nlink, CLFS_LINK_MAX)).line(),
+                ))
             if self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX:
                 fh = self.mint.linked_fh(st.st_dev, st.st_ino, entry.ftype)
                 result.links.append(LinkRef(fh, task.fh, entry.name, entry.path, st.pack()))
@@ -187,6 +208,9 @@ class Worker:
             fh = self.mint.fh(task.fh, entry.ftype, seq)
             try:
                 futures, size = self.store_object(entry.path, st, entry.ftype, fh, [task.fh], entry.name, InodeName(task.fh))
+            except Vanished:
+                result.notes.append(("", Problem(entry.path, VANISHED).line()))
+                continue
             except SourceError as exc:
                 result.problems.append(Problem(entry.path, str(exc)))
                 continue
@@ -270,6 +294,8 @@ class Worker:
             future = self.uploader.submit(special_blob(attrs, fh, backpointers, name, where))
             crashpoints.reached("inode")
             return [future], 0
+        except FileNotFoundError:
+            raise Vanished(VANISHED) from None
         except OSError as exc:
             raise SourceError(describe_oserror(exc)) from None
         except EncodeError as exc:

@@ -117,11 +117,12 @@ class Credential:
             text = urllib.parse.urlsplit(text).query
         text = text.lstrip("?").strip()
         if not text:
-            raise TargetConfigError("the SAS token is empty; pass the token part of a SAS URL (sv=...&sig=...)")
+            raise TargetConfigError("the SAS token is empty; pass the query part of the SAS URL (the text after '?')")
         fields = urllib.parse.parse_qs(text, keep_blank_values=True)
         if "sig" not in fields:
             raise TargetConfigError(
-                "the SAS token has no 'sig' field; pass the token part of a SAS URL (sv=...&sig=...)"
+                "the SAS token has no 'sig' field; pass the whole query part of the SAS URL (the text after '?', "
+                "with its 'sv', 'sp', 'se' and 'sig' fields)"
             )
         return cls(CredentialKind.SAS, text)
 
@@ -175,7 +176,7 @@ class Credential:
             return cls.account_key(stripped)
         except TargetConfigError:
             raise TargetConfigError(
-                "cannot tell what kind of credential this is; give a SAS token (sv=...&sig=...), "
+                "cannot tell what kind of credential this is; give a SAS token (with 'sv' and 'sig' fields), "
                 "an account key, a connection string, 'azure-ad' or '-' for a file: target"
             ) from None
 
