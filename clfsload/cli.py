@@ -241,10 +241,22 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
     )
 
 
+#: words that start a reading command instead of a load (``clfsload verify ...``)
+SUBCOMMANDS = ("verify", "ls", "cat", "get")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the loader; returns the exit code."""
+    """Run the loader, or a reading command (verify, ls, cat, get); returns the exit code.
+
+    A state directory literally named like a command is given as ``./verify``.
+    """
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words and words[0] in SUBCOMMANDS:
+        from .commands import main as run_command  # imports this module: not at the top
+
+        return run_command(words, prog=os.path.basename(sys.argv[0]) or "clfsload")
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 on a usage error
+    args = parser.parse_args(words)  # exits 2 on a usage error
     check_positionals(parser, args)
     log = console(args.log_level)
     from .engine import run_load
