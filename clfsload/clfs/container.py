@@ -566,7 +566,13 @@ class Container:
         if not self._expect(name is not None, listing_blob, "dangling entry: no blob for fh %s" % fh.hex()):
             return None
         assert name is not None
-        inode = self._load_inode(fh, name)
+        try:
+            inode = self._load_inode(fh, name)
+        except FormatError as exc:
+            if self.strict:
+                raise
+            self._violation(name.blob, "cannot be decoded: %s" % exc)  # the walk goes on without it
+            return None
         self._inodes[fh] = inode
         return inode
 
