@@ -332,8 +332,9 @@ class StateStore:
                 [(result.unit, p.path, p.reason) for p in result.problems],
             )
             # A retry reuses these subdirectories' fhs and does not load them again.
-            row = self._db.execute("SELECT scheduled FROM units WHERE unit = ?", (result.unit,)).fetchone()
-            scheduled = _unpack_subdirs(row[0]) or {}
+            # One loaded before but not listed this time is dropped: the sweep
+            # deletes its tree, and a later retry loads it afresh.
+            scheduled = dict(result.kept_subdirs)
             scheduled.update((sub.name, sub.fh) for sub in result.subdirs)
             self._db.execute(
                 "UPDATE units SET state = ?, scheduled = ? WHERE unit = ?",

@@ -101,6 +101,8 @@ class DirResult:
 
     unit: int
     subdirs: List[SubDir] = field(default_factory=list)
+    #: on a retry, the already loaded subdirectories listed again (name -> fh)
+    kept_subdirs: Dict[bytes, bytes] = field(default_factory=dict)
     links: List[LinkRef] = field(default_factory=list)
     problems: List[Problem] = field(default_factory=list)
     #: warnings, not errors: (key, line); the driver logs each key once
@@ -188,7 +190,9 @@ class Worker:
                 if reason is not None:
                     result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
                     continue
-                if entry.name not in known:
+                if entry.name in known:
+                    result.kept_subdirs[entry.name] = fh
+                else:
                     result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
                 subdir_count += 1
                 slots.append((entry.name, fh, [], entry.path))
