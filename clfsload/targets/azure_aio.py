@@ -14,15 +14,22 @@ Both paths share one aiohttp session whose connector allows
 ``max_connections`` connections, one retry layer, and one error mapping. The
 session and clients are created on first use, inside the running loop.
 Proxies come from ``HTTP(S)_PROXY``/``NO_PROXY``, read once.
+
+Timeouts of one bare request: ``connect_timeout`` to connect; while the body
+is sent, no more than ``read_timeout`` without a piece of it being accepted
+(aiohttp starts its read timeout only once the body is sent, so a server that
+stops reading a large body would hold the request for ever; see
+:class:`_BodyWatch`); then ``read_timeout`` between bytes of the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import urllib.parse
 import urllib.request
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ..errors import BlobNotFoundError, ClfsLoadError, TargetConfigError, TransientError
 from .azure_access import AzureAccess, SasSource
@@ -43,6 +50,9 @@ __all__ = ["AsyncAzureBlobTarget"]
 T = TypeVar("T")
 _PAGE_SIZE = 5000
 _EMPTY_PAGE = 16
+#: Bodies larger than this are sent in pieces of this size under a _BodyWatch;
+#: smaller ones fit in the socket buffers and go as they are.
+_WATCHED_BODY = 256 * 1024
 
 
 class HttpStatusError(Exception):
@@ -54,6 +64,57 @@ class HttpStatusError(Exception):
         self.code = code
         self.body = body
         self.headers = dict(headers)
+
+
+class BodyStalled(TimeoutError):
+    """A request body made no progress for ``read_timeout`` seconds (retryable, as any timeout)."""
+
+
+class _BodyWatch:
+    """Feeds a request body in pieces and notices when the connection stops taking them.
+
+    aiohttp asks for the next piece only once the previous one was handed to
+    the socket (it waits for the transport to drain), so the time since the
+    last piece was asked for is how long the upload has been stuck.
+    """
+
+    def __init__(self, payload: Payload, limit: float) -> None:
+        self._view = memoryview(payload).cast("B")
+        self.size = len(self._view)
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._last: Optional[float] = None  # None until aiohttp starts on the body
+        self.finished = False
+
+    async def pieces(self) -> AsyncIterator[memoryview]:
+        """The body, piece by piece (aiohttp sends them under the request's Content-Length)."""
+        for offset in range(0, len(self._view), _WATCHED_BODY):
+            self._last = self._loop.time()
+            yield self._view[offset:offset + _WATCHED_BODY]
+        # Every piece was taken: from here aiohttp's own read timeout applies.
+        self.finished = True
+
+    def time_left(self) -> float:
+        """Seconds until the body counts as stalled (the limit itself before the first piece)."""
+        if self._last is None:
+            return self._limit
+        return max(0.0, self._last + self._limit - self._loop.time())
+
+    async def run(self, request: Awaitable[T]) -> T:
+        """Await *request*; raise BodyStalled (and cancel it) if its body stops moving."""
+        task = asyncio.ensure_future(request)
+        try:
+            while not self.finished:
+                done, _ = await asyncio.wait({task}, timeout=max(self.time_left(), 0.01))
+                if done:
+                    break
+                if self._last is not None and not self.finished and self.time_left() <= 0:
+                    raise BodyStalled(f"the request body made no progress for {self._limit:g}s")
+            return await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
 
 def env_proxy(url: str) -> Optional[str]:
@@ -147,6 +208,15 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
         headers = self._put_headers if method == "PUT" else self._headers
         if extra:
             headers = dict(headers, **extra)
+        if data is None or len(data) <= _WATCHED_BODY:
+            return await self._exchange(method, url, data, headers)
+        watch = _BodyWatch(data, self._core.options.retry.read_timeout)
+        headers = dict(headers, **{"Content-Length": str(watch.size)})
+        return await watch.run(self._exchange(method, url, watch.pieces(), headers))
+
+    async def _exchange(self, method: str, url: Any, data: Union[Payload, AsyncIterator[memoryview], None],
+                        headers: Mapping[str, str]) -> bytes:
+        """Send one request and read its whole answer (aiohttp raises if the body is cut short)."""
         async with self._session.request(method, url, data=data, headers=headers, proxy=self._proxy) as resp:
             body = await resp.read()
             if resp.status >= 300:

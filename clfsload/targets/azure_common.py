@@ -14,7 +14,7 @@ from .azure_access import AzureAccess
 from .azure_errors import ErrorMapper
 from .base import RESERVED_PREFIX
 from .redaction import protect_library_loggers
-from .retry import Failure, RetrySettings
+from .retry import Failure, RetrySettings, default_retry_settings
 
 __all__ = ["AzureOptions", "TargetStats", "AzureTargetCore", "PROBE_ETAG", "probe_missed", "probe_name"]
 
@@ -51,7 +51,7 @@ class AzureOptions:
     key or connection string) and ``sdk`` for Azure AD.
     """
 
-    retry: RetrySettings = field(default_factory=RetrySettings)
+    retry: RetrySettings = field(default_factory=default_retry_settings)
     max_connections: int = 64
     data_path: str = "auto"
     api_version: str = "2025-01-05"

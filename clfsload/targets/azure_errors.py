@@ -8,7 +8,7 @@ and go through :func:`~clfsload.targets.redaction.redact`.
 
 | answer | retried | raised |
 |---|---|---|
-| 408, 429, 500, 502, 503, 504, connection errors, timeouts | yes | TransientError |
+| 408, 429, 500, 502, 503, 504, connection errors, timeouts, an answer cut short | yes | TransientError |
 | 401, 403 | no | AccessDeniedError (names the credential kind and the missing permission) |
 | 404 ContainerNotFound | no | ContainerNotFoundError |
 | 404 BlobNotFound | no | BlobNotFoundError |
@@ -78,6 +78,7 @@ class ErrorMapper:
         if status is None:
             response = getattr(exc, "response", None)
             status = getattr(response, "status_code", None)
+        # A status-less HttpResponseError (a body that broke off) falls through to the transport check.
         if isinstance(status, int) and _is_http_error(exc):
             code = _error_code(exc)
             headers = _headers(exc)
@@ -239,6 +240,29 @@ def _is_identity_error(exc: BaseException) -> bool:
 
 
 def _is_network_error(exc: BaseException) -> bool:
+    """True if *exc*, or an error it wraps, is a connection problem: a reset, a timeout, a broken body.
+
+    The SDKs wrap such errors: a body cut short (a truncated answer) reaches
+    us from azure-core as an ``HttpResponseError`` without a status whose
+    ``inner_exception`` is the transport's error, and azure-storage-blob's
+    downloader wraps that once more after its own attempts. So the wrapped
+    errors (``inner_exception``, then ``__cause__``) are checked too.
+    """
+    return any(_is_network_error_alone(link) for link in _wrapped_chain(exc))
+
+
+def _wrapped_chain(exc: BaseException, limit: int = 8) -> "list[BaseException]":
+    """*exc* and the errors it wraps (``inner_exception`` first, else ``__cause__``), at most *limit*."""
+    chain: "list[BaseException]" = []
+    current: Optional[BaseException] = exc
+    while current is not None and len(chain) < limit and all(current is not seen for seen in chain):
+        chain.append(current)
+        inner = getattr(current, "inner_exception", None)
+        current = inner if isinstance(inner, BaseException) else current.__cause__
+    return chain
+
+
+def _is_network_error_alone(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)):
         return True
     try:
@@ -251,7 +275,13 @@ def _is_network_error(exc: BaseException) -> bool:
         import aiohttp
     except ImportError:
         return False
-    return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        return True
+    try:
+        from urllib3.exceptions import ProtocolError
+    except ImportError:  # pragma: no cover - requests depends on urllib3
+        return False
+    return isinstance(exc, ProtocolError)  # "Connection broken: ..." while reading a body
 
 
 def _error_code(exc: BaseException) -> str:

@@ -15,12 +15,23 @@ function*; a failure is classified by the caller into a :class:`Failure`:
 An operation stops after ``max_attempts`` attempts or when the next wait
 would end past ``total_timeout`` seconds from its start, whichever comes
 first. The last failure is then raised.
+
+Test hook: ``CLFSLOAD_TEST_RETRY``. :func:`default_retry_settings` (the
+settings every target gets unless its caller passes others) starts from the
+defaults above and overrides the fields named in this variable, e.g.
+``CLFSLOAD_TEST_RETRY="read_timeout=2,connect_timeout=2,base_delay=0.05,max_delay=0.5"``,
+so the fault-injection tests can make a stalled request cost seconds, not
+minutes. It is meant for tests only: the worker processes inherit it with
+the rest of the environment. A malformed value raises ``ValueError`` naming
+the field; the value holds only numbers and is never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -29,6 +40,8 @@ from typing import Awaitable, Callable, Mapping, Optional, TypeVar
 __all__ = [
     "RETRYABLE_STATUS",
     "RetrySettings",
+    "TEST_RETRY_ENV",
+    "default_retry_settings",
     "Failure",
     "parse_retry_after",
     "run_with_retry",
@@ -40,6 +53,9 @@ T = TypeVar("T")
 #: HTTP statuses worth another attempt. 501 and 505 are not: they never heal.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
+#: The test hook's variable (see the module docstring).
+TEST_RETRY_ENV = "CLFSLOAD_TEST_RETRY"
+
 
 @dataclass(frozen=True)
 class RetrySettings:
@@ -47,7 +63,8 @@ class RetrySettings:
 
     ``connect_timeout`` and ``read_timeout`` are the per-attempt socket
     timeouts the clients are built with; ``read_timeout`` also bounds waiting
-    for a response after the body was sent.
+    for a response after the body was sent, and how long a request body may
+    go without the connection taking any of it.
     """
 
     max_attempts: int = 8
@@ -70,6 +87,31 @@ class RetrySettings:
         """Full-jitter wait after failed attempt number *attempt* (1-based)."""
         ceiling = min(self.max_delay, self.base_delay * (2 ** min(attempt - 1, 60)))
         return rng(0.0, ceiling)
+
+
+def default_retry_settings(environ: Mapping[str, str] = os.environ) -> RetrySettings:
+    """The default :class:`RetrySettings`, with the overrides of ``CLFSLOAD_TEST_RETRY`` (a test hook).
+
+    The variable is a comma-separated list of ``field=number`` for fields of
+    :class:`RetrySettings`; ``max_attempts`` takes an integer.
+    """
+    raw = environ.get(TEST_RETRY_ENV, "").strip()
+    if not raw:
+        return RetrySettings()
+    fields = [f.name for f in dataclasses.fields(RetrySettings)]
+    overrides: dict = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in fields:
+            raise ValueError(f"{TEST_RETRY_ENV}: unknown retry setting {key!r}; one of {', '.join(fields)}")
+        try:
+            overrides[key] = int(value) if key == "max_attempts" else float(value)
+        except ValueError:
+            raise ValueError(f"{TEST_RETRY_ENV}: {key} needs a number") from None
+    return RetrySettings(**overrides)
 
 
 @dataclass
