@@ -32,6 +32,12 @@ def console(level: str = "INFO") -> logging.Logger:
         handler._clfsload_console = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     protect_library_loggers()
+    # The SDK warns about what our retry layer handles ("Incomplete download."),
+    # as bare lines on stderr; its real failures reach us as exceptions.
+    azure = logging.getLogger("azure")
+    azure.setLevel(logging.ERROR)
+    if not any(isinstance(h, logging.NullHandler) for h in azure.handlers):
+        azure.addHandler(logging.NullHandler())
     return log
 
 

@@ -24,15 +24,19 @@ def cli(*args: str, env: Optional[dict] = None, timeout: float = 300, **kwargs) 
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
     if env:
         full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "clfsload", *args],
-        cwd=str(REPO),
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "clfsload", *args],
+            cwd=str(REPO),
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+    except subprocess.TimeoutExpired:
+        # The default message quotes the whole command line, a SAS with it.
+        raise AssertionError("clfsload did not finish in %d s" % timeout) from None
 
 
 def compression_follows_the_rule(source: BlobSource, names: Iterable[str]) -> List[str]:
