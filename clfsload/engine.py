@@ -28,7 +28,7 @@ import sqlite3
 import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from typing import Dict, Optional, Set
+from typing import Dict, List, Optional, Set
 
 from . import __version__, crashpoints
 from ._native import envelope
@@ -66,18 +66,40 @@ class Interrupted(ClfsLoadError):
     """Ctrl-C or SIGTERM: the state is saved and the same command resumes."""
 
 
+#: at most this many problems are carried in LoadResult.problem_list (all are in problems.txt)
+PROBLEM_LIST_MAX = 100000
+
+
 class LoadResult:
     """What a run did: exit code, counts, problems."""
 
     def __init__(self) -> None:
+        #: 0: the container is complete; 1: it is not (the state is kept, run again to resume)
         self.exit_code = 1
+        #: the root is published under its final name
         self.published = False
+        #: objects stored (over every run of this transfer)
         self.objects = 0
+        #: bytes read from the source (over every run of this transfer)
         self.source_bytes = 0
+        #: how many entries could not be loaded
         self.problems = 0
+        #: those entries (the first PROBLEM_LIST_MAX), each with its path and reason
+        self.problem_list: List[Problem] = []
         self.elapsed = 0.0
+        #: why the run stopped, when it did not complete
         self.message = ""
+        #: the phase the transfer is in (DONE once finished)
         self.phase = "INIT"
+
+    @property
+    def ok(self) -> bool:
+        """True when the container is complete and published without problems."""
+        return self.exit_code == 0
+
+    def __repr__(self) -> str:
+        return "LoadResult(exit_code=%d, published=%s, objects=%d, problems=%d, phase=%s)" % (
+            self.exit_code, self.published, self.objects, self.problems, self.phase)
 
 
 def check_paths(state_dir: str, source: str) -> None:
@@ -129,6 +151,10 @@ class Loader:
             self.result.elapsed = time.monotonic() - self._started
             if self.state is not None:
                 self.result.phase = self.state.phase
+                try:
+                    self._fill_result()
+                except sqlite3.Error:
+                    pass  # the state database failed: the error that stopped the run says so
                 try:
                     self._write_problems()
                 except OSError as exc:
@@ -225,6 +251,7 @@ class Loader:
         self.result.objects = self.state.counter("objects")
         self.result.source_bytes = self.state.counter("source_bytes")
         self.result.problems = self.state.count_problems()
+        self.result.problem_list = list(itertools.islice(self.state.problems(), PROBLEM_LIST_MAX))
 
     # --- identity and resume checks --------------------------------------------
 
@@ -521,10 +548,14 @@ class Loader:
         target.delete(tmp)
 
 
-def run_load(settings: Settings, logger: logging.Logger = log) -> int:
-    """Run a load and report it on the log; returns the exit code (0 done, 1 failed)."""
+def run_load(settings: Settings, logger: logging.Logger = log, result_only: bool = False):
+    """Run a load and report it on the log; returns the exit code (0 done, 1 failed).
+
+    With ``result_only`` it returns the :class:`LoadResult` instead (the library API).
+    """
     loader = Loader(settings)
     status = "Failed"
+    stopped: Optional[str] = None  # why an exception stopped the run
     try:
         result = loader.run()
         if result.exit_code == 0:
@@ -535,23 +566,27 @@ def run_load(settings: Settings, logger: logging.Logger = log) -> int:
             logger.error("%s", result.message or "load failed")
     except Interrupted as exc:
         status = "Aborted"
-        logger.error("%s", exc)
+        stopped = str(exc)
     except (ClfsLoadError, TerminalError) as exc:
-        logger.error("%s", exc)
+        stopped = str(exc)
     except KeyboardInterrupt:
         status = "Aborted"
-        logger.error("interrupted; run the same command without --new to resume")
+        stopped = "interrupted; run the same command without --new to resume"
     except (sqlite3.Error, OSError) as exc:
         logger.debug("local failure", exc_info=True)
-        logger.error("%s", describe_local_failure(exc, settings.state_dir))
+        stopped = describe_local_failure(exc, settings.state_dir)
     except Exception as exc:  # never a traceback for the user; the stack goes to DEBUG
         logger.debug("internal error", exc_info=True)
-        logger.error("internal error: %s: %s (rerun with --log_level debug for details)", type(exc).__name__, exc)
+        stopped = "internal error: %s: %s (rerun with --log_level debug for details)" % (type(exc).__name__, exc)
     result = loader.result
+    if stopped is not None:
+        logger.error("%s", stopped)
+        result.message = stopped
+        result.exit_code = 1
     if loader.progress is not None:
         loader.progress.final(result, status)
     loader.close_log()
-    return result.exit_code if status == "Completed" else 1
+    return result if result_only else result.exit_code
 
 
 def describe_local_failure(exc: BaseException, state_dir: str) -> str:

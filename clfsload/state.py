@@ -54,8 +54,10 @@ CREATE TABLE units (
     parent_fh BLOB NOT NULL,
     name BLOB NOT NULL,
     stat BLOB,
-    scheduled BLOB        -- subdirectories already made units, with their fhs (packed);
+    scheduled BLOB,       -- subdirectories already made units, with their fhs (packed);
                           -- NULL: no attempt of this unit has completed
+    counted INTEGER NOT NULL DEFAULT 0,        -- objects its last attempt added to the counter
+    counted_bytes INTEGER NOT NULL DEFAULT 0   -- and source bytes: a retry takes them back
 );
 CREATE INDEX units_state ON units (state, unit);
 CREATE TABLE problems (unit INTEGER, link_fh BLOB, path BLOB NOT NULL, reason TEXT NOT NULL);
@@ -337,8 +339,8 @@ class StateStore:
             scheduled = dict(result.kept_subdirs)
             scheduled.update((sub.name, sub.fh) for sub in result.subdirs)
             self._db.execute(
-                "UPDATE units SET state = ?, scheduled = ? WHERE unit = ?",
-                (FAILED, _pack_subdirs(scheduled), result.unit),
+                "UPDATE units SET state = ?, scheduled = ?, counted = ?, counted_bytes = ? WHERE unit = ?",
+                (FAILED, _pack_subdirs(scheduled), result.objects + 1, result.source_bytes, result.unit),
             )
         else:
             self._db.execute("DELETE FROM units WHERE unit = ?", (result.unit,))  # reaped
@@ -431,6 +433,13 @@ class StateStore:
         that failed outright schedules every subdirectory it finds.
         """
         self._begin()
+        # The redone units count their objects again: take back what they counted.
+        counted, counted_bytes = self._db.execute(
+            "SELECT COALESCE(SUM(counted), 0), COALESCE(SUM(counted_bytes), 0) FROM units WHERE state = ?", (FAILED,)
+        ).fetchone()
+        self.add_counter("objects", -counted)
+        self.add_counter("source_bytes", -counted_bytes)
+        self._db.execute("UPDATE units SET counted = 0, counted_bytes = 0 WHERE state = ?", (FAILED,))
         renumber = [r[0] for r in self._db.execute(
             "SELECT unit FROM units WHERE state = ? AND scheduled IS NOT NULL ORDER BY unit", (FAILED,))]
         for unit in renumber:
