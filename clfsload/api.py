@@ -80,6 +80,7 @@ def load(
         publish_with_errors=publish_with_errors,
         processes=processes,
         upload_threads=upload_threads,
+        live_progress=False,
     )
     result: LoadResult = run_load(settings, result_only=True)  # type: ignore[assignment]
     return result

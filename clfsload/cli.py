@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the SAS token from this file (keeps it out of argv and shell history)")
     p.add_argument("--azure_ad", "--azure-ad", action="store_true", help="authenticate with Azure AD (azure-identity)")
     p.add_argument("--azcopy", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--output", choices=("text", "json"), default="text",
+                   help="json: print the end-of-run summary as one JSON object on stdout (the log goes to stderr)")
     p.add_argument("--worker_thread_count", "--worker-thread-count", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--processes", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--progress_interval", type=float, default=None, help=argparse.SUPPRESS)
@@ -238,6 +240,7 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
         dry_run_count=args.dry_run_count,
         azcopy=args.azcopy,
         progress_interval=args.progress_interval,
+        output=args.output,
     )
 
 
@@ -258,7 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(words)  # exits 2 on a usage error
     check_positionals(parser, args)
-    log = console(args.log_level)
+    # With --output json, stdout carries the summary object alone; the log goes to stderr.
+    log = console(args.log_level, sys.stderr if args.output == "json" else sys.stdout)
     from .engine import run_load
 
     try:

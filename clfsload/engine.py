@@ -21,6 +21,7 @@ the sweep deletes what a changed source made obsolete.
 
 import errno
 import itertools
+import json
 import logging
 import os
 import secrets
@@ -586,7 +587,25 @@ def run_load(settings: Settings, logger: logging.Logger = log, result_only: bool
     if loader.progress is not None:
         loader.progress.final(result, status)
     loader.close_log()
+    if settings.output == "json":
+        print(json.dumps(summary(result, status), sort_keys=True), flush=True)
     return result if result_only else result.exit_code
+
+
+def summary(result: LoadResult, status: str) -> Dict[str, object]:
+    """The end of a run as plain values (``--output json``)."""
+    return {
+        "status": status,
+        "exit_code": result.exit_code,
+        "published": result.published,
+        "phase": result.phase,
+        "objects": result.objects,
+        "source_bytes": result.source_bytes,
+        "problems": result.problems,
+        "problem_paths": [os.fsdecode(p.path) for p in result.problem_list[:1000]],
+        "elapsed_seconds": round(result.elapsed, 3),
+        "message": result.message,
+    }
 
 
 def describe_local_failure(exc: BaseException, state_dir: str) -> str:

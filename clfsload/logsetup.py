@@ -12,7 +12,7 @@ only, instead of a ``--- Logging error ---`` traceback per line.
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Optional, TextIO
 
 from .targets.redaction import RedactingFilter, protect_library_loggers
 
@@ -20,13 +20,13 @@ LOGGER = "clfsload"
 FORMAT = "%(asctime)s %(levelname).3s %(message)s"
 
 
-def console(level: str = "INFO") -> logging.Logger:
-    """Set up the console handler once; returns the logger."""
+def console(level: str = "INFO", stream: Optional[TextIO] = None) -> logging.Logger:
+    """Set up the console handler once (on ``stream``, default stdout); returns the logger."""
     log = logging.getLogger(LOGGER)
     log.setLevel(level)
     log.propagate = False
     if not any(getattr(h, "_clfsload_console", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(stream or sys.stdout)
         handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(RedactingFilter())
         handler._clfsload_console = True  # type: ignore[attr-defined]

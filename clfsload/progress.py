@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Optional
 
-from . import __version__
+from . import __version__, live
 
 
 class Progress:
@@ -33,6 +33,10 @@ class Progress:
         self.run_objects = 0  # this invocation, every phase
         self.run_bytes = 0
         self._pct = 0.0
+        show = settings.live_progress
+        self.live: Optional[live.LiveDisplay] = None
+        if show or (show is None and live.wanted(settings)):
+            self.live = live.LiveDisplay()
 
     def _azcopy(self, tag: str, payload: dict) -> None:
         if self.settings.azcopy:
@@ -58,6 +62,14 @@ class Progress:
         self._last_objects = self._last_bytes = 0
         self.log.info("begin phase %s", name)
         self._azcopy("AZCOPY-INFO", {"phase": name.capitalize()})
+        if self.live is not None:
+            done, done_bytes, total, total_bytes = self.totals()
+            if name == "transfer":
+                self.live.phase(name, total, total_bytes, done, done_bytes)
+            elif name == "reconcile":
+                self.live.phase(name, self.state.count_links(), None, 0, 0)
+            else:
+                self.live.phase(name, None, None, 0, 0)
 
     def count(self, objects: int, source_bytes: int) -> None:
         """Objects finished (and the source bytes they held)."""
@@ -65,6 +77,8 @@ class Progress:
         self.source_bytes += source_bytes
         self.run_objects += objects
         self.run_bytes += source_bytes
+        if self.live is not None:
+            self.live.update(objects, source_bytes, self.state.count_problems())
 
     def seconds_to_next(self) -> float:
         """How long until the next report is due (at least 0.05 s)."""
@@ -129,6 +143,9 @@ class Progress:
 
     def final(self, result, status: str) -> None:
         """The end-of-run summary line (and AZCOPY-FINAL)."""
+        if self.live is not None:
+            self.live.close()
+            self.live = None
         elapsed = max(result.elapsed, 1e-9)
         self.log.info(
             "elapsed=%.3f GB=%.6f count=%d %.1f files/sec %.4f GB/s",

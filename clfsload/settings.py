@@ -45,6 +45,10 @@ class Settings:
     dry_run_count: Optional[int] = None
     azcopy: bool = False
     progress_interval: Optional[float] = None
+    #: the live bars: None shows them when stdout is a terminal (the CLI), False never (the library)
+    live_progress: Optional[bool] = None
+    #: "text", or "json": the end-of-run summary as one JSON object on stdout (the log on stderr)
+    output: str = "text"
 
     def __post_init__(self) -> None:
         if self.upload_threads <= 0:
