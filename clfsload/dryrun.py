@@ -8,6 +8,7 @@ import logging
 import os
 import time
 
+from . import history
 from .scan import describe_oserror
 
 GIB = 1 << 30
@@ -47,8 +48,12 @@ def count_tree(root: str, preserve_hardlinks: bool, log: logging.Logger):
     return objects, size, unreadable
 
 
-def dry_run(state, settings, log: logging.Logger) -> None:
-    """Store the totals of a dry run (counted, or given with --dry_run_count/--dry_run_gb)."""
+def dry_run(state, settings, log: logging.Logger, kind: str = "local") -> None:
+    """Store the totals of a dry run (counted, or given with --dry_run_count/--dry_run_gb).
+
+    With totals known, logs an estimate of the transfer time from the
+    speeds of earlier loads into the same ``kind`` of target (:mod:`clfsload.history`).
+    """
     if settings.dry_run:
         start = time.monotonic()
         log.info("perform dry run on %s", settings.source)
@@ -67,3 +72,10 @@ def dry_run(state, settings, log: logging.Logger) -> None:
     if settings.dry_run_gb is not None:
         state.set("dry_run_bytes", str(int(settings.dry_run_gb * GIB)))
     state.commit()
+    count, size = state.get("dry_run_count"), state.get("dry_run_bytes")
+    if count:
+        found = history.estimate(kind, int(count), int(size or 0))
+        if found is None:
+            log.info("dry run: no earlier load into a %s target on this machine to estimate the time from", kind)
+        else:
+            log.info("dry run: estimated transfer time %s", history.describe(found))

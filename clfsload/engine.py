@@ -31,7 +31,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Dict, List, Optional, Set
 
-from . import __version__, crashpoints
+from . import __version__, crashpoints, history
 from ._native import envelope
 from .clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
 from .clfs.decode import decode_payload
@@ -49,6 +49,7 @@ from .sweep import Sweeper
 from .targets import open_target
 from .targets.endpoint import LocalFolder, parse_account
 from .targets.base import BlobTarget
+from .targets.local import LocalFolderTarget
 from .transfer import DirResult, RunParams
 
 log = logging.getLogger("clfsload")
@@ -221,7 +222,7 @@ class Loader:
         if s.dry_run or s.dry_run_gb is not None or s.dry_run_count is not None:
             from .dryrun import dry_run
 
-            dry_run(self.state, s, log)
+            dry_run(self.state, s, log, self._target_kind())
         state = self.state
         if state.phase == "INIT":
             self._init()
@@ -253,6 +254,10 @@ class Loader:
         self.result.source_bytes = self.state.counter("source_bytes")
         self.result.problems = self.state.count_problems()
         self.result.problem_list = list(itertools.islice(self.state.problems(), PROBLEM_LIST_MAX))
+
+    def _target_kind(self) -> str:
+        """``local`` or ``azure``: speeds differ too much to share a history."""
+        return "local" if isinstance(self.target, LocalFolderTarget) else "azure"
 
     # --- identity and resume checks --------------------------------------------
 
@@ -368,6 +373,8 @@ class Loader:
             return
         if state.count_units() != 0:
             raise LoadError("internal error: transfer ended with %d directories pending; run again to resume" % state.count_units())
+        progress = self.progress
+        history.record(self._target_kind(), progress.objects, progress.source_bytes, progress.phase_seconds())
         state.set_phase("RECONCILE")
 
     def _reconcile(self) -> None:

@@ -80,6 +80,10 @@ class Progress:
         if self.live is not None:
             self.live.update(objects, source_bytes, self.state.count_problems())
 
+    def phase_seconds(self) -> float:
+        """Seconds since the current phase began."""
+        return time.monotonic() - self._phase_start
+
     def seconds_to_next(self) -> float:
         """How long until the next report is due (at least 0.05 s)."""
         return max(0.05, self._last + self.interval - time.monotonic())

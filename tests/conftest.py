@@ -39,6 +39,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Loads record their speed for later dry-run estimates: keep the tests' runs
+    # out of the user's history (every loader the tests start inherits this).
+    if "CLFSLOAD_HISTORY" not in os.environ:
+        import tempfile
+
+        os.environ["CLFSLOAD_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="clfsload-test-history-"), "history.json")
     global _CONFIG
     _CONFIG = config
     config.addinivalue_line("markers", "c_extension: exercises a compiled (Cython) twin")
