@@ -50,3 +50,27 @@ def test_dry_run_prints_the_estimate(tmp_path):
     assert done.returncode == 0, done.stdout
     # 50 objects at 100 obj/s, 49,000 bytes at 0.1 MB/s: the byte limit wins, half a second
     assert "dry run: estimated transfer time about 0:00:00 (from 1 earlier run at 100 objects/s, 0.1 MB/s)" in done.stdout
+
+
+def test_dry_run_counting_reports_unreadable_entries_and_goes_on(tmp_path, monkeypatch, caplog):
+    import logging
+    import os
+
+    from clfsload import dryrun
+
+    for d in ("ok", "locked", "ok2"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f").write_bytes(b"x" * 10)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fsdecode(path).endswith("/locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(dryrun.os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING):
+        objects, size, unreadable = dryrun.count_tree(str(tmp_path), False, logging.getLogger("t"))
+    # root + 3 directories + the 2 readable files; the locked one is reported, not fatal
+    assert (objects, size, unreadable) == (6, 20, 1)
+    assert any("locked" in r.getMessage() and "permission denied" in r.getMessage() for r in caplog.records)
