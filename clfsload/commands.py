@@ -2,7 +2,7 @@
 
 ::
 
-    clfsload verify ACCOUNT CONTAINER SOURCE [--deep] [--output text|json] [--preserve-hardlinks 0|1]
+    clfsload verify ACCOUNT CONTAINER SOURCE [--deep | --state STATE_DIR] [--output text|json] [--preserve-hardlinks 0|1]
     clfsload ls     ACCOUNT CONTAINER [PATH] [-l] [-R]
     clfsload cat    ACCOUNT CONTAINER PATH
     clfsload get    ACCOUNT CONTAINER PATH DEST [--overwrite]
@@ -39,6 +39,8 @@ from .readback import TargetContainer, open_container
 from .restore import DestinationExistsError, restore
 from .targets.credentials import Credential
 from .targets.redaction import redact
+from .checksums import FILE_NAME as CHECKSUM_FILE
+from .checksums import read_checksums
 from .verify import compare_tree, summarize
 
 __all__ = ["COMMANDS", "main"]
@@ -87,6 +89,9 @@ def _verify_parser(prog: str) -> _Parser:
     p.add_argument("--output", choices=("text", "json"), default="text", help="text lines (default) or one JSON object")
     p.add_argument("--preserve_hardlinks", "--preserve-hardlinks", choices=("0", "1"), default=None,
                    help="how the load was run; default: inferred from the container")  # fmt: skip
+    p.add_argument("--state", metavar="STATE_DIR", default=None,
+                   help="the load's state dir: compare whole files with the XXH3 checksums recorded at upload "
+                   "(hashes the source, downloads no data segment)")  # fmt: skip
     return p
 
 
@@ -164,10 +169,16 @@ def _write_lines(lines: List[bytes]) -> None:
 
 def _run_verify(args: argparse.Namespace) -> int:
     hardlinks = None if args.preserve_hardlinks is None else args.preserve_hardlinks == "1"
+    checksums = None
+    if args.state is not None:
+        if not os.path.isfile(os.path.join(args.state, CHECKSUM_FILE)):
+            raise _Failed("'%s' holds no checksums recorded at upload (%s); give the load's state "
+                               "directory, or leave --state out" % (args.state, CHECKSUM_FILE))
+        checksums = read_checksums(args.state)
     with _open(args) as container:
-        differences = compare_tree(container, args.source, deep=args.deep, hardlinks=hardlinks)
+        differences = compare_tree(container, args.source, deep=args.deep, hardlinks=hardlinks, checksums=checksums)
         paths = len(container.entries)
-    mode = "deep" if args.deep else "fast"
+    mode = "deep" if args.deep else ("checksum" if checksums is not None else "fast")
     if args.output == "json":
         print(json.dumps({"ok": not differences, "mode": mode, "paths": paths, "counts": summarize(differences),
                           "differences": [d.to_json() for d in differences]}, indent=1))  # fmt: skip
@@ -296,7 +307,7 @@ COMMANDS: Dict[str, _Command] = {
 def _usage(prog: str) -> str:
     return (
         "usage: %(p)s {verify,ls,cat,get} ...\n\n"
-        "  %(p)s verify ACCOUNT CONTAINER SOURCE [--deep] [--output json]\n"
+        "  %(p)s verify ACCOUNT CONTAINER SOURCE [--deep | --state STATE_DIR] [--output json]\n"
         "  %(p)s ls ACCOUNT CONTAINER [PATH] [-l] [-R]\n"
         "  %(p)s cat ACCOUNT CONTAINER PATH\n"
         "  %(p)s get ACCOUNT CONTAINER PATH DEST [--overwrite]\n\n"

@@ -29,10 +29,12 @@ import sqlite3
 import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Union
 
 from . import __version__, crashpoints, history
 from ._native import envelope
+from .checksums import FILE_NAME as CHECKSUM_FILE
+from .checksums import ChecksumLog
 from .clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
 from .clfs.decode import decode_payload
 from .clfs.objects import bucket_blob, final_root_name, seal
@@ -50,7 +52,7 @@ from .targets import open_target
 from .targets.endpoint import LocalFolder, parse_account
 from .targets.base import BlobTarget
 from .targets.local import LocalFolderTarget
-from .transfer import DirResult, RunParams
+from .transfer import DirResult, LinkDone, RunParams
 
 log = logging.getLogger("clfsload")
 
@@ -137,6 +139,7 @@ class Loader:
         self._started = time.monotonic()
         self._log_file: Optional[logging.Handler] = None
         self._noted: Set[str] = set()  # keys of the warnings logged once per run
+        self._checksums: Optional[ChecksumLog] = None  # content checksums, appended as units finish
 
     # --- top level -----------------------------------------------------------
 
@@ -161,6 +164,11 @@ class Loader:
                     self._write_problems()
                 except OSError as exc:
                     log.warning("cannot write %s: %s", PROBLEMS_FILE, exc.strerror)
+            if self._checksums is not None:
+                try:
+                    self._checksums.close()
+                except OSError as exc:
+                    log.warning("cannot write %s: %s", CHECKSUM_FILE, exc.strerror)
             if self.target is not None:
                 self.target.close()
             if self.state is not None:
@@ -395,6 +403,7 @@ class Loader:
         assert state is not None and self.progress is not None
         if isinstance(outcome, DirResult):
             state.complete_unit(outcome)
+            self._checksum_log().add(outcome.checksums)
             for key, line in outcome.notes:
                 if not key or key not in self._noted:
                     self._noted.add(key)
@@ -407,14 +416,21 @@ class Loader:
         log.error("%s", outcome.line())
         return 1
 
-    def _record_link(self, task, outcome: Optional[Problem]) -> int:
+    def _record_link(self, task, outcome: Union[Problem, LinkDone]) -> int:
         assert self.state is not None and self.progress is not None
-        self.state.complete_link(task.fh, outcome)
-        if outcome is not None:
+        if isinstance(outcome, Problem):
+            self.state.complete_link(task.fh, outcome)
             log.error("%s", outcome.line())
             return 1
+        self.state.complete_link(task.fh, None)
+        self._checksum_log().add(outcome.checksums)
         self.progress.count(1, 0)
         return 0
+
+    def _checksum_log(self) -> ChecksumLog:
+        if self._checksums is None:
+            self._checksums = ChecksumLog(self.settings.state_dir)
+        return self._checksums
 
     def _drain(self, fetch, record) -> Optional[int]:
         """Run every pending unit ``fetch`` gives; None when all ran within the error budget."""
@@ -447,6 +463,8 @@ class Loader:
                     log.error("phase aborting work because the error limit is reached (%d >= %d)", errors, s.max_errors)
                 now = time.monotonic()
                 if state.batch_size >= COMMIT_EVERY or now - last_commit >= COMMIT_SECONDS:
+                    if self._checksums is not None:
+                        self._checksums.flush()  # the records of the units this commit makes done
                     state.commit()
                     last_commit = now
                 self.progress.tick()

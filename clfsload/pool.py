@@ -19,10 +19,10 @@ from .errors import TerminalError
 from .scan import Problem
 from .targets import open_async_target
 from .targets.credentials import Credential
-from .transfer import DirResult, DirTask, LinkTask, RunParams, UnitFailed, Worker
+from .transfer import DirResult, DirTask, LinkDone, LinkTask, RunParams, UnitFailed, Worker
 from .upload import Uploader
 
-Outcome = Union[DirResult, Problem, Optional[Problem]]
+Outcome = Union[DirResult, Problem, LinkDone]
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import os
 import stat
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 from . import crashpoints
+from .checksums import HashingReader, new_hasher
 from .clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, ROOT_ID, Ftype
 from .clfs.objects import (
     Blob,
@@ -114,6 +115,14 @@ class DirResult:
     #: some object was written twice with different content (a file read
     #: again): the sweep must look for what the first write left behind
     dirty: bool = False
+    #: (fh, XXH3-128 of the content stored) per regular file (clfsload.checksums)
+    checksums: List[Tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class LinkDone(NamedTuple):
+    """A hard-linked object stored in RECONCILE, with its content checksum (if a regular file)."""
+
+    checksums: List[Tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,7 @@ class Worker:
         self.mint = IdMint(params.containerid, params.secret)
         self.uploader = uploader
         self._dirty = False  # set when this unit wrote some object twice
+        self._checksums: List[Tuple[bytes, bytes]] = []  # of the files stored since the last unit began
 
     def _attrs(self, st: EntryStat, size: int, nlink: int = 1) -> VAttr:
         return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
@@ -161,6 +171,7 @@ class Worker:
         """Load the directory of ``task``; raises UnitFailed or TerminalError."""
         result = DirResult(task.unit)
         self._dirty = False
+        self._checksums = []
         try:
             # Attributes from the directory itself, now, to match the listing
             # that follows (not from the parent's scan, which may be old).
@@ -222,10 +233,12 @@ class Worker:
             result.source_bytes += size
             slots.append((entry.name, fh, futures, entry.path))
         children = []
+        stored = set()
         for name, fh, futures, path in slots:
             error = first_error(futures)
             if error is None:
                 children.append((name, fh))
+                stored.add(fh)
             elif isinstance(error, TerminalError):
                 raise error
             else:
@@ -233,6 +246,7 @@ class Worker:
                 result.problems.append(Problem(path, _store_failure(error)))
         self._store_directory(task, dir_stat, children, subdir_count)
         result.dirty = self._dirty
+        result.checksums = [(fh, digest) for fh, digest in self._checksums if fh in stored]
         return result
 
     def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
@@ -313,7 +327,8 @@ class Worker:
                 stream.seek(0)
                 before = EntryStat.of(os.fstat(fd))
                 attrs = self._attrs(before, 0, len(backpointers))
-                gen = file_blobs(stream, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
+                reader = HashingReader(stream, new_hasher())
+                gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
                 futures: List["Future[None]"] = []
                 inode: Optional[Blob] = None
                 while True:
@@ -337,6 +352,7 @@ class Worker:
                     assert inode is not None
                     future = self.uploader.submit(inode)
                     crashpoints.reached("inode")
+                    self._checksums.append((fh, reader.hasher.digest()))
                     return [future], size
                 first_error(futures)  # let this attempt's PUTs land before the next overwrites them
                 self._dirty = True  # the next attempt may write fewer segments
@@ -344,8 +360,9 @@ class Worker:
 
     # --- RECONCILE -----------------------------------------------------------
 
-    def store_linked(self, task: LinkTask) -> Optional[Problem]:
+    def store_linked(self, task: LinkTask) -> Union[Problem, LinkDone]:
         """Store a hard-linked object once, with its final nlink and backpointers (FMT §13)."""
+        self._checksums = []
         st = EntryStat.unpack(task.stat)
         ftype = ftype_of_mode(st.st_mode)
         where = InodeName(task.backpointers[0], RECONCILED_VERSION)
@@ -359,7 +376,7 @@ class Worker:
         if error is not None:
             return Problem(task.path, _store_failure(error))
         crashpoints.reached("link")
-        return None
+        return LinkDone(self._checksums)
 
 
 def _check_same_directory(path: bytes, scanned: EntryStat, now: EntryStat) -> None:

@@ -45,6 +45,14 @@ the right length and DATABACK: a flipped byte in a data segment, or a
 source file rewritten past its first 16 KiB with its size and mtime kept,
 goes unnoticed.
 
+**Recorded checksums** (``checksums``, read from the load's state dir with
+:func:`clfsload.checksums.read_checksums`; ``verify --state``): in fast mode,
+each regular file with a checksum recorded at upload has its source file
+hashed (XXH3-128) and compared with it. That proves the bytes the load
+stored (all of them, not only the first 16 KiB) equal the source now,
+without downloading a data segment; that the stored blobs are intact is the
+storage's own guarantee (Azure checks every Put Blob's MD5 itself).
+
 **Deep mode** (``deep=True``) also streams every regular file of the
 container and of the source and compares them byte for byte (the first
 differing offset is reported), which decodes and checks every data segment.
@@ -55,6 +63,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple
 
+from .checksums import file_digest
 from .clfs.constants import FIRST_SEGMENT_BYTES, FTYPE_TO_BTYPE, Btype
 from .clfs.container import Container, Inode
 from .clfs.vattr import ftype_of_mode, split_time
@@ -368,8 +377,10 @@ def _first_difference(left: Iterator[bytes], right: Iterator[bytes]) -> Optional
 class _Comparison:
     """Compare an expected side with a found side (each a _TreeSide or _ContainerSide)."""
 
-    def __init__(self, expected: Any, found: Any, deep: bool, hardlinks: Optional[bool]) -> None:
+    def __init__(self, expected: Any, found: Any, deep: bool, hardlinks: Optional[bool],
+                 checksums: Optional[Dict[bytes, bytes]] = None) -> None:
         self.expected, self.found, self.deep = expected, found, deep
+        self.checksums = checksums or {}
         self.out: List[Difference] = list(expected.errors) + list(found.errors)
         found_groups = self._groups(found.nodes)
         if hardlinks is None:
@@ -465,6 +476,11 @@ class _Comparison:
                 self.found.streamed.add(f.identity)
                 at = _first_difference(_guarded(self.expected.label, self.expected.chunks(path)),
                                        _guarded(self.found.label, self.found.chunks(path)))  # fmt: skip
+            elif f.identity in self.checksums:
+                recorded = self.checksums[f.identity]
+                if file_digest(self.expected.local(path)) != recorded:
+                    self.out.append(Difference(path, "content", None, "differs from the checksum recorded at upload"))
+                return
             else:
                 n = min(e.size or 0, FIRST_SEGMENT_BYTES)
                 left = self.expected.head(path, n) if n else b""
@@ -502,14 +518,15 @@ def _format_problems(container: Container, side: _ContainerSide, deep: bool) -> 
 
 
 def compare_tree(container: Container, source_dir: str, *, deep: bool,
-                 hardlinks: Optional[bool] = None) -> List[Difference]:
+                 hardlinks: Optional[bool] = None, checksums: Optional[Dict[bytes, bytes]] = None) -> List[Difference]:
     """Every difference between ``container`` and the local tree ``source_dir``; empty when they match.
 
     ``expected`` values come from the source, ``found`` values from the
     container. ``deep`` streams every file (see the module docstring for what
     the fast mode proves and what it does not). ``hardlinks``: True if the
     load preserved hard links, False if not, None to infer it from the
-    container. A strict container is reopened leniently over the same source,
+    container. ``checksums``: filehandle -> XXH3-128 recorded at upload (fast
+    mode compares whole files with them). A strict container is reopened leniently over the same source,
     so that one bad blob does not hide the rest.
 
     Raises :class:`~clfsload.errors.FormatError` (or
@@ -523,7 +540,7 @@ def compare_tree(container: Container, source_dir: str, *, deep: bool,
         container = Container(container.source, strict=False, allow_unfinished=container.allow_unfinished)
     source = _TreeSide(source_dir, "source")
     side = _ContainerSide(container)
-    out = _Comparison(source, side, deep, hardlinks).run()
+    out = _Comparison(source, side, deep, hardlinks, checksums).run()
     return out + _format_problems(container, side, deep)
 
 

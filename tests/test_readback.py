@@ -450,3 +450,29 @@ def test_the_loader_command_line_runs_the_reading_commands(tmp_path):
     (src / "hello.txt").write_bytes(b"changed\n")
     changed = cli("verify", "file:" + str(out), "c", str(src), "--deep")
     assert changed.returncode == 1 and "/hello.txt" in changed.stdout
+
+
+def test_checksums_recorded_at_upload_catch_a_change_past_16_kib(tmp_path):
+    """verify --state hashes the source and compares with the XXH3 recorded at upload."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    big = src / "sub" / "big.bin"
+    big.write_bytes(bytes(range(256)) * 400)  # 100 KiB: most of it in a data segment
+    (src / "small.txt").write_bytes(b"small\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    state = tmp_path / "state"
+    assert cli("--new", str(state), str(src), "file:" + str(out), "c", "-").returncode == 0
+    assert (state / "checksums.xxh3").stat().st_size == 2 * 40  # two files, one record each
+    args = ["verify", "file:" + str(out), "c", str(src)]
+    assert main(args + ["--state", str(state)]) == 0
+    # Rewrite a byte past the first 16 KiB and put the size and mtime back.
+    st = big.stat()
+    with open(big, "r+b") as f:
+        f.seek(50000)
+        f.write(b"\xff")
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert main(args) == 0  # the fast check without checksums cannot see it (documented)
+    assert main(args + ["--state", str(state)]) == 1
+    assert main(args + ["--deep"]) == 1
+    assert main(args + ["--state", str(tmp_path)]) == 1  # not a state dir: one clear line
