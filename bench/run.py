@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""The throughput benchmark of issue 5: every target, its floor and the ratio, in one run.
+
+usage: python bench/run.py [--only small,azurite,large,sparse,million] [--million N] [--keep]
+
+Builds its trees under /dev/shm (tmpfs) and runs ``CLFSLoad.py`` as a user
+would, measuring the loader's whole process tree (bench/procwatch.py):
+wall time, client CPU (user + sys of every process of the loader) and peak
+RSS. Next to each measurement, in the same run, its floor:
+
+* small files, local folder: a minimal loop (scandir + lstat + read + LZ4
+  compress + write, one file at a time, one process);
+* small files, Azurite: a bare aiohttp loop PUTting the same number of blobs
+  of the same sizes, 64 in flight, into a fresh Azurite (Azurite slows down
+  as it fills, so every measurement gets a fresh, identical instance);
+* large files: the slower of reading the bytes and LZ4-compressing them on
+  all cores;
+* the 9 GiB sparse file: loaded, then read back byte for byte (verify --deep);
+* 1,000,000 empty files: rate, peak RSS and the state dir's size at the end.
+
+Prints one table: what, measured, floor, ratio, goal. Goals are checked
+here, never in timed unit tests.
+"""
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE), str(REPO), str(REPO / "tests")]
+
+from load_small_files import bare_upload_loop, make_tree  # noqa: E402
+from procwatch import GroupUsage, run_measured  # noqa: E402
+
+MIB = 1 << 20
+GIB = 1 << 30
+Row = Tuple[str, str, str, str, str]  # what, measured, floor, ratio, goal
+
+
+def loader(*args: str, env: Optional[dict] = None) -> GroupUsage:
+    """CLFSLoad.py ARGS, measured; exits the benchmark if the load fails."""
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    usage = run_measured([sys.executable, str(REPO / "CLFSLoad.py"), *args], env=full_env)
+    if usage.returncode != 0:
+        sys.exit("load failed:\n" + usage.output[-3000:])
+    return usage
+
+
+def _ratio(measured: float, floor: float) -> str:
+    return "%.2f" % (measured / floor) if floor else "-"
+
+
+# --- small files ---------------------------------------------------------------
+
+
+def minimal_loop(tree: Path, out: Path) -> float:
+    """scandir + lstat + read + LZ4 + write per file, one process; returns files/s."""
+    import lz4.frame
+
+    out.mkdir()
+    count = 0
+    start = time.perf_counter()
+    stack = [str(tree)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                with open(entry.path, "rb") as f:
+                    data = f.read(st.st_size + 1)
+                fd = os.open(out / ("%d" % count), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.write(fd, lz4.frame.compress(data))
+                os.close(fd)
+                count += 1
+    return count / (time.perf_counter() - start)
+
+
+def small_local(base: Path, tree: Path, files: int, objects: int) -> List[Row]:
+    (base / "out-small").mkdir()
+    usage = loader("--new", str(base / "state-small"), str(tree), "file:" + str(base / "out-small"), "c", "-")
+    floor = minimal_loop(tree, base / "minimal-out")
+    rate = files / usage.wall
+    return [
+        ("small files, local folder: files/s", "%.0f" % rate, "%.0f" % floor, _ratio(rate, floor),
+         ">= 10,000 and ratio >= 0.50"),
+        ("small files, local folder: client CPU ms/object", "%.3f" % (1000 * usage.cpu / objects), "", "", ""),
+        ("small files, local folder: peak RSS MiB", "%.0f" % (usage.peak_rss / MIB), "", "", "< 1024"),
+    ]
+
+
+def small_azurite(base: Path, tree: Path, files: int, objects: int, dirs: int) -> List[Row]:
+    from azurite import ACCOUNT_NAME, Azurite, _Process, _wait_answering, find_azurite
+
+    binary = find_azurite()
+    if binary is None:
+        sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+
+    def fresh(tag: str):
+        process = _Process(binary, base / ("azurite-" + tag))
+        url = process.wait_listening(60)
+        endpoint = "%s/%s" % (url, ACCOUNT_NAME)
+        _wait_answering(endpoint + "?comp=list", 30)
+        return process, Azurite(endpoint=endpoint, port=int(url.rsplit(":", 1)[1]), location=base)
+
+    sizes = [p.stat().st_size for p in tree.rglob("*") if p.is_file()] + [512] * (dirs + 1)
+    process, az = fresh("bare")
+    try:
+        container = az.create_container()
+        bare_wall, bare_cpu = bare_upload_loop(az.endpoint, container, az.make_sas(container), sizes)
+    finally:
+        process.stop()
+    process, az = fresh("load")
+    try:
+        container = az.create_container()
+        usage = loader("--new", str(base / "state-az"), str(tree), az.endpoint, container, az.make_sas(container))
+    finally:
+        process.stop()
+    rate, floor = objects / usage.wall, len(sizes) / bare_wall
+    cpu_ms, floor_cpu_ms = 1000 * usage.cpu / objects, 1000 * bare_cpu / len(sizes)
+    return [
+        ("small files, Azurite: objects/s", "%.0f" % rate, "%.0f" % floor, _ratio(rate, floor), "ratio >= 0.90"),
+        ("small files, Azurite: client CPU ms/object", "%.3f" % cpu_ms, "%.3f" % floor_cpu_ms,
+         _ratio(cpu_ms, floor_cpu_ms), "<= 0.35"),
+        ("small files, Azurite: peak RSS MiB", "%.0f" % (usage.peak_rss / MIB), "", "", "< 1024"),
+    ]
+
+
+# --- large files -----------------------------------------------------------------
+
+
+def _compress(chunk: bytes) -> int:
+    import lz4.frame
+
+    return len(lz4.frame.compress(chunk))
+
+
+def large_local(base: Path) -> List[Row]:
+    tree = base / "large"
+    tree.mkdir()
+    words = b"".join(b"%08d line of a compressible text file\n" % i for i in range(4096))
+    for i in range(4):
+        with open(tree / ("f%d" % i), "wb") as f:
+            for _ in range(128 * MIB // (8 * MIB)):
+                f.write(os.urandom(8 * MIB) if i % 2 else (words * (8 * MIB // len(words) + 1))[: 8 * MIB])
+    total = 4 * 128 * MIB
+    start = time.perf_counter()
+    for i in range(4):
+        with open(tree / ("f%d" % i), "rb", buffering=0) as f:
+            while f.read(8 * MIB):
+                pass
+    read_rate = total / (time.perf_counter() - start)
+    chunks = []
+    for i in range(4):
+        with open(tree / ("f%d" % i), "rb") as f:
+            chunks.extend(iter(lambda: f.read(8 * MIB), b""))
+    with multiprocessing.Pool(os.cpu_count()) as pool:
+        start = time.perf_counter()
+        pool.map(_compress, chunks, chunksize=1)
+        compress_rate = total / (time.perf_counter() - start)
+    del chunks
+    (base / "out-large").mkdir()
+    usage = loader("--new", str(base / "state-large"), str(tree), "file:" + str(base / "out-large"), "c", "-")
+    rate, floor = total / usage.wall, min(read_rate, compress_rate)
+    return [
+        ("large files, local folder: MB/s", "%.0f" % (rate / 1e6), "%.0f" % (floor / 1e6), _ratio(rate, floor),
+         "ratio >= 0.80 (floor: read %.0f, LZ4 on all cores %.0f MB/s)" % (read_rate / 1e6, compress_rate / 1e6)),
+        ("large files, local folder: peak RSS MiB", "%.0f" % (usage.peak_rss / MIB), "", "", "< 1024"),
+    ]
+
+
+# --- a 9 GiB sparse file -------------------------------------------------------------
+
+
+def sparse(base: Path) -> List[Row]:
+    tree = base / "sparse"
+    tree.mkdir()
+    path = tree / "nine-gib.img"
+    with open(path, "wb") as f:
+        f.truncate(9 * GIB)
+        for offset in (0, 3 * GIB + 12345, 8 * GIB + 777, 9 * GIB - 5):
+            f.seek(offset)
+            f.write(b"marker@%d" % offset)
+    (base / "out-sparse").mkdir()
+    usage = loader("--new", str(base / "state-sparse"), str(tree), "file:" + str(base / "out-sparse"), "c", "-")
+    verify = run_measured([sys.executable, "-m", "clfsload", "verify", "file:" + str(base / "out-sparse"), "c",
+                           str(tree), "--deep"], env=dict(os.environ, PYTHONPATH=str(REPO)))
+    ok = verify.returncode == 0
+    return [
+        ("9 GiB sparse file: load MB/s", "%.0f" % (9 * GIB / usage.wall / 1e6), "", "", ""),
+        ("9 GiB sparse file: read back byte-exact (verify --deep)", "yes" if ok else "NO: " + verify.output[-200:],
+         "", "", "yes (indirect trees)"),
+        ("9 GiB sparse file: peak RSS MiB", "%.0f" % (max(usage.peak_rss, verify.peak_rss) / MIB), "", "", "< 1024"),
+    ]
+
+
+# --- a million empty files --------------------------------------------------------------
+
+
+def million(base: Path, count: int) -> List[Row]:
+    tree = base / "million"
+    per_dir = 1000
+    for d in range((count + per_dir - 1) // per_dir):
+        sub = tree / ("d%04d" % d)
+        sub.mkdir(parents=True)
+        for i in range(min(per_dir, count - d * per_dir)):
+            os.close(os.open(sub / ("e%04d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+    (base / "out-million").mkdir()
+    state = base / "state-million"
+    usage = loader("--new", str(state), str(tree), "file:" + str(base / "out-million"), "c", "-")
+    state_bytes = sum(p.stat().st_size for p in state.iterdir() if p.is_file())
+    return [
+        ("%d empty files, local folder: files/s" % count, "%.0f" % (count / usage.wall), "", "", ""),
+        ("%d empty files: peak RSS MiB" % count, "%.0f" % (usage.peak_rss / MIB), "", "", "< 1024"),
+        ("%d empty files: state dir MiB at the end" % count, "%.1f" % (state_bytes / MIB), "", "",
+         "bounded (finished rows reaped)"),
+    ]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="small,azurite,large,sparse,million",
+                        help="comma-separated sections (default: all)")
+    parser.add_argument("--million", type=int, default=1_000_000, help="files in the empty-file tree")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    sections = set(args.only.split(","))
+    base = Path(tempfile.mkdtemp(prefix="clfsload-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    rows: List[Row] = []
+    try:
+        if sections & {"small", "azurite"}:
+            tree = base / "small"
+            files = make_tree(tree, 20000, 200)
+            objects = files + 200 + 1
+            if "small" in sections:
+                rows += small_local(base, tree, files, objects)
+            if "azurite" in sections:
+                rows += small_azurite(base, tree, files, objects, 200)
+        if "large" in sections:
+            rows += large_local(base)
+        if "sparse" in sections:
+            rows += sparse(base)
+        if "million" in sections:
+            rows += million(base, args.million)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    widths = [max(len(r[i]) for r in rows + [("what", "measured", "floor", "ratio", "goal")]) for i in range(5)]
+    line = "  ".join("%%-%ds" % w for w in widths)
+    print(line % ("what", "measured", "floor", "ratio", "goal"))
+    for row in rows:
+        print(line % row)
+
+
+if __name__ == "__main__":
+    main()
