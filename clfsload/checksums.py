@@ -2,8 +2,10 @@
 
 While a worker reads a regular file to store it, it hashes the bytes it
 stores (XXH3-128, from the ``xxhash`` package). The driver appends one
-record per stored file to ``STATE_DIR/checksums.xxh3``: the object's 24-byte
-filehandle and the 16-byte digest. Verify walks the container, so it knows
+record per stored file larger than 16 KiB to ``STATE_DIR/checksums.xxh3``:
+the object's 24-byte filehandle and the 16-byte digest. Smaller files are
+whole in their inode, which verify decodes and compares anyway, so the file
+grows with the large files only (40 bytes per file of more than 16 KiB). Verify walks the container, so it knows
 each file's filehandle, hashes the source file and compares: that proves
 the bytes the load stored equal the source's bytes now, without
 downloading the data segments.
