@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO), str(REPO / "tests")]
 
-from load_small_files import bare_upload_loop, make_tree  # noqa: E402
+from load_small_files import bare_upload_loop, make_tree, start_azurite  # noqa: E402
 from procwatch import GroupUsage, run_measured  # noqa: E402
 
 MIB = 1 << 20
@@ -98,18 +98,14 @@ def small_local(base: Path, tree: Path, files: int, objects: int) -> List[Row]:
 
 
 def small_azurite(base: Path, tree: Path, files: int, objects: int, dirs: int) -> List[Row]:
-    from azurite import ACCOUNT_NAME, Azurite, _Process, _wait_answering, find_azurite
+    from azurite import find_azurite
 
     binary = find_azurite()
     if binary is None:
         sys.exit("azurite-blob not found: run bash .ci/install-azurite")
 
     def fresh(tag: str):
-        process = _Process(binary, base / ("azurite-" + tag))
-        url = process.wait_listening(60)
-        endpoint = "%s/%s" % (url, ACCOUNT_NAME)
-        _wait_answering(endpoint + "?comp=list", 30)
-        return process, Azurite(endpoint=endpoint, port=int(url.rsplit(":", 1)[1]), location=base)
+        return start_azurite(binary, base, tag)
 
     sizes = [p.stat().st_size for p in tree.rglob("*") if p.is_file()] + [512] * (dirs + 1)
     process, az = fresh("bare")
