@@ -70,22 +70,26 @@ def run_loader(args, env=None):
     return wall, children_cpu() - cpu0
 
 
-def bare_upload_loop(endpoint: str, container: str, sas: str, sizes, in_flight: int = 64):
-    """PUT len(sizes) blobs with aiohttp, ``in_flight`` at a time; returns (wall, CPU) of this process."""
+def bare_upload_loop(endpoint: str, container: str, sas: str, blobs, in_flight: int = 64):
+    """PUT every blob with aiohttp, ``in_flight`` at a time; returns (wall, CPU) of this process.
+
+    ``blobs``: (name, payload) pairs, or sizes (then random payloads under
+    sequential names).
+    """
     import aiohttp
 
-    payloads = [os.urandom(n) for n in sizes]
+    blobs = [b if isinstance(b, tuple) else ("bare%06d" % i, os.urandom(b)) for i, b in enumerate(blobs)]
 
     async def main():
         sem = asyncio.Semaphore(in_flight)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
-            async def put(i):
+            async def put(name, payload):
                 async with sem:
-                    url = "%s/%s/bare%06d?%s" % (endpoint, container, i, sas)
+                    url = "%s/%s/%s?%s" % (endpoint, container, name, sas)
                     headers = {"x-ms-blob-type": "BlockBlob", "x-ms-version": "2021-08-06"}
-                    async with session.put(url, data=payloads[i], headers=headers) as resp:
+                    async with session.put(url, data=payload, headers=headers) as resp:
                         assert resp.status == 201, resp.status
-            await asyncio.gather(*(put(i) for i in range(len(payloads))))
+            await asyncio.gather(*(put(name, payload) for name, payload in blobs))
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()

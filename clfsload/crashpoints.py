@@ -66,6 +66,11 @@ def enabled() -> bool:
     return _load() is not None
 
 
+def active() -> bool:
+    """True when a crash point is armed or points are logged: split steps so they can be hit."""
+    return _load() is not None or _log_dir is not None
+
+
 def _log(point: str) -> None:
     global _log_fd, _log_pid
     if _log_pid != os.getpid():  # first use in this process (workers are forked)

@@ -40,7 +40,7 @@ from .clfs.decode import decode_payload
 from .clfs.objects import bucket_blob, final_root_name, seal
 from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from .logsetup import attach_file, detach
-from .pool import UnitPool, WorkerConfig
+from .pool import UnitPool, WorkerConfig, start_forkserver
 from .ids import IdMint
 from .progress import Progress
 from .relist import edit_directory, group_by_parent
@@ -204,6 +204,8 @@ class Loader:
         s = self.settings
         crashpoints.check_process_group()
         check_paths(s.state_dir, s.source)
+        if s.processes:
+            start_forkserver()  # its imports overlap the checks below
         if not s.new:
             # The state dir first: a missing or busy one says so before any network call.
             self.state = StateStore.open(s.state_dir)

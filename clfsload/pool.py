@@ -7,6 +7,7 @@ units and returns their outcome. The driver alone writes the state store.
 """
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import select
 import signal
@@ -17,10 +18,11 @@ from typing import Optional, Union
 
 from .errors import TerminalError
 from .scan import Problem
-from .targets import open_async_target
+from .targets import open_async_target, open_target
 from .targets.credentials import Credential
+from .targets.endpoint import LocalFolder, parse_account
 from .transfer import DirResult, DirTask, LinkDone, LinkTask, RunParams, UnitFailed, Worker
-from .upload import Uploader
+from .upload import DirectUploader, Uploader
 
 Outcome = Union[DirResult, Problem, LinkDone]
 
@@ -40,11 +42,28 @@ class WorkerConfig:
 _worker: Optional[Worker] = None
 
 
-def _open_worker(config: WorkerConfig) -> Worker:
-    def opener():
-        return open_async_target(config.account, config.container, config.credential)
+def uploads_in_flight(upload_threads: int) -> int:
+    """Requests one worker process keeps in flight to a network target.
 
-    uploader = Uploader(opener, config.params.compress, max_in_flight=config.upload_threads)
+    The reference ran ``worker_thread_count`` threads, one synchronous PUT
+    each. One event loop carries many more for the same CPU, and a server
+    far away needs many in flight to be kept busy; more requests per loop
+    turn also make each cheaper. So: four per reference thread, at least 64.
+    """
+    return max(64, 4 * upload_threads)
+
+
+def _open_worker(config: WorkerConfig) -> Worker:
+    uploader: Union[Uploader, DirectUploader]
+    if isinstance(parse_account(config.account), LocalFolder):
+        # Writing a file is cheaper than handing it to an event loop thread.
+        uploader = DirectUploader(open_target(config.account, config.container, config.credential),
+                                  config.params.compress)
+    else:
+        def opener():
+            return open_async_target(config.account, config.container, config.credential)
+
+        uploader = Uploader(opener, config.params.compress, max_in_flight=uploads_in_flight(config.upload_threads))
     return Worker(config.params, uploader)
 
 
@@ -118,13 +137,26 @@ def run_task(task: Union[DirTask, LinkTask], worker: Optional[Worker] = None) ->
         raise
 
 
+def start_forkserver() -> "multiprocessing.context.ForkServerContext":
+    """Start the forkserver the workers fork from, if not running; returns its context.
+
+    It imports this module (and so the whole worker side) once, before it
+    forks anything, so a worker starts with everything loaded. Called early
+    by the driver, that import overlaps the driver's own start-up checks.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    multiprocessing.forkserver.ensure_running()
+    return context  # type: ignore[return-value]
+
+
 class UnitPool:
     """Runs units concurrently; ``processes=0`` runs them in this process (one at a time)."""
 
     def __init__(self, config: WorkerConfig, processes: int):
         self.processes = processes
         if processes > 0:
-            context = multiprocessing.get_context("forkserver")
+            context = start_forkserver()
             self._executor = ProcessPoolExecutor(
                 max_workers=processes, mp_context=context, initializer=_init_process, initargs=(config, os.getpid())
             )

@@ -159,9 +159,15 @@ def check_directory_readable(path: bytes) -> Optional[str]:
     return None
 
 
-def open_for_reading(path: bytes) -> int:
-    """Open a regular file without following symlinks and, where allowed, without touching its atime."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+def open_for_reading(path: bytes) -> Tuple[int, os.stat_result]:
+    """Open a regular file without following symlinks and, where allowed, without touching its atime.
+
+    Returns the descriptor and its ``fstat``; raises OSError (EINVAL) if the
+    path is no longer a regular file.
+    """
+    # O_NONBLOCK: a FIFO put in the file's place since the scan must not block
+    # the open (the fstat below then refuses it); no effect on regular files.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     noatime = getattr(os, "O_NOATIME", 0)
     fd = -1
     if noatime:
@@ -171,11 +177,11 @@ def open_for_reading(path: bytes) -> int:
             pass  # O_NOATIME needs ownership of the file (or CAP_FOWNER)
     if fd < 0:
         fd = os.open(path, flags)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):
         os.close(fd)
-        raise OSError(errno.EINVAL, "no longer a regular file: it became %s since the scan" % _kind(mode))
-    return fd
+        raise OSError(errno.EINVAL, "no longer a regular file: it became %s since the scan" % _kind(opened.st_mode))
+    return fd, opened
 
 
 __all__ = [

@@ -15,7 +15,7 @@ never lists an entry whose inode is missing.
 
 import os
 import stat
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -28,6 +28,7 @@ from .clfs.objects import (
     directory_blobs,
     file_blobs,
     root_extattrs,
+    small_file_blob,
     special_blob,
     symlink_blob,
     symlink_size,
@@ -43,7 +44,7 @@ from .scan import (
     open_for_reading,
     scan_directory,
 )
-from .upload import Uploader, first_error
+from .upload import DirectUploader, Uploader, first_error
 
 #: times a regular file is read again when it changes while being read
 READ_ATTEMPTS = 3
@@ -155,14 +156,14 @@ class UnitFailed(ClfsLoadError):
 class Worker:
     """Runs units against one target; one per process (or per thread in tests)."""
 
-    def __init__(self, params: RunParams, uploader: Uploader):
+    def __init__(self, params: RunParams, uploader: Union[Uploader, DirectUploader]):
         self.params = params
         self.mint = IdMint(params.containerid, params.secret)
         self.uploader = uploader
         self._dirty = False  # set when this unit wrote some object twice
         self._checksums: List[Tuple[bytes, bytes]] = []  # of the files stored since the last unit began
 
-    def _attrs(self, st: EntryStat, size: int, nlink: int = 1) -> VAttr:
+    def _attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
         return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
 
     # --- one directory -------------------------------------------------------
@@ -232,6 +233,9 @@ class Worker:
             result.objects += 1
             result.source_bytes += size
             slots.append((entry.name, fh, futures, entry.path))
+        # One wait for every PUT of the directory: waiting entry by entry
+        # would wake this thread once per completed PUT.
+        wait([future for slot in slots for future in slot[2]])
         children = []
         stored = set()
         for name, fh, futures, path in slots:
@@ -321,43 +325,74 @@ class Worker:
 
     def _store_file(self, path, fh, backpointers, name, where) -> Tuple[List["Future[None]"], int]:
         """Read and store a regular file; read again if it changed meanwhile (never torn)."""
-        fd = open_for_reading(path)
-        with os.fdopen(fd, "rb", buffering=0) as stream:
-            for _attempt in range(READ_ATTEMPTS):
-                stream.seek(0)
-                before = EntryStat.of(os.fstat(fd))
-                attrs = self._attrs(before, 0, len(backpointers))
-                reader = HashingReader(stream, new_hasher())
-                gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
-                futures: List["Future[None]"] = []
-                inode: Optional[Blob] = None
-                while True:
-                    try:
-                        blob = next(gen)
-                    except StopIteration as done:
-                        size = done.value.size
-                        break
-                    if inode is not None:
-                        futures.append(self.uploader.submit(inode))
-                        crashpoints.reached("file-segment")
-                    inode = blob
-                after = EntryStat.of(os.fstat(fd))
-                if before.same_content(after) and size == after.st_size:
-                    # The inode goes last, once every segment is stored (FMT §11.5).
-                    error = first_error(futures)
-                    if error is not None:
-                        f: "Future[None]" = Future()
-                        f.set_exception(error)
-                        return [f], size
-                    assert inode is not None
-                    future = self.uploader.submit(inode)
-                    crashpoints.reached("inode")
-                    if size > FIRST_SEGMENT_BYTES:  # smaller files are whole in their inode: verify reads them
-                        self._checksums.append((fh, reader.hasher.digest()))
-                    return [future], size
-                first_error(futures)  # let this attempt's PUTs land before the next overwrites them
-                self._dirty = True  # the next attempt may write fewer segments
-            raise SourceError("changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
+        fd, opened = open_for_reading(path)
+        try:
+            if opened.st_size < FIRST_SEGMENT_BYTES:
+                stored = self._store_small_file(fd, opened, fh, backpointers, name, where)
+                if stored is not None:
+                    return stored
+            with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:
+                return self._store_file_stream(fd, stream, fh, backpointers, name, where)
+        finally:
+            os.close(fd)
+
+    def _store_small_file(self, fd, opened, fh, backpointers, name, where):
+        """A file that fits its inode (§9.1): one read, no segment; None to take the general path.
+
+        The content is whole when one read returned exactly the size fstat gave
+        before it and a second fstat shows the file unchanged (same inode,
+        size, mtime and ctime). Anything else (a file growing, shrinking or
+        being written) goes to :meth:`_store_file_stream`, which retries.
+        """
+        data = os.read(fd, FIRST_SEGMENT_BYTES)
+        if len(data) != opened.st_size:
+            return None
+        after = os.fstat(fd)
+        if (after.st_ino != opened.st_ino or after.st_size != opened.st_size
+                or after.st_mtime_ns != opened.st_mtime_ns or after.st_ctime_ns != opened.st_ctime_ns):
+            return None  # what EntryStat.same_content checks, on the raw results (a hot path)
+        attrs = self._attrs(opened, len(data), len(backpointers))
+        future = self.uploader.submit(small_file_blob(data, attrs, fh, backpointers, name, where))
+        crashpoints.reached("inode")
+        return [future], len(data)
+
+    def _store_file_stream(self, fd, stream, fh, backpointers, name, where) -> Tuple[List["Future[None]"], int]:
+        """Store a file of any size, segment by segment; read again if it changed meanwhile."""
+        for _attempt in range(READ_ATTEMPTS):
+            stream.seek(0)
+            before = EntryStat.of(os.fstat(fd))
+            attrs = self._attrs(before, 0, len(backpointers))
+            reader = HashingReader(stream, new_hasher())
+            gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
+            futures: List["Future[None]"] = []
+            inode: Optional[Blob] = None
+            while True:
+                try:
+                    blob = next(gen)
+                except StopIteration as done:
+                    size = done.value.size
+                    break
+                if inode is not None:
+                    futures.append(self.uploader.submit(inode))
+                    crashpoints.reached("file-segment")
+                inode = blob
+            after = EntryStat.of(os.fstat(fd))
+            if before.same_content(after) and size == after.st_size:
+                # The inode goes last, once every segment is stored (FMT §11.5).
+                error = first_error(futures)
+                if error is not None:
+                    f: "Future[None]" = Future()
+                    f.set_exception(error)
+                    return [f], size
+                assert inode is not None
+                future = self.uploader.submit(inode)
+                crashpoints.reached("inode")
+                if size > FIRST_SEGMENT_BYTES:  # smaller files are whole in their inode: verify reads them
+                    self._checksums.append((fh, reader.hasher.digest()))
+                return [future], size
+            first_error(futures)  # let this attempt's PUTs land before the next overwrites them
+            self._dirty = True  # the next attempt may write fewer segments
+        raise SourceError("changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
 
     # --- RECONCILE -----------------------------------------------------------
 

@@ -1,20 +1,27 @@
-"""Sealing blobs and storing them with many requests in flight.
+"""Sealing blobs and storing them, with many requests in flight or none.
 
-The caller's thread seals each blob (envelope, compression, checksum); an
-event loop in a thread of its own stores them through the asyncio flavour of
-the target, up to ``max_in_flight`` requests at once. For Azure with a SAS
-(or an account key) that is the target's bare-HTTP data path, which costs a
-fraction of the SDK's client CPU per Put Blob. Memory stays bounded:
-:meth:`Uploader.submit` blocks while more than ``max_bytes`` of payload wait.
+Two uploaders with one interface (``submit`` returns a future, ``close``):
+
+* :class:`Uploader`, for network targets: the caller's thread seals each
+  blob (envelope, compression, checksum); an event loop in a thread of its
+  own stores them through the asyncio flavour of the target, up to
+  ``max_in_flight`` requests at once. For Azure with a SAS (or an account
+  key) that is the target's bare-HTTP data path, which costs a fraction of
+  the SDK's client CPU per Put Blob. Memory stays bounded:
+  :meth:`Uploader.submit` blocks while more than ``max_bytes`` of payload wait.
+* :class:`DirectUploader`, for the local-folder target: a write there is a
+  few system calls, cheaper than handing the blob to another thread, so the
+  caller's thread writes it at once and gets back a future already done.
 """
 
 import asyncio
+import collections
 import threading
-from concurrent.futures import Future
-from typing import Awaitable, Callable, Iterable, Optional
+from concurrent.futures import Future, wait
+from typing import Awaitable, Callable, Iterable, Optional, Tuple
 
 from .clfs.objects import Blob, seal
-from .targets.base import AsyncBlobTarget
+from .targets.base import AsyncBlobTarget, BlobTarget
 
 Opener = Callable[[], Awaitable[AsyncBlobTarget]]
 
@@ -27,6 +34,10 @@ class Uploader:
         self._max_bytes = max_bytes
         self._waiting = 0  # payload bytes submitted and not yet stored
         self._cond = threading.Condition()
+        #: (name, payload, size, future) handed over, not yet started on the loop
+        self._queue: "collections.deque[Tuple[str, bytes, int, Future[None]]]" = collections.deque()
+        self._wake_pending = False
+        self._tasks: "set[asyncio.Task[None]]" = set()
         self.blobs = 0
         self.payload_bytes = 0
         self._loop = asyncio.new_event_loop()
@@ -54,18 +65,42 @@ class Uploader:
             while self._waiting and self._waiting + size > self._max_bytes:
                 self._cond.wait()
             self._waiting += size
-        return asyncio.run_coroutine_threadsafe(self._put(sealed.name, sealed.payload, size), self._loop)
+        future: "Future[None]" = Future()
+        self._queue.append((sealed.name, sealed.payload, size, future))
+        # One wake-up of the loop serves every blob queued before it drains:
+        # the flag is cleared before the drain, so a blob queued meanwhile is
+        # either drained now or brings its own wake-up.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._drain)
+        return future
 
-    async def _put(self, name: str, payload: bytes, size: int) -> None:
+    def _drain(self) -> None:
+        """Loop thread: start a PUT for every queued blob."""
+        self._wake_pending = False
+        queue = self._queue
+        while queue:
+            name, payload, size, future = queue.popleft()
+            task = self._loop.create_task(self._put(name, payload, size, future))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
+
+    async def _put(self, name: str, payload: bytes, size: int, future: "Future[None]") -> None:
         try:
             async with self._slots:
                 await self.target.put(name, payload)
+        except BaseException as exc:  # noqa: BLE001 - handed to the submitter through its future
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.blobs += 1  # only the loop thread writes these
+            self.payload_bytes += size
+            future.set_result(None)
         finally:
             with self._cond:
                 self._waiting -= size
                 self._cond.notify_all()
-        self.blobs += 1  # only the loop thread writes these
-        self.payload_bytes += size
 
     def close(self) -> None:
         """Close the target and stop the loop (every submitted PUT has been awaited by then)."""
@@ -80,14 +115,58 @@ class Uploader:
         self._loop.close()
 
 
+#: The future of every successful direct put: done, result None. Callers only
+#: read it (``exception()``), so one shared instance serves them all.
+_STORED: "Future[None]" = Future()
+_STORED.set_result(None)
+
+
+class DirectUploader:
+    """Seals and stores each blob in the caller's thread through a blocking target.
+
+    Same interface as :class:`Uploader`; every future it returns is already
+    done (with the put's exception, if any).
+    """
+
+    def __init__(self, target: BlobTarget, compress: bool):
+        self.target = target
+        self.compress = compress
+        self.blobs = 0
+        self.payload_bytes = 0
+
+    def submit(self, blob: Blob) -> "Future[None]":
+        """Seal and store ``blob`` now; returns a done future."""
+        sealed = seal(blob, self.compress)  # encoding errors are the caller's, as with Uploader
+        try:
+            self.target.put(sealed.name, sealed.payload)
+        except Exception as exc:  # noqa: BLE001 - reported through the future, as Uploader does
+            failed: "Future[None]" = Future()
+            failed.set_exception(exc)
+            return failed
+        self.blobs += 1
+        self.payload_bytes += len(sealed.payload)
+        return _STORED
+
+    def close(self) -> None:
+        """Close the target."""
+        self.target.close()
+
+
 def first_error(futures: Iterable["Future[None]"]) -> Optional[BaseException]:
-    """Wait for every future; return the first exception raised, if any."""
+    """Wait for every future; return the first exception raised, if any.
+
+    One wait for them all: waiting on each in turn would wake this thread
+    once per completed PUT, which costs more than the PUT's own bookkeeping.
+    """
+    pending = list(futures)
+    if not all(future.done() for future in pending):
+        wait(pending)
     error: Optional[BaseException] = None
-    for future in list(futures):
+    for future in pending:
         exc = future.exception()
         if exc is not None and error is None:
             error = exc
     return error
 
 
-__all__ = ["Uploader", "first_error"]
+__all__ = ["DirectUploader", "Uploader", "first_error"]

@@ -18,6 +18,7 @@ from clfsload.clfs.objects import (
     file_blobs,
     replace_handles,
     seal,
+    small_file_blob,
     symlink_size,
     yield_all,
 )
@@ -125,6 +126,21 @@ def test_file_segments_cover_the_data_with_the_right_offsets(size):
         ctime, offset = struct.unpack_from("<IQ", seg.body, count + 20)
         assert (ctime, offset) == (TIMES[2], FIRST_SEGMENT_BYTES + (k - 1) * OTHER_SEGMENT_BYTES)
     assert bytes(rebuilt) == data
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, FIRST_SEGMENT_BYTES - 1])
+@pytest.mark.parametrize("where", [InodeName(DOCS_FH), InodeName.parked()])
+def test_small_file_blob_is_the_blob_file_blobs_makes(size, where):
+    data = bytes(random.Random(size).getrandbits(8) for _ in range(size))
+    attrs = example_attrs(0o100644, 1, 1002)
+    streamed = list(file_blobs(io.BytesIO(data), attrs, HELLO_FH, [DOCS_FH], b"hello.txt", where))
+    assert streamed == [small_file_blob(data, attrs, HELLO_FH, [DOCS_FH], b"hello.txt", where)]
+
+
+def test_small_file_blob_refuses_data_that_needs_a_segment():
+    with pytest.raises(ValueError, match="does not fit its inode"):
+        small_file_blob(b"x" * FIRST_SEGMENT_BYTES, example_attrs(0o100644, 1, 1002), HELLO_FH, [DOCS_FH], b"h",
+                        InodeName(DOCS_FH))
 
 
 class ShortReads(io.RawIOBase):

@@ -42,17 +42,20 @@ class Blob(NamedTuple):
 
 
 class Sealed(NamedTuple):
-    """A blob ready to upload: name, payload (envelope included) and its XXH3-128."""
+    """A blob ready to upload: name and payload (envelope included)."""
 
     name: str
     payload: bytes
-    digest: bytes
+
+    @property
+    def digest(self) -> bytes:
+        """XXH3-128 of the payload, computed when asked (the upload path does not need it)."""
+        return checksum.checksum(self.payload)
 
 
 def seal(blob: Blob, compress: bool) -> Sealed:
-    """Wrap a body in its envelope (LZ4 unless a fallback rule says raw) and checksum it."""
-    payload = envelope.wrap(blob.body, compress)
-    return Sealed(blob.name, payload, checksum.checksum(payload))
+    """Wrap a body in its envelope (LZ4 unless a fallback rule says raw)."""
+    return Sealed(blob.name, envelope.wrap(blob.body, compress))
 
 
 def read_exact(stream: BinaryIO, size: int) -> bytes:
@@ -139,6 +142,21 @@ def file_blobs(
     body = records.encode_file_inode(final, fh, direct, roots, backpointers, name, first)
     yield Blob(hashing.blob_name(fh, final.btype, where.owner, where.version), body)
     return final
+
+
+def small_file_blob(
+    data: bytes, attrs: VAttr, fh: bytes, backpointers: Sequence[bytes], name: bytes, where: InodeName
+) -> Blob:
+    """The inode of a regular file whose whole content fits its DATA (§9.1): no segment.
+
+    The same blob :func:`file_blobs` makes for such a file, without a stream:
+    ``len(data)`` must be below FIRST_SEGMENT_BYTES and is the stored size.
+    """
+    if len(data) >= FIRST_SEGMENT_BYTES:
+        raise ValueError("a file of %d bytes does not fit its inode" % len(data))
+    final = attrs if attrs.size == len(data) else attrs._replace(size=len(data))
+    body = records.encode_file_inode(final, fh, (), (), backpointers, name, data)
+    return Blob(hashing.blob_name(fh, final.btype, where.owner, where.version), body)
 
 
 def symlink_blob(

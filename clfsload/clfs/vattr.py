@@ -84,24 +84,11 @@ def vattr_from_stat(
     csec, cnsec = split_time(st.st_ctime, "ctime")
     asec, ansec = split_time(st.st_atime, "atime")
     rdev = st.st_rdev
+    # Positional, in field order (a hot path: once per object).
     return VAttr(
-        mode=st.st_mode & 0xFFFF,
-        btype=int(btype),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        size=size,
-        mtime_sec=msec,
-        mtime_nsec=mnsec,
-        ctime_sec=csec,
-        ctime_nsec=cnsec,
-        atime_sec=asec,
-        atime_nsec=ansec,
-        fsid=fsid,
-        fileid=st.st_ino,
-        rdev_major=os.major(rdev),
-        rdev_minor=os.minor(rdev),
-        nlink=nlink,
-        containerid=containerid,
+        st.st_mode & 0xFFFF, int(btype), st.st_uid, st.st_gid, size,
+        msec, mnsec, csec, cnsec, asec, ansec,
+        fsid, st.st_ino, os.major(rdev) if rdev else 0, os.minor(rdev) if rdev else 0, nlink, containerid,
     )
 
 
