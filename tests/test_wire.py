@@ -346,3 +346,29 @@ def test_host_header_leaves_out_the_default_port_and_brackets_ipv6():
     assert WirePool("https", "acct.blob.core.windows.net", 443, limit=1, connect_timeout=1,
                     read_timeout=1).host_header == "acct.blob.core.windows.net"
     assert WirePool("http", "::1", 10000, limit=1, connect_timeout=1, read_timeout=1).host_header == "[::1]:10000"
+
+
+def test_an_answer_that_comes_before_the_body_is_sent_does_not_reuse_the_connection():
+    body = b"q" * (16 << 20)  # more than the socket buffers take at once
+
+    async def early(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(403, b"denied", "x-ms-error-code: AuthorizationFailure\r\n"))
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the client's body is still on its way, unread
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(early, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = WirePool("http", "127.0.0.1", port, limit=1, connect_timeout=5, read_timeout=5)
+        try:
+            got = await pool.request("PUT", "/c/big", "", body)
+            return got, len(pool._idle)
+        finally:
+            await pool.close()
+            server.close()
+
+    got, idle = run(main())
+    assert got.status == 403 and got.headers["x-ms-error-code"] == "AuthorizationFailure"
+    assert idle == 0

@@ -289,7 +289,11 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = keep_alive
 
     def _done(self, body: bytes) -> None:
-        self.reusable = self._keep_alive and not self._buf
+        # Reusable only in step: nothing more was received, and the whole
+        # request went out (a server may answer, say 403, before it has read
+        # the body; what is left of it must not precede the next request).
+        self.reusable = (self._keep_alive and not self._buf and self.transport is not None
+                         and self.transport.get_write_buffer_size() == 0)
         self._phase = _HEAD
         self._finish(body)
 
