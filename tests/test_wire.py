@@ -372,3 +372,65 @@ def test_an_answer_that_comes_before_the_body_is_sent_does_not_reuse_the_connect
     got, idle = run(main())
     assert got.status == 403 and got.headers["x-ms-error-code"] == "AuthorizationFailure"
     assert idle == 0
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def test_https_verifies_the_server_certificate(tmp_path):
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert_file, key_file)
+
+    async def serve(reader, writer):
+        try:
+            await _read_request(reader)
+            writer.write(answer(201, b"", "Connection: close\r\n"))
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def attempt(client_context):
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_side)
+        port = server.sockets[0].getsockname()[1]
+        pool = WirePool("https", "127.0.0.1", port, limit=1, connect_timeout=5, read_timeout=5,
+                        ssl_context=client_context)
+        try:
+            return await pool.request("PUT", "/c/b?sig=x", "", b"payload")
+        finally:
+            await pool.close()
+            server.close()
+
+    async def main():
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await attempt(None)  # the default trust store does not know this certificate
+        trusting = ssl.create_default_context(cafile=cert_file)
+        return await attempt(trusting)
+
+    assert run(main()).status == 201

@@ -16,7 +16,8 @@ What it does (all the data path needs):
   its answer arrived is sent once more on a new one (the server may have
   closed the idle connection as the request went out); every method used
   here is idempotent;
-* ``http`` and ``https`` (TLS with the default trust store);
+* ``http`` and ``https`` (TLS, verified against certifi's CA bundle like the
+  SDK's ``requests``, or the system's store);
 * timeouts: ``connect_timeout`` to open a connection; then the request fails
   when, for ``read_timeout`` seconds, the socket neither took a byte of the
   body nor delivered a byte of the answer, so a server that stalls while
@@ -298,6 +299,19 @@ class _Connection(asyncio.Protocol):
         self._finish(body)
 
 
+def default_ssl_context() -> ssl.SSLContext:
+    """A TLS context that verifies certificates and host names: certifi's CA bundle, else the system's.
+
+    certifi's bundle is the one the SDK's ``requests`` trusts, so the
+    workers' uploads and the driver's SDK calls accept the same servers.
+    """
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class WirePool:
     """Keep-alive connections to one ``http(s)://host:port``, at most ``limit`` at once.
 
@@ -310,7 +324,7 @@ class WirePool:
             raise ValueError(f"scheme must be http or https, not {scheme!r}")
         self._host = host
         self._port = port
-        self._ssl = (ssl_context or ssl.create_default_context()) if scheme == "https" else None
+        self._ssl = (ssl_context or default_ssl_context()) if scheme == "https" else None
         self._where = f"{host}:{port}"
         default_port = 443 if scheme == "https" else 80
         host_header = f"[{host}]" if ":" in host else host
