@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 import struct
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 from .clfs.constants import Ftype
 from .clfs.vattr import ftype_of_mode
@@ -59,12 +59,21 @@ class EntryStat(NamedTuple):
 
     def same_content(self, other: "EntryStat") -> bool:
         """True if nothing suggests the file changed between the two stats."""
-        return (
-            self.st_ino == other.st_ino
-            and self.st_size == other.st_size
-            and self.st_mtime_ns == other.st_mtime_ns
-            and self.st_ctime_ns == other.st_ctime_ns
-        )
+        return same_content(self, other)
+
+
+def same_content(before: Union["EntryStat", os.stat_result], after: Union["EntryStat", os.stat_result]) -> bool:
+    """True if nothing suggests the file changed between two stats (EntryStat or raw ``os.stat_result``).
+
+    Same inode, size, mtime and ctime; the hot path compares raw results
+    without copying them into EntryStat first.
+    """
+    return (
+        before.st_ino == after.st_ino
+        and before.st_size == after.st_size
+        and before.st_mtime_ns == after.st_mtime_ns
+        and before.st_ctime_ns == after.st_ctime_ns
+    )
 
 
 class Problem(NamedTuple):
@@ -191,5 +200,6 @@ __all__ = [
     "check_directory_readable",
     "describe_oserror",
     "open_for_reading",
+    "same_content",
     "scan_directory",
 ]

@@ -42,6 +42,7 @@ from .scan import (
     check_directory_readable,
     describe_oserror,
     open_for_reading,
+    same_content,
     scan_directory,
 )
 from .upload import DirectUploader, Uploader, first_error
@@ -347,10 +348,8 @@ class Worker:
         data = os.read(fd, FIRST_SEGMENT_BYTES)
         if len(data) != opened.st_size:
             return None
-        after = os.fstat(fd)
-        if (after.st_ino != opened.st_ino or after.st_size != opened.st_size
-                or after.st_mtime_ns != opened.st_mtime_ns or after.st_ctime_ns != opened.st_ctime_ns):
-            return None  # what EntryStat.same_content checks, on the raw results (a hot path)
+        if not same_content(opened, os.fstat(fd)):
+            return None
         attrs = self._attrs(opened, len(data), len(backpointers))
         future = self.uploader.submit(small_file_blob(data, attrs, fh, backpointers, name, where))
         crashpoints.reached("inode")

@@ -150,7 +150,7 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
         self._put_headers = dict(self._headers, **{"x-ms-blob-type": "BlockBlob",
                                                    "Content-Type": "application/octet-stream"})
         self._wire: Optional[WirePool] = None
-        self._wire_path = ""
+        self._wire_url = urllib.parse.urlsplit(self._blob_base)  # the lean client's scheme, host, port, path
         self._wire_headers = "".join(f"{key}: {value}\r\n" for key, value in self._headers.items())
         self._wire_put_headers = "".join(f"{key}: {value}\r\n" for key, value in self._put_headers.items())
 
@@ -210,12 +210,11 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
         if self._wire is None and self._proxy is None:
             if self._closed:
                 raise ClfsLoadError(f"target {self.describe()} is closed")
-            parts = urllib.parse.urlsplit(self._blob_base)
+            parts = self._wire_url
             opts = self._core.options
             self._wire = WirePool(parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
                                   limit=opts.max_connections, connect_timeout=opts.retry.connect_timeout,
                                   read_timeout=opts.retry.read_timeout)
-            self._wire_path = parts.path
         return self._wire
 
     async def _http(self, method: str, name: str, data: Optional[Payload] = None,
@@ -227,7 +226,7 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
         assert self._sas is not None
         wire = self._wire_pool()
         if wire is not None:
-            target = f"{self._wire_path}{urllib.parse.quote(name, safe='')}?{self._sas.token()}"
+            target = f"{self._wire_url.path}{urllib.parse.quote(name, safe='')}?{self._sas.token()}"
             headers = self._wire_put_headers if method == "PUT" else self._wire_headers
             if extra:
                 headers += "".join(f"{key}: {value}\r\n" for key, value in extra.items())
