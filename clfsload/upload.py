@@ -9,6 +9,8 @@ Two uploaders with one interface (``submit`` returns a future, ``close``):
   key) that is the target's bare-HTTP data path, which costs a fraction of
   the SDK's client CPU per Put Blob. Memory stays bounded:
   :meth:`Uploader.submit` blocks while more than ``max_bytes`` of payload wait.
+  While a slow server holds many of them, the loop's turns are spaced out
+  so it handles answers in batches (:mod:`clfsload.pacing`).
 * :class:`DirectUploader`, for the local-folder target: a write there is a
   few system calls, cheaper than handing the blob to another thread, so the
   caller's thread writes it at once and gets back a future already done.
@@ -22,6 +24,7 @@ from concurrent.futures import Future, wait
 from typing import Awaitable, Callable, Iterable, Optional, Tuple
 
 from .clfs.objects import Blob, seal
+from .pacing import TurnPacer
 from .targets.base import AsyncBlobTarget, BlobTarget
 
 Opener = Callable[[], Awaitable[AsyncBlobTarget]]
@@ -29,6 +32,12 @@ Opener = Callable[[], Awaitable[AsyncBlobTarget]]
 
 #: Set to 1 to run uploads on asyncio's own event loop even when uvloop is installed.
 NO_UVLOOP_ENV = "CLFSLOAD_NO_UVLOOP"
+#: Set to 1 to let the upload loop wake for every answer (no turn pacing, :mod:`clfsload.pacing`).
+NO_PACING_ENV = "CLFSLOAD_NO_PACING"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -37,7 +46,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     uvloop runs the loop in C (libuv): against Azurite a Put Blob through
     :mod:`clfsload.targets.wire` costs about 30% less client CPU on it.
     """
-    if os.environ.get(NO_UVLOOP_ENV, "") not in ("", "0"):
+    if _env_flag(NO_UVLOOP_ENV):
         return asyncio.new_event_loop()
     try:
         import uvloop
@@ -49,7 +58,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class Uploader:
     """PUTs sealed blobs concurrently from one event loop; counts what it stored."""
 
-    def __init__(self, opener: Opener, compress: bool, max_in_flight: int = 64, max_bytes: int = 256 << 20):
+    def __init__(self, opener: Opener, compress: bool, max_in_flight: int = 64, max_bytes: int = 256 << 20,
+                 pace: Optional[bool] = None):
         self.compress = compress
         self._max_bytes = max_bytes
         self._waiting = 0  # payload bytes submitted and not yet stored
@@ -57,21 +67,23 @@ class Uploader:
         #: (name, payload, size, future) handed over, not yet started on the loop
         self._queue: "collections.deque[Tuple[str, bytes, int, Future[None]]]" = collections.deque()
         self._wake_pending = False
+        self._max_in_flight = max(1, max_in_flight)
+        #: consumer tasks: each stores queued blobs one after another (loop thread only)
+        self._consumers = 0
         self._tasks: "set[asyncio.Task[None]]" = set()
         self.blobs = 0
         self.payload_bytes = 0
         self._loop = new_event_loop()
+        #: times the requests and paces the loop's turns; ``pace=False`` only times them
+        # (None: pace unless CLFSLOAD_NO_PACING is set)
+        self.pacer = TurnPacer(self._loop, enabled=not _env_flag(NO_PACING_ENV) if pace is None else pace)
         self._thread = threading.Thread(target=self._loop.run_forever, name="clfsload-uploads", daemon=True)
         self._thread.start()
         try:
-            self.target = self._call(self._open(opener, max(1, max_in_flight)))
+            self.target = self._call(opener())
         except BaseException:
             self._stop_loop()
             raise
-
-    async def _open(self, opener: Opener, max_in_flight: int) -> AsyncBlobTarget:
-        self._slots = asyncio.Semaphore(max_in_flight)
-        return await opener()
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -96,19 +108,34 @@ class Uploader:
         return future
 
     def _drain(self) -> None:
-        """Loop thread: start a PUT for every queued blob."""
+        """Loop thread: start consumers for the queued blobs, up to ``max_in_flight`` in all.
+
+        A consumer takes blobs from the queue until it is empty, so a PUT
+        that ends starts the next one in the same step: no task and no
+        semaphore per blob. Only this thread takes from the queue; a blob
+        queued after every consumer saw it empty brings a drain of its own
+        (or finds one pending, which runs after it), so none is left behind.
+        """
         self._wake_pending = False
-        queue = self._queue
-        while queue:
-            name, payload, size, future = queue.popleft()
-            task = self._loop.create_task(self._put(name, payload, size, future))
+        start = min(len(self._queue), self._max_in_flight - self._consumers)
+        for _ in range(start):
+            self._consumers += 1
+            task = self._loop.create_task(self._consume())
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
 
-    async def _put(self, name: str, payload: bytes, size: int, future: "Future[None]") -> None:
+    async def _consume(self) -> None:
+        queue = self._queue
         try:
-            async with self._slots:
-                await self.target.put(name, payload)
+            while queue:
+                await self._put(*queue.popleft())
+        finally:
+            self._consumers -= 1
+
+    async def _put(self, name: str, payload: bytes, size: int, future: "Future[None]") -> None:
+        started = self.pacer.started()
+        try:
+            await self.target.put(name, payload)
         except BaseException as exc:  # noqa: BLE001 - handed to the submitter through its future
             future.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -118,6 +145,7 @@ class Uploader:
             self.payload_bytes += size
             future.set_result(None)
         finally:
+            self.pacer.finished(started)
             with self._cond:
                 self._waiting -= size
                 self._cond.notify_all()
