@@ -16,7 +16,8 @@ every answer that arrived meanwhile. After a sleep the loop turns freely for
 as long as requests keep finishing or starting, so an answer's follow-ups
 (its task resuming, the next request going out) are not held back by further
 sleeps. The period is a share (1/16) of the mean time a request takes (from
-taking its slot to its answer), at most ``max_period``:
+the start of its PUT, waiting for a connection included, to its answer), at
+most ``max_period`` (0.25 s):
 
 * a server that is the bottleneck never runs dry: the requests whose answers
   wait out a sleep are a small part of those it still holds;

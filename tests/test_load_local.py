@@ -86,7 +86,9 @@ def _objects_done(state: Path) -> int:
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_interrupted_load_resumes_to_the_same_container(how, tmp_path):
-    tree = _make_tree(tmp_path / "tree", 60, 40)
+    # Big enough that the signal lands well before the end: a load into a
+    # folder runs at thousands of files a second.
+    tree = _make_tree(tmp_path / "tree", 240, 40)
     clean = load(tmp_path / "clean-state", tree, tmp_path / "clean")
     assert clean.returncode == 0, clean.stdout
     state, out = tmp_path / "state", tmp_path / "out"
