@@ -86,9 +86,7 @@ def _objects_done(state: Path) -> int:
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_interrupted_load_resumes_to_the_same_container(how, tmp_path):
-    # Big enough that the signal lands well before the end: a load into a
-    # folder runs at thousands of files a second.
-    tree = _make_tree(tmp_path / "tree", 240, 40)
+    tree = _make_tree(tmp_path / "tree", 60, 40)
     clean = load(tmp_path / "clean-state", tree, tmp_path / "clean")
     assert clean.returncode == 0, clean.stdout
     state, out = tmp_path / "state", tmp_path / "out"
@@ -96,8 +94,10 @@ def test_interrupted_load_resumes_to_the_same_container(how, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = [sys.executable, "-m", "clfsload", "--new", str(state), str(tree), "file:" + str(out), "c", "-",
             "--processes", "1", "--worker_thread_count", "1"]
+    # SIGINT as a terminal delivers it: a shell that started the tests in
+    # the background left it ignored, and the loader would inherit that.
     proc = subprocess.Popen(args, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while _objects_done(state) < 200 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
