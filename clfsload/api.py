@@ -18,7 +18,7 @@ instead of exiting. It logs to the ``clfsload`` logger and sets up no
 handler: the application decides where log lines go.
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 from .engine import LoadResult, run_load
 from .settings import COMPRESSIONS, Settings
@@ -42,6 +42,7 @@ def load(
     publish_with_errors: bool = False,
     processes: Optional[int] = None,
     upload_threads: int = 0,
+    client: Optional[Any] = None,
 ) -> LoadResult:
     """Load ``source`` into ``container`` (or resume the load kept in ``state_dir``).
 
@@ -53,7 +54,10 @@ def load(
     ``state_dir`` is resumed. ``compression`` ("LZ4" or "DISABLED") and
     ``preserve_hardlinks`` are fixed when a transfer starts; None keeps the
     default (or the stored value on a resume). ``processes`` defaults to the
-    number of cores, 0 runs everything in this process.
+    number of cores, 0 runs everything in this process. ``client``, a
+    ``distributed.Client``, runs the directory units on its Dask cluster
+    instead (``--dask`` on the command line); every worker must see
+    ``source`` at the same path, and the client stays open.
 
     Returns the :class:`LoadResult`: ``ok``, ``exit_code`` (the command
     line's: 0 complete, 1 not), ``published``, ``objects``, ``source_bytes``,
@@ -81,6 +85,7 @@ def load(
         processes=processes,
         upload_threads=upload_threads,
         live_progress=False,
+        dask_client=client,
     )
     result: LoadResult = run_load(settings, result_only=True)  # type: ignore[assignment]
     return result

@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--azcopy", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--output", choices=("text", "json"), default="text",
                    help="json: print the end-of-run summary as one JSON object on stdout (the log goes to stderr)")
+    p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", default=None,
+                   help="run the load on the Dask cluster whose scheduler is at this address (e.g. tcp://host:8786); "
+                   "every worker must see SOURCE at the same path (pip install \"clfsload[dask]\")")
     p.add_argument("--worker_thread_count", "--worker-thread-count", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--processes", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--progress_interval", type=float, default=None, help=argparse.SUPPRESS)
@@ -241,6 +244,7 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
         azcopy=args.azcopy,
         progress_interval=args.progress_interval,
         output=args.output,
+        dask=args.dask,
     )
 
 

@@ -21,6 +21,15 @@ Points (see the call sites):
 * ``sweep``: the sweep deleted a blob (driver, FINALIZE);
 * ``finalize``: after each step of FINALIZE (driver).
 
+``CLFSLOAD_TEST_CRASH_TICKETS=DIR`` arms the processes of a Dask cluster
+(set in the workers' environment only, never the driver's): points are
+counted across all of them (each reach appends a byte to ``DIR/.count-POINT``
+and its position is the global count), and a file ``DIR/POINT@N`` is a
+ticket: the process that reaches ``POINT`` for the ``N``-th time overall
+takes it (deletes it) and SIGKILLs itself alone. A test writes tickets
+between loads on one long-lived cluster, and a restarted worker dies
+again only if a ticket is left.
+
 With ``CLFSLOAD_TEST_CRASH_LOG=DIR`` every process also appends each point
 it reaches to ``DIR/<pid>``, so a campaign can learn how many of each a load
 has and draw counts that land inside the work left.
@@ -38,26 +47,29 @@ from typing import Dict, Optional, Tuple
 
 ENV = "CLFSLOAD_TEST_CRASH"
 LOG_ENV = "CLFSLOAD_TEST_CRASH_LOG"
+TICKETS_ENV = "CLFSLOAD_TEST_CRASH_TICKETS"
 
-_plan: Optional[Tuple[str, int, bool]] = None
+_plan: Optional[Tuple[str, int, str]] = None
 _counts: Dict[str, int] = {}
 _parsed = False
 _log_dir: Optional[str] = None
+_tickets = False
 _log_fd = -1
 _log_pid = 0
 _log_lock = threading.Lock()
 
 
-def _load() -> Optional[Tuple[str, int, bool]]:
-    global _plan, _parsed, _log_dir
+def _load() -> Optional[Tuple[str, int, str]]:
+    global _plan, _parsed, _log_dir, _tickets
     if not _parsed:
         _parsed = True
         spec = os.environ.get(ENV, "").strip()
         if spec:
             point, _, rest = spec.partition("@")
             count, _, mode = rest.partition(":")
-            _plan = (point, int(count), mode == "driver")
+            _plan = (point, int(count), mode)
         _log_dir = os.environ.get(LOG_ENV) or None
+        _tickets = bool(os.environ.get(TICKETS_ENV))
     return _plan
 
 
@@ -68,7 +80,7 @@ def enabled() -> bool:
 
 def active() -> bool:
     """True when a crash point is armed or points are logged: split steps so they can be hit."""
-    return _load() is not None or _log_dir is not None
+    return _load() is not None or _log_dir is not None or _tickets
 
 
 def _log(point: str) -> None:
@@ -88,16 +100,35 @@ def check_process_group() -> None:
         raise RuntimeError("%s is set but the loader does not lead its process group" % ENV)
 
 
+def _ticket(point: str) -> None:
+    """Ticket mode: count ``point`` across processes; die if a ticket names this count."""
+    folder = os.environ[TICKETS_ENV]
+    fd = os.open(os.path.join(folder, ".count-" + point), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, b".")
+        count = os.lseek(fd, 0, os.SEEK_CUR)  # where this append landed: the global count
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(os.path.join(folder, "%s@%d" % (point, count)))
+    except FileNotFoundError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+    signal.pause()
+
+
 def reached(point: str) -> None:
     """Count ``point``; at the armed count, kill the loader (never returns then)."""
     plan = _plan if _parsed else _load()
     if _log_dir is not None:
         _log(point)
+    if _tickets:
+        _ticket(point)
     if plan is None or plan[0] != point:
         return
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] == plan[1]:
-        if plan[2]:
+        if plan[2] == "driver":
             driver = os.getpgrp()  # the driver leads the group (check_process_group)
             os.kill(driver, signal.SIGKILL)
             if os.getpid() != driver:

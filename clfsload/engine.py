@@ -20,6 +20,7 @@ the sweep deletes what a changed source made obsolete.
 """
 
 import errno
+import hashlib
 import itertools
 import json
 import logging
@@ -46,13 +47,13 @@ from .progress import Progress
 from .relist import edit_directory, group_by_parent
 from .scan import EntryStat, Problem
 from .settings import Settings
-from .state import StateError, StateStore
+from .state import SWEEP_DIR, SWEEP_OBJECT, StateError, StateStore
 from .sweep import Sweeper
 from .targets import open_target
 from .targets.endpoint import LocalFolder, parse_account
 from .targets.base import BlobTarget
 from .targets.local import LocalFolderTarget
-from .transfer import DirResult, LinkDone, RunParams
+from .transfer import DirResult, DirTask, LinkDone, RunParams
 
 log = logging.getLogger("clfsload")
 
@@ -140,6 +141,8 @@ class Loader:
         self._log_file: Optional[logging.Handler] = None
         self._noted: Set[str] = set()  # keys of the warnings logged once per run
         self._checksums: Optional[ChecksumLog] = None  # content checksums, appended as units finish
+        self._dask_client = None  # distributed.Client, with --dask or load(client=...)
+        self._dask = None  # clfsload.dask_driver.DaskRun, once TRANSFER or RECONCILE starts
 
     # --- top level -----------------------------------------------------------
 
@@ -169,6 +172,10 @@ class Loader:
                     self._checksums.close()
                 except OSError as exc:
                     log.warning("cannot write %s: %s", CHECKSUM_FILE, exc.strerror)
+            if self._dask is not None:
+                self._dask.close()
+            elif self._dask_client is not None and self.settings.dask_client is None:
+                self._dask_client.close()
             if self.target is not None:
                 self.target.close()
             if self.state is not None:
@@ -204,7 +211,12 @@ class Loader:
         s = self.settings
         crashpoints.check_process_group()
         check_paths(s.state_dir, s.source)
-        if s.processes:
+        if s.uses_dask:
+            from .dask_driver import connect
+
+            # Before any state is written: a wrong address stops the run with nothing to clean up.
+            self._dask_client = s.dask_client if s.dask_client is not None else connect(s.dask)  # type: ignore[arg-type]
+        elif s.processes:
             start_forkserver()  # its imports overlap the checks below
         if not s.new:
             # The state dir first: a missing or busy one says so before any network call.
@@ -369,7 +381,26 @@ class Loader:
     def _pool(self) -> UnitPool:
         s = self.settings
         config = WorkerConfig(s.account, s.container, s.credential, self.params(), s.upload_threads)
+        if self._dask_client is not None:
+            if self._dask is None:
+                self._dask = self._start_dask(config)
+            return self._dask.pool()  # type: ignore[return-value]
         return UnitPool(config, s.processes or 0)
+
+    def _start_dask(self, config: WorkerConfig):
+        """Join the Dask cluster's workers to this run (each checks it sees SOURCE)."""
+        from .dask_driver import DaskRun
+
+        assert self.state is not None
+        transfer = hashlib.blake2b(self.state.get("bucket_uuid", "").encode(), digest_size=8).hexdigest()  # type: ignore[union-attr]
+        run = DaskRun(self._dask_client, owned=self.settings.dask_client is None, transfer=transfer)
+        try:
+            run.start(config, self.settings.source)
+        except BaseException:
+            run.close()
+            raise
+        self._dask_client = None  # the run owns it now (and closes it if we opened it)
+        return run
 
     def _transfer(self) -> None:
         state = self.state
@@ -429,6 +460,13 @@ class Loader:
         self.progress.count(1, 0)
         return 0
 
+    def _mark_repeated(self, task) -> None:
+        """A unit that may have run twice (its Dask worker was lost): sweep what it owns in FINALIZE."""
+        assert self.state is not None
+        self.state.add_sweep(task.fh, SWEEP_DIR if isinstance(task, DirTask) else SWEEP_OBJECT)
+        log.info("%s: its worker was lost while it ran; it ran again, and FINALIZE sweeps what the lost "
+                 "attempt left", os.fsdecode(task.path))
+
     def _checksum_log(self) -> ChecksumLog:
         if self._checksums is None:
             self._checksums = ChecksumLog(self.settings.state_dir)
@@ -459,7 +497,10 @@ class Loader:
                 done, _ = wait(in_flight, timeout=self.progress.seconds_to_next(), return_when=FIRST_COMPLETED)
                 for future in done:
                     task = in_flight.pop(future)
-                    errors += record(task, future.result())
+                    outcome = future.result()
+                    if pool.repeated(future):
+                        self._mark_repeated(task)
+                    errors += record(task, outcome)
                 if errors and s.max_errors and errors >= s.max_errors and not stopping:
                     stopping = True
                     log.error("phase aborting work because the error limit is reached (%d >= %d)", errors, s.max_errors)

@@ -49,7 +49,12 @@ def uploads_in_flight(upload_threads: int) -> int:
     each. One event loop carries many more for the same CPU, and a server
     far away needs many in flight to be kept busy; more requests per loop
     turn also make each cheaper. So: four per reference thread, at least 64.
+    ``CLFSLOAD_MAX_IN_FLIGHT=N`` sets it outright (a benchmark's stand-in
+    for a node's network cap, or a shared link to spare).
     """
+    fixed = os.environ.get("CLFSLOAD_MAX_IN_FLIGHT", "").strip()
+    if fixed.isdigit() and int(fixed) > 0:
+        return int(fixed)
     return max(64, 4 * upload_threads)
 
 
@@ -175,6 +180,10 @@ class UnitPool:
         if self._inline is not None:
             return self._executor.submit(run_task, task, self._inline)
         return self._executor.submit(run_task, task)
+
+    def repeated(self, future: "Future[Outcome]") -> bool:
+        """True if the unit may have run more than once (never here: a lost worker stops the run)."""
+        return False
 
     def shutdown(self, cancel: bool = False) -> None:
         """Stop the workers; with ``cancel`` drop queued units."""

@@ -10,11 +10,18 @@ import errno
 import os
 import stat
 import struct
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 from .clfs.constants import Ftype
 from .clfs.vattr import ftype_of_mode
 from .errors import EncodeError
+
+
+#: This process's device number of a filesystem -> the driver's number for it.
+#: Nodes of a cluster may number one shared filesystem differently, and device
+#: numbers name hard-linked inodes and identify directories across units; a
+#: Dask worker sets this when it joins a run (:mod:`clfsload.dask_worker`).
+DEVICE_ALIASES: Dict[int, int] = {}
 
 
 class EntryStat(NamedTuple):
@@ -40,9 +47,10 @@ class EntryStat(NamedTuple):
 
     @classmethod
     def of(cls, st: os.stat_result) -> "EntryStat":
-        """Keep the fields of a stat result."""
+        """Keep the fields of a stat result (the device number as the driver knows it)."""
+        dev = DEVICE_ALIASES.get(st.st_dev, st.st_dev) if DEVICE_ALIASES else st.st_dev
         return cls(
-            st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+            st.st_mode, st.st_ino, dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
             st.st_atime, st.st_mtime, st.st_ctime, st.st_rdev, st.st_mtime_ns, st.st_ctime_ns,
         )  # fmt: skip
 

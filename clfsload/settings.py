@@ -6,7 +6,7 @@ environment: they all take a :class:`Settings`.
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from .targets.credentials import Credential
 
@@ -49,6 +49,15 @@ class Settings:
     live_progress: Optional[bool] = None
     #: "text", or "json": the end-of-run summary as one JSON object on stdout (the log on stderr)
     output: str = "text"
+    #: run TRANSFER and RECONCILE on the Dask cluster whose scheduler is at this address
+    dask: Optional[str] = None
+    #: or on this ``distributed.Client`` (the library API); the caller keeps it open
+    dask_client: Optional[Any] = None
+
+    @property
+    def uses_dask(self) -> bool:
+        """True when the units run on a Dask cluster."""
+        return bool(self.dask) or self.dask_client is not None
 
     def __post_init__(self) -> None:
         if self.upload_threads <= 0:

@@ -68,13 +68,22 @@ def assert_matches_golden(golden: Path, ours: BlobSource, compressed: bool = Tru
 
 
 class TargetSource:
-    """A storage target read as a container source (names and blob bytes)."""
+    """A storage target read as a container source (names and blob bytes).
+
+    Each blob is read once and kept: checks walk a container several times,
+    and Azurite takes ~12 ms per GET once it holds a few thousand blobs.
+    Make a new one to see later changes.
+    """
 
     def __init__(self, target):
         self.target = target
+        self._read: dict = {}
 
     def names(self):
         return sorted(self.target.list_names())
 
     def read(self, name: str) -> bytes:
-        return self.target.get(name)
+        data = self._read.get(name)
+        if data is None:
+            data = self._read[name] = self.target.get(name)
+        return data

@@ -120,6 +120,19 @@ class Azurite:
         return generate_container_sas(self.account_name, container, account_key=self.account_key,
                                       permission=permission, expiry=expiry, start=start)
 
+    def delete_made_since(self, mark: int) -> None:
+        """Delete the containers this handle created after the ``mark``-th one.
+
+        Azurite's Put Blob scans every blob of the account, so each blob left
+        behind slows every later test; conftest calls this after each test.
+        """
+        for name in self._made[mark:]:
+            try:
+                self.delete_container(name)
+            except Exception:  # noqa: BLE001 - cleanup must not fail a test
+                pass
+        del self._made[mark:]
+
     def set_access_policy(self, container: str, policy_id: str, permission: str,
                           expiry: Optional[dt.timedelta] = None) -> None:
         """Store an access policy on *container* (what a SAS with ``si=`` refers to)."""

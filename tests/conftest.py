@@ -58,6 +58,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
             item.add_marker(pytest.mark.c_extension)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    # Containers a test made in Azurite go when it ends (those of module
+    # fixtures, made during set-up, stay): every blob left in the emulator's
+    # account slows each later Put Blob (it scans them all).
+    az = getattr(item, "funcargs", {}).get("azurite")
+    mark = len(az._made) if az is not None else 0
+    yield
+    if az is not None:
+        az.delete_made_since(mark)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # skip (or, when they are required, fail) before Hypothesis starts generating
     if item.get_closest_marker("c_extension") is not None:

@@ -201,6 +201,7 @@ class FaultProxy:
         self._rule_hits: List[int] = []  # injections per rule, for Fault.limit
         self._rng = random.Random(seed)
         self._denied = False
+        self._latency = 0.0
         self._deny_trigger: Optional[Callable[[str, str], bool]] = None
         self._requests = 0
         self._faults: Counter[str] = collections.Counter()
@@ -289,6 +290,14 @@ class FaultProxy:
             else:
                 self._denied, self._deny_trigger = False, when
 
+    def set_latency(self, seconds: float) -> None:
+        """Hold every request ``seconds`` before forwarding it: a far server's round trip.
+
+        Requests on different connections wait concurrently, as on a WAN.
+        """
+        with self._lock:
+            self._latency = max(0.0, seconds)
+
     def stats(self) -> ProxyStats:
         """The counters so far."""
         with self._lock:
@@ -367,6 +376,8 @@ class FaultProxy:
             return request.keep_alive
         if fault is not None and fault.kind in _BREAKS and fault.stage == "request":
             return await self._break(writer, fault)
+        if self._latency:
+            await asyncio.sleep(self._latency)
         try:
             response = await upstream.exchange(request, body, chunked)
         except _UpstreamLost:

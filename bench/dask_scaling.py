@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Scale-out benchmark of issue 8: one load on 1, 2 and 4 Dask workers, next to the single-node engine.
+
+usage: python bench/dask_scaling.py [--files 20000] [--dirs 200] [--latency 0.02] [--workers 1,2,4]
+                                    [--in-flight N]
+
+Every measurement loads the same tree of small files with ``CLFSLoad.py`` as
+a user would, into a fresh Azurite (it slows down as it fills) behind the
+fault proxy of issue 4 holding every request ``--latency`` seconds, like a
+WAN round trip. The proxy runs in its own process so it never competes with
+the cluster for one interpreter. Rows:
+
+* the single-node engine (``--processes`` = cores, no Dask);
+* ``--dask`` on a ``distributed.LocalCluster`` of N worker processes with one
+  thread each, for each N of ``--workers``.
+
+Prints files/s and the ratio to 1 worker, all measured in this one run.
+With ``--in-flight N`` each worker keeps at most N requests in flight
+(``CLFSLOAD_MAX_IN_FLIGHT``): a stand-in for one node's NIC, so the cap a
+worker hits is its own and not the emulator's (a single Azurite process on
+this 2-core machine serves a few hundred puts per second at most).
+"""
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE), str(REPO), str(REPO / "tests")]
+
+from load_small_files import make_tree, start_azurite  # noqa: E402
+
+PROXY_SCRIPT = """
+import sys, time
+sys.path.insert(0, %r)
+from fault_proxy import FaultProxy
+proxy = FaultProxy(sys.argv[1]).start()
+proxy.set_latency(float(sys.argv[2]))
+print(proxy.endpoint, flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def start_proxy(upstream: str, latency: float):
+    """The fault proxy in a child process; returns (process, endpoint)."""
+    proc = subprocess.Popen([sys.executable, "-c", PROXY_SCRIPT % str(REPO / "tests"), upstream, str(latency)],
+                            stdout=subprocess.PIPE, text=True)
+    endpoint = proc.stdout.readline().strip()
+    if not endpoint:
+        sys.exit("the fault proxy did not start")
+    return proc, endpoint
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_load(binary, base: Path, tree: Path, files: int, latency: float, tag: str, extra, env):
+    """Load ``tree`` into a fresh Azurite behind the proxy; returns (files/s, CPU seconds of the CLI process)."""
+    process, az = start_azurite(binary, base, tag)
+    proxy, endpoint = start_proxy(az.endpoint, latency)
+    try:
+        container = az.create_container()
+        state = base / ("state-" + tag)
+        args = ["--new", str(state), str(tree), endpoint, container, az.make_sas(container), *extra]
+        cpu0 = _children_cpu()
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(REPO / "CLFSLoad.py"), *args], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO), **env))
+        wall = time.perf_counter() - start
+        cpu = _children_cpu() - cpu0  # the CLI process; Dask workers are reaped later, not counted
+        if done.returncode != 0:
+            sys.exit("load %s failed:\n%s%s" % (tag, done.stdout[-3000:], done.stderr[-3000:]))
+        return files / wall, cpu
+    finally:
+        proxy.kill()
+        proxy.wait()
+        process.stop()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=20000)
+    parser.add_argument("--dirs", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--in-flight", type=int, default=0)
+    args = parser.parse_args(argv)
+    from azurite import find_azurite
+    from distributed import LocalCluster
+
+    binary = find_azurite()
+    if binary is None:
+        sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+    base = Path(tempfile.mkdtemp(prefix="clfsload-dask-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    tree = base / "tree"
+    files = make_tree(tree, args.files, args.dirs)
+    env = {"CLFSLOAD_MAX_IN_FLIGHT": str(args.in_flight)} if args.in_flight else {}
+    print("%d files in %d directories; Azurite behind a proxy adding %.0f ms per request%s; %d cores"
+          % (files, args.dirs, 1000 * args.latency,
+             ", %d requests in flight per worker" % args.in_flight if args.in_flight else "", os.cpu_count()))
+    rate, _ = one_load(binary, base, tree, files, args.latency, "single", [], env)
+    rows = [("single-node engine (%d processes)" % os.cpu_count(), rate, None)]
+    by_workers = {}
+    empty = base / "empty"
+    empty.mkdir()
+    baseline = None  # the driver's CPU for a load of one empty directory: start-up, connect, finish
+    for n in [int(w) for w in args.workers.split(",")]:
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                          env=env) as cluster:
+            if baseline is None:
+                _, baseline = one_load(binary, base, empty, 1, args.latency, "empty",
+                                       ["--dask", cluster.scheduler_address], {})
+            rate, driver_cpu = one_load(binary, base, tree, files, args.latency, "dask%d" % n,
+                                        ["--dask", cluster.scheduler_address], {})
+        by_workers[n] = rate
+        rows.append(("Dask, %d worker%s" % (n, "s" if n > 1 else ""), rate, driver_cpu))
+    one = by_workers.get(1)
+    units = args.dirs + 1
+    print("%-34s %10s %18s %24s" % ("", "files/s", "ratio to 1 worker", "driver CPU ms/directory"))
+    for label, rate, driver_cpu in rows:
+        per_unit = "%.2f" % (1000 * (driver_cpu - baseline) / units) if driver_cpu is not None else "-"
+        print("%-34s %10.0f %18s %24s" % (label, rate, "%.2f" % (rate / one) if one else "-", per_unit))
+    print("driver CPU per directory: the load's CPU less that of loading one empty directory (%.2f s: start-up, "
+          "connecting, FINALIZE)" % baseline)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""The driver side of a load on Dask (``--dask ADDRESS``, or ``load(..., client=...)``).
+
+The driver keeps every phase but TRANSFER's and RECONCILE's units, and the
+one state database; those units become Dask tasks (:mod:`clfsload.dask_worker`).
+:class:`DaskRun` is one run's use of the cluster: it connects, checks that
+every worker sees SOURCE as the driver does (its inode number and the names
+in it, read back on each worker), hands each
+worker the run's config directly, and gives each phase a
+:class:`DaskUnitPool`, which looks like :class:`clfsload.pool.UnitPool` to
+the engine.
+
+Faults:
+
+* a worker that dies (its process or its node) costs the unit it ran: Dask
+  runs it again elsewhere, under the same names, so nothing is duplicated.
+  The units that were on a lost worker are reported by :meth:`DaskUnitPool.repeated`,
+  and the engine puts them on the sweep list: what the lost attempt wrote
+  and the rerun did not (a file that shrank meanwhile) is deleted in FINALIZE;
+* a unit whose workers die ``distributed.scheduler.allowed-failures`` times
+  is recorded as a problem of its directory (rerun to retry it);
+* a worker that starts after the run began is joined when its first unit
+  comes back with :class:`~clfsload.dask_worker.NotJoined`;
+* the scheduler lost, or the driver killed: the state is saved; the same
+  command resumes.
+"""
+
+import itertools
+import logging
+import os
+import secrets
+import threading
+from concurrent.futures import Future
+from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from .errors import ClfsLoadError
+from .pool import Outcome, WorkerConfig
+from .scan import Problem
+from .transfer import DirTask, LinkTask
+
+log = logging.getLogger("clfsload")
+
+#: seconds to wait for the first worker of a cluster that has none yet
+WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
+#: seconds to wait for the scheduler to answer
+CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
+
+
+class DaskError(ClfsLoadError):
+    """The Dask cluster cannot run this load; the message says why and what to do."""
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise DaskError(
+            "--dask needs Dask distributed, which is not installed: pip install \"clfsload[dask]\""
+        ) from None
+    return distributed
+
+
+def connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address``; DaskError if it cannot be reached."""
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise DaskError(
+            "cannot reach the Dask scheduler at '%s' (%s); start it or give its address to --dask" % (address, exc)
+        ) from None
+
+
+class DaskRun:
+    """One run of the loader on a Dask cluster: its token, its joined workers, its pools."""
+
+    def __init__(self, client, owned: bool, transfer: str):
+        self.client = client
+        self._owned = owned  # we connected it: we close it
+        self.transfer = transfer
+        #: names this run's tasks (readable in the dashboard) and its config on the workers
+        self.token = "%s-%s" % (transfer[:8], secrets.token_hex(4))
+        self._joined: Set[str] = set()
+        self._join_lock = threading.Lock()
+        self._config: Optional[WorkerConfig] = None
+        self._check = None
+        self._repeated: Set[str] = set()
+        self._keys = itertools.count(1)
+        client.subscribe_topic("all", self._on_event)
+
+    # --- workers -------------------------------------------------------------
+
+    def start(self, config: WorkerConfig, source: str) -> None:
+        """Check every worker sees SOURCE and give each the run's config (before the first unit)."""
+        from .dask_worker import SourceCheck, listing_digest
+
+        self._config = config
+        real = os.path.realpath(source)
+        st = os.stat(real)
+        workers = self._wait_for_workers()
+        self._check = SourceCheck(real, st.st_ino, st.st_dev, listing_digest(real))
+        self._join(workers, first=True)
+        self._check = SourceCheck(real, st.st_ino, st.st_dev)  # later joiners: the tree may have changed since
+        log.info("Dask: %d workers with %d threads joined the run at %s", len(workers),
+                 sum(self._threads().values()), self.client.scheduler.address)
+
+    def _threads(self) -> Dict[str, int]:
+        info = self.client.scheduler_info()
+        return {addr: w.get("nthreads", 1) for addr, w in info.get("workers", {}).items()}
+
+    def _wait_for_workers(self) -> List[str]:
+        workers = list(self._threads())
+        if workers:
+            return workers
+        log.info("waiting up to %d s for the Dask cluster's first worker", WAIT_FOR_WORKERS_S)
+        try:
+            self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+        except (TimeoutError, OSError):
+            raise DaskError(
+                "the Dask cluster at '%s' has no worker after %d s; start workers (cluster.scale(N)) and run again"
+                % (self.client.scheduler.address, WAIT_FOR_WORKERS_S)
+            ) from None
+        return list(self._threads())
+
+    def _join(self, workers: Iterable[str], first: bool = False) -> None:
+        """Join ``workers`` to the run, directly (never through the scheduler); DaskError if one cannot."""
+        from .dask_worker import join
+
+        todo = [w for w in workers if w not in self._joined]
+        if not todo:
+            return
+        args = (self.token, self.transfer, self._config, self._check)
+        replies = self.client.sync(_call_each, self.client, todo, join, args)
+        for address, reply in replies.items():
+            if isinstance(reply, BaseException):
+                if not first and isinstance(reply, OSError):
+                    continue  # gone meanwhile: its units come back from Dask anyway
+                raise DaskError("Dask worker %s did not join the run: %s" % (address, reply))
+            if reply:
+                raise DaskError(
+                    "Dask worker %s cannot take part: %s; every worker must see SOURCE at the same path "
+                    "(a shared filesystem)" % (address, reply)
+                )
+            self._joined.add(address)
+
+    def rejoin(self, address: str) -> None:
+        """Join a worker that came after the start (a unit came back NotJoined from it)."""
+        with self._join_lock:
+            self._joined.discard(address)  # restarted under the same address: join again
+            self._join([address])
+
+    def _on_event(self, event) -> None:
+        # Runs on the client's event loop, in order with the results of tasks:
+        # a rerun's result always comes after the removal that caused it.
+        _, msg = event
+        if isinstance(msg, dict) and msg.get("action") == "remove-worker":
+            self._joined.discard(msg.get("worker"))
+            for field in ("processing-tasks", "lost-computed-tasks"):
+                for key in msg.get(field) or ():
+                    if isinstance(key, str) and key.startswith("clfsload-"):
+                        self._repeated.add(key)
+
+    # --- pools and end -------------------------------------------------------
+
+    def pool(self) -> "DaskUnitPool":
+        """A pool for one phase's units."""
+        return DaskUnitPool(self)
+
+    def next_key(self, task: Union[DirTask, LinkTask]) -> str:
+        kind = "dir-%d" % task.unit if isinstance(task, DirTask) else "link"
+        return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))
+
+    def was_repeated(self, keys: Iterable[str]) -> bool:
+        return any(key in self._repeated for key in keys)
+
+    def capacity(self) -> int:
+        return max(4, 4 * sum(self._threads().values()))
+
+    def close(self) -> None:
+        """Let the workers close this run's uploaders; disconnect if we connected."""
+        from .dask_worker import leave
+
+        try:
+            if self._joined:
+                self.client.sync(_call_each, self.client, sorted(self._joined), leave, (self.token,))
+        except Exception:  # the cluster may be gone; nothing here is needed for the container
+            log.debug("Dask: leaving the workers failed", exc_info=True)
+        try:
+            self.client.unsubscribe_topic("all")
+        except Exception:
+            pass
+        if self._owned:
+            self.client.close()
+
+
+async def _call_each(client, addresses: List[str], function, args: Tuple) -> Dict[str, object]:
+    """Run ``function(*args)`` on each worker by a direct RPC; replies (or the exception) by address."""
+    import asyncio
+
+    from distributed.protocol.pickle import dumps
+    from distributed.core import clean_exception
+
+    payload = dict(function=dumps(function), args=dumps(args), kwargs=dumps({}), wait=True)
+
+    async def one(address: str):
+        try:
+            reply = await client.rpc(address).run(**payload)
+        except Exception as exc:
+            return exc
+        if reply.get("status") == "OK":
+            return reply.get("result")
+        try:
+            _, exc, _ = clean_exception(**reply)
+            return exc
+        except Exception:
+            return RuntimeError("the call failed on the worker")
+
+    replies = await asyncio.gather(*(one(a) for a in addresses))
+    return dict(zip(addresses, replies))
+
+
+class DaskUnitPool:
+    """Runs units as Dask tasks; the engine sees :class:`clfsload.pool.UnitPool`'s interface."""
+
+    def __init__(self, run: DaskRun):
+        self._run = run
+        self._futures: Dict[str, object] = {}  # key -> Dask future, while in flight
+        self._keys: Dict[Future, List[str]] = {}  # outer future -> every key it was submitted under
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def capacity(self) -> int:
+        """Units to keep queued: four per worker thread of the cluster now."""
+        return self._run.capacity()
+
+    def submit(self, task: Union[DirTask, LinkTask]) -> "Future[Outcome]":
+        """Queue one unit as a Dask task."""
+        outer: "Future[Outcome]" = Future()
+        outer.set_running_or_notify_cancel()
+        self._keys[outer] = []
+        self._launch(task, outer)
+        return outer
+
+    def repeated(self, future: "Future[Outcome]") -> bool:
+        """True if the unit may have run more than once (a worker was lost while it ran)."""
+        return self._run.was_repeated(self._keys.pop(future, ()))
+
+    def _launch(self, task: Union[DirTask, LinkTask], outer: "Future[Outcome]") -> None:
+        from .dask_worker import run_unit
+
+        key = self._run.next_key(task)
+        self._keys[outer].append(key)
+        future = self._run.client.submit(run_unit, self._run.token, task, key=key, pure=False)
+        with self._lock:
+            self._futures[key] = future
+        future.add_done_callback(lambda f: self._done(f, key, task, outer))
+
+    def _done(self, future, key: str, task: Union[DirTask, LinkTask], outer: "Future[Outcome]") -> None:
+        # Runs in the client's callback thread.
+        from distributed import KilledWorker
+
+        from .dask_worker import NotJoined
+
+        with self._lock:
+            self._futures.pop(key, None)
+        if self._closed:
+            return
+        try:
+            outcome = future.result()
+        except NotJoined as exc:
+            try:
+                self._run.rejoin(exc.address)
+                self._launch(task, outer)
+            except BaseException as error:
+                outer.set_exception(error)
+            return
+        except KilledWorker:
+            outer.set_result(Problem(task.path, "the Dask workers that ran it died each time (killed, or out of "
+                                                "memory); run the same command to retry it"))
+            return
+        except BaseException as exc:
+            if future.status == "cancelled" or type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
+                exc = DaskError("lost the Dask scheduler at '%s'; the state is saved: run the same command to resume "
+                                "once the cluster is back" % self._run.client.scheduler.address)
+            outer.set_exception(exc)
+            return
+        outer.set_result(outcome)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Stop: with ``cancel`` the queued units are cancelled (running ones finish on their workers)."""
+        if cancel:
+            self._closed = True
+            with self._lock:
+                futures = list(self._futures.values())
+                self._futures.clear()
+            if futures:
+                try:
+                    self._run.client.cancel(futures)
+                except Exception:
+                    log.debug("Dask: cancelling units failed", exc_info=True)
+
+
+__all__ = ["DaskError", "DaskRun", "DaskUnitPool", "connect"]

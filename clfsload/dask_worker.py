@@ -1,0 +1,182 @@
+"""The worker side of a load on Dask: what runs inside each Dask worker process.
+
+A run reaches a Dask worker in two ways:
+
+* :func:`join`, called by the driver *directly* on the worker (a Dask RPC to
+  the worker's own address, never through the scheduler), hands it the
+  run's :class:`~clfsload.pool.WorkerConfig`, credential included, and has
+  it check that it sees SOURCE as the driver does (:class:`SourceCheck`). The scheduler therefore
+  never holds the credential: not in a task, not in a plugin, not in its
+  logs or dashboard.
+* :func:`run_unit`, submitted through the scheduler as an ordinary task,
+  carries only a run token and a :class:`~clfsload.transfer.DirTask` or
+  :class:`~clfsload.transfer.LinkTask` (paths, filehandles, unit numbers).
+  A worker that has not joined (it started after the run began, or was
+  restarted after a crash) raises :class:`NotJoined`; the driver then joins
+  it and submits the unit again.
+
+A driver killed and started again joins the workers under a new token. Each
+worker first waits for the units of the earlier run of the same transfer
+that are still running on it (a thread cannot be stopped), so no unit of
+the dead run writes after the new run has looked at the container.
+"""
+
+import asyncio
+import hashlib
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
+
+from .pool import Outcome, WorkerConfig, _open_worker, run_task
+from .scan import DEVICE_ALIASES
+from .targets.redaction import register_secret
+from .transfer import DirTask, LinkTask, Worker
+
+#: seconds between looks at units of an earlier run still running here
+_POLL_S = 0.1
+
+
+class NotJoined(Exception):
+    """This Dask worker has not joined the run; the driver joins it and resubmits."""
+
+    def __init__(self, address: str):
+        super().__init__(address)
+        self.address = address
+
+
+def listing_digest(path: str) -> bytes:
+    """BLAKE2b of the sorted names in directory ``path`` (the view a worker compares with the driver's)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(os.listdir(os.fsencode(path))):
+        digest.update(name + b"\0")
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """How a worker proves it sees SOURCE as the driver does, without writing to it.
+
+    ``path`` must be a directory with inode number ``ino`` (inode numbers of
+    NFS, Lustre and GPFS are the server's, the same on every node; device
+    numbers are not), and with ``listing``, its names must hash to it: an
+    empty mount point, another tree or a stale copy differ. The source is
+    not written to: a marker file would change the root's times, which are
+    loaded, and a read-only snapshot could not take it.
+    """
+
+    path: str
+    ino: int
+    dev: int
+    listing: Optional[bytes] = None
+
+    def verify(self) -> str:
+        """'' when this process sees SOURCE as the driver does, else why not."""
+        try:
+            st = os.stat(self.path)
+            listing = listing_digest(self.path) if self.listing is not None else None
+        except OSError as exc:
+            return "cannot read source '%s': %s" % (self.path, exc.strerror)
+        if not stat.S_ISDIR(st.st_mode):
+            return "source '%s' is not a directory there" % self.path
+        if st.st_ino != self.ino:
+            return "source '%s' is another directory there (inode %d, the driver's is %d)" % (self.path, st.st_ino, self.ino)
+        if listing != self.listing:
+            return "source '%s' lists other names there than on the driver (another tree, or a stale copy)" % self.path
+        if st.st_dev != self.dev:
+            DEVICE_ALIASES[st.st_dev] = self.dev
+        return ""
+
+
+class _Run:
+    """One run's config on this worker, and a Worker per thread that runs its units."""
+
+    def __init__(self, transfer: str, config: WorkerConfig):
+        self.transfer = transfer
+        self.config = config
+        self.running = 0
+        self._idle: List[Worker] = []
+        self._all: List[Worker] = []
+        self._lock = threading.Lock()
+
+    def checkout(self) -> Worker:
+        with self._lock:
+            self.running += 1
+            if self._idle:
+                return self._idle.pop()
+        try:
+            worker = _open_worker(self.config)
+        except BaseException:
+            with self._lock:
+                self.running -= 1
+            raise
+        with self._lock:
+            self._all.append(worker)
+        return worker
+
+    def checkin(self, worker: Worker) -> None:
+        with self._lock:
+            self.running -= 1
+            self._idle.append(worker)
+
+    def close(self) -> None:
+        """Close every uploader (call once no unit of the run is running)."""
+        with self._lock:
+            workers, self._all, self._idle = self._all, [], []
+        for worker in workers:
+            worker.uploader.close()
+
+
+_runs: Dict[str, _Run] = {}
+_runs_lock = threading.Lock()
+
+
+async def join(token: str, transfer: str, config: WorkerConfig, check: SourceCheck) -> str:
+    """Take part in run ``token``: '' once ready, else why this worker cannot.
+
+    Runs on the worker's event loop (the driver calls it over RPC); the
+    blocking parts go to a thread.
+    """
+    register_secret(config.credential.secret)  # unpickling a Credential registers nothing
+    earlier = [(t, r) for t, r in list(_runs.items()) if r.transfer == transfer and t != token]
+    for other_token, other in earlier:
+        while other.running:
+            await asyncio.sleep(_POLL_S)
+        with _runs_lock:
+            _runs.pop(other_token, None)
+        await asyncio.to_thread(other.close)
+    reason = await asyncio.to_thread(check.verify)
+    if reason:
+        return reason
+    with _runs_lock:
+        if token not in _runs:
+            _runs[token] = _Run(transfer, config)
+    return ""
+
+
+async def leave(token: str) -> None:
+    """Forget run ``token`` and close its uploaders (the driver calls it at the end of a run)."""
+    with _runs_lock:
+        run = _runs.pop(token, None)
+    if run is not None:
+        while run.running:
+            await asyncio.sleep(_POLL_S)
+        await asyncio.to_thread(run.close)
+
+
+def run_unit(token: str, task: Union[DirTask, LinkTask]) -> Outcome:
+    """A Dask task: run one unit of run ``token`` on this worker."""
+    run = _runs.get(token)
+    if run is None:
+        from distributed import get_worker
+
+        raise NotJoined(get_worker().address)
+    worker = run.checkout()
+    try:
+        return run_task(task, worker)
+    finally:
+        run.checkin(worker)
+
+
+__all__ = ["NotJoined", "SourceCheck", "join", "leave", "run_unit"]
