@@ -35,7 +35,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 from .errors import ClfsLoadError
 from .pool import Outcome, WorkerConfig
 from .scan import Problem
-from .transfer import DirTask, LinkTask
+from .transfer import DirTask, EntryBatch, LinkTask
 
 log = logging.getLogger("clfsload")
 
@@ -165,8 +165,13 @@ class DaskRun:
         """A pool for one phase's units."""
         return DaskUnitPool(self)
 
-    def next_key(self, task: Union[DirTask, LinkTask]) -> str:
-        kind = "dir-%d" % task.unit if isinstance(task, DirTask) else "link"
+    def next_key(self, task: Union[DirTask, EntryBatch, LinkTask]) -> str:
+        if isinstance(task, DirTask):
+            kind = "dir-%d" % task.unit
+        elif isinstance(task, EntryBatch):
+            kind = "dir-%d-batch%d" % (task.unit, task.index)
+        else:
+            kind = "link"
         return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))
 
     def was_repeated(self, keys: Iterable[str]) -> bool:
@@ -233,7 +238,7 @@ class DaskUnitPool:
         """Units to keep queued: four per worker thread of the cluster now."""
         return self._run.capacity()
 
-    def submit(self, task: Union[DirTask, LinkTask]) -> "Future[Outcome]":
+    def submit(self, task: Union[DirTask, EntryBatch, LinkTask]) -> "Future[Outcome]":
         """Queue one unit as a Dask task."""
         outer: "Future[Outcome]" = Future()
         outer.set_running_or_notify_cancel()
@@ -245,7 +250,7 @@ class DaskUnitPool:
         """True if the unit may have run more than once (a worker was lost while it ran)."""
         return self._run.was_repeated(self._keys.pop(future, ()))
 
-    def _launch(self, task: Union[DirTask, LinkTask], outer: "Future[Outcome]") -> None:
+    def _launch(self, task: Union[DirTask, EntryBatch, LinkTask], outer: "Future[Outcome]") -> None:
         from .dask_worker import run_unit
 
         key = self._run.next_key(task)
@@ -255,7 +260,7 @@ class DaskUnitPool:
             self._futures[key] = future
         future.add_done_callback(lambda f: self._done(f, key, task, outer))
 
-    def _done(self, future, key: str, task: Union[DirTask, LinkTask], outer: "Future[Outcome]") -> None:
+    def _done(self, future, key: str, task: Union[DirTask, EntryBatch, LinkTask], outer: "Future[Outcome]") -> None:
         # Runs in the client's callback thread.
         from distributed import KilledWorker
 

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Union
 from .pool import Outcome, WorkerConfig, _open_worker, run_task
 from .scan import DEVICE_ALIASES
 from .targets.redaction import register_secret
-from .transfer import DirTask, LinkTask, Worker
+from .transfer import DirTask, EntryBatch, LinkTask, Worker
 
 #: seconds between looks at units of an earlier run still running here
 _POLL_S = 0.1
@@ -165,7 +165,7 @@ async def leave(token: str) -> None:
         await asyncio.to_thread(run.close)
 
 
-def run_unit(token: str, task: Union[DirTask, LinkTask]) -> Outcome:
+def run_unit(token: str, task: Union[DirTask, EntryBatch, LinkTask]) -> Outcome:
     """A Dask task: run one unit of run ``token`` on this worker."""
     run = _runs.get(token)
     if run is None:

@@ -19,6 +19,7 @@ rerun: the work left is done again and overwrites what was half done, and
 the sweep deletes what a changed source made obsolete.
 """
 
+import collections
 import errno
 import hashlib
 import itertools
@@ -30,7 +31,7 @@ import sqlite3
 import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
-from typing import Dict, List, Optional, Set, Union
+from typing import Deque, Dict, List, Optional, Set, Union
 
 from . import __version__, crashpoints, history
 from ._native import envelope
@@ -53,7 +54,7 @@ from .targets import open_target
 from .targets.endpoint import LocalFolder, parse_account
 from .targets.base import BlobTarget
 from .targets.local import LocalFolderTarget
-from .transfer import DirResult, DirTask, LinkDone, RunParams
+from .transfer import BATCH_ENTRIES, DirResult, DirTask, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
 
 log = logging.getLogger("clfsload")
 
@@ -61,6 +62,15 @@ PROBLEMS_FILE = "problems.txt"
 LOG_FILE = "output.txt"
 COMMIT_EVERY = 200  # results per state transaction
 COMMIT_SECONDS = 1.0
+
+
+class _SplitProgress:
+    """A huge directory whose batches are out: its task, the merged result so far, batches left."""
+
+    def __init__(self, task: DirTask, result: DirResult):
+        self.task = task
+        self.result = result
+        self.left = len(result.split.batches)  # type: ignore[union-attr]
 
 
 class LoadError(ClfsLoadError):
@@ -143,6 +153,8 @@ class Loader:
         self._checksums: Optional[ChecksumLog] = None  # content checksums, appended as units finish
         self._dask_client = None  # distributed.Client, with --dask or load(client=...)
         self._dask = None  # clfsload.dask_driver.DaskRun, once TRANSFER or RECONCILE starts
+        self._extra: Deque = collections.deque()  # units made while others ran (batches), queued first
+        self._splits: Dict[int, "_SplitProgress"] = {}  # huge directories whose batches are out, by unit
 
     # --- top level -----------------------------------------------------------
 
@@ -357,6 +369,7 @@ class Loader:
             secret=bytes.fromhex(state.get("id_secret")),  # type: ignore[arg-type]
             compress=state.get("compression") == "LZ4",
             preserve_hardlinks=state.get("preserve_hardlinks") == "1",
+            batch_entries=_batch_entries(),
         )
 
     def _init(self) -> None:
@@ -434,6 +447,61 @@ class Loader:
     def _record_unit(self, task, outcome) -> int:
         state = self.state
         assert state is not None and self.progress is not None
+        if isinstance(task, EntryBatch):
+            return self._record_batch(task, outcome)
+        if isinstance(outcome, DirResult) and outcome.split is not None:
+            # A huge directory: its batches run as units of their own; it
+            # completes (and is stored) once all are back. Until then its unit
+            # stays pending, so a run stopped meanwhile redoes it whole.
+            self._splits[task.unit] = _SplitProgress(task, outcome)
+            self._extra.extend(outcome.split.batches)
+            log.info("%s: %d entries, loaded in %d batches", os.fsdecode(task.path),
+                     sum(len(b.entries) for b in outcome.split.batches), len(outcome.split.batches))
+            return len(outcome.problems)
+        return self._complete_unit(task, outcome)
+
+    def _record_batch(self, batch: EntryBatch, outcome) -> int:
+        progress = self._splits[batch.unit]
+        merged = progress.result
+        if isinstance(outcome, DirResult):
+            for name in ("links", "problems", "notes", "checksums", "children"):
+                getattr(merged, name).extend(getattr(outcome, name))
+            merged.objects += outcome.objects
+            merged.source_bytes += outcome.source_bytes
+            merged.dirty = merged.dirty or outcome.dirty
+            errors = len(outcome.problems)
+            self.progress.count(outcome.objects, outcome.source_bytes)
+        else:  # the whole batch failed (its workers died): its entries are left out
+            merged.problems.append(outcome)
+            errors = 1
+        progress.left -= 1
+        if progress.left:
+            return errors
+        del self._splits[batch.unit]
+        split, merged.split = merged.split, None
+        assert split is not None
+        try:
+            self._directory_writer().store_split_directory(progress.task, split, merged.children)
+        except UnitFailed as exc:
+            self.state.fail_unit(batch.unit, exc.problem)
+            log.error("%s", exc.problem.line())
+            return errors + 1
+        merged.children = []
+        self._complete_unit(progress.task, merged, counted=True)
+        return errors
+
+    def _directory_writer(self) -> Worker:
+        """Stores the directories whose entries were loaded in batches, through the driver's target."""
+        from .upload import DirectUploader
+
+        assert self.target is not None
+        return Worker(self.params(), DirectUploader(self.target, self.params().compress))
+
+    def _complete_unit(self, task, outcome, counted: bool = False) -> int:
+        """Record a unit's outcome; returns its errors. ``counted``: its entries' objects
+        and problems were counted as its batches came back."""
+        state = self.state
+        assert state is not None and self.progress is not None
         if isinstance(outcome, DirResult):
             state.complete_unit(outcome)
             self._checksum_log().add(outcome.checksums)
@@ -443,6 +511,9 @@ class Loader:
                     log.warning("%s", line)
             for problem in outcome.problems:
                 log.error("%s", problem.line())
+            if counted:
+                self.progress.count(1, 0)
+                return 0
             self.progress.count(outcome.objects + 1, outcome.source_bytes)
             return len(outcome.problems)
         state.fail_unit(task.unit, outcome)
@@ -463,7 +534,7 @@ class Loader:
     def _mark_repeated(self, task) -> None:
         """A unit that may have run twice (its Dask worker was lost): sweep what it owns in FINALIZE."""
         assert self.state is not None
-        self.state.add_sweep(task.fh, SWEEP_DIR if isinstance(task, DirTask) else SWEEP_OBJECT)
+        self.state.add_sweep(task.fh, SWEEP_OBJECT if isinstance(task, LinkTask) else SWEEP_DIR)
         log.info("%s: its worker was lost while it ran; it ran again, and FINALIZE sweeps what the lost "
                  "attempt left", os.fsdecode(task.path))
 
@@ -485,6 +556,9 @@ class Loader:
         stopping = False
         try:
             while True:
+                while not stopping and self._extra and len(in_flight) < pool.capacity:
+                    task = self._extra.popleft()
+                    in_flight[pool.submit(task)] = task
                 if not stopping and len(in_flight) < pool.capacity:
                     if state.batch_size:
                         state.commit()  # new units must be visible to the query
@@ -698,6 +772,12 @@ def _remove_temp_files(target: BlobTarget) -> None:
         removed = remove()
         if removed:
             log.info("removed %d partial blob files left by an interrupted run", removed)
+
+
+def _batch_entries() -> int:
+    """Entries per batch of a huge directory: ``CLFSLOAD_BATCH_ENTRIES`` (tests), else the default."""
+    text = os.environ.get("CLFSLOAD_BATCH_ENTRIES", "").strip()
+    return int(text) if text.isdigit() else BATCH_ENTRIES
 
 
 def _uuid4() -> str:

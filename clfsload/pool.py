@@ -21,7 +21,7 @@ from .scan import Problem
 from .targets import open_async_target, open_target
 from .targets.credentials import Credential
 from .targets.endpoint import LocalFolder, parse_account
-from .transfer import DirResult, DirTask, LinkDone, LinkTask, RunParams, UnitFailed, Worker
+from .transfer import DirResult, DirTask, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
 from .upload import DirectUploader, Uploader
 
 Outcome = Union[DirResult, Problem, LinkDone]
@@ -125,7 +125,7 @@ def _init_process(config: WorkerConfig, driver: int) -> None:
     _worker = _open_worker(config)
 
 
-def run_task(task: Union[DirTask, LinkTask], worker: Optional[Worker] = None) -> Outcome:
+def run_task(task: Union[DirTask, EntryBatch, LinkTask], worker: Optional[Worker] = None) -> Outcome:
     """Run one unit; a directory that fails outright comes back as its Problem.
 
     TerminalError propagates: the driver stops the run.
@@ -134,6 +134,8 @@ def run_task(task: Union[DirTask, LinkTask], worker: Optional[Worker] = None) ->
     assert worker is not None, "worker process not initialised"
     if isinstance(task, LinkTask):
         return worker.store_linked(task)
+    if isinstance(task, EntryBatch):
+        return worker.run_batch(task)
     try:
         return worker.run(task)
     except UnitFailed as exc:
@@ -175,7 +177,7 @@ class UnitPool:
         """How many units to keep queued so no worker idles."""
         return max(1, self.processes) * 4
 
-    def submit(self, task: Union[DirTask, LinkTask]) -> "Future[Outcome]":
+    def submit(self, task: Union[DirTask, EntryBatch, LinkTask]) -> "Future[Outcome]":
         """Queue one unit."""
         if self._inline is not None:
             return self._executor.submit(run_task, task, self._inline)

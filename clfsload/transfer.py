@@ -53,15 +53,21 @@ VANISHED = "vanished since its directory was scanned; left out"
 RECONCILED_VERSION = 11  # FMT §4.3: 9 at transfer, 11 once reconciled
 
 
+#: a directory with more non-directory entries than this is loaded in batches of this many
+BATCH_ENTRIES = 10000
+
+
 @dataclass(frozen=True)
 class RunParams:
-    """What every unit of one run shares; holds no secret."""
+    """What every unit of one run shares."""
 
     containerid: int
     fsid: int
     secret: bytes
     compress: bool
     preserve_hardlinks: bool
+    #: non-directory entries per batch of a huge directory (0: never split)
+    batch_entries: int = BATCH_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,45 @@ class DirTask:
     #: on a retry, the subdirectories an earlier attempt already made units, with
     #: their fhs: they keep those fhs and are not scheduled again
     known_subdirs: Optional[Dict[bytes, bytes]] = None
+
+
+class BatchEntry(NamedTuple):
+    """One non-directory of a batch: where it is, what it is, and its place in the directory."""
+
+    pos: int  # index in the directory's scan order (its place in the stored listing)
+    name: bytes
+    path: bytes
+    stat: bytes  # EntryStat.pack()
+    ftype: int
+    seq: int  # its sequence number, from its rank among the directory's names
+
+
+@dataclass(frozen=True)
+class EntryBatch:
+    """A slice of one huge directory's non-directories, loaded as a unit of its own.
+
+    The directory's own unit scanned it and numbered every entry, so a batch
+    needs nobody: it stores its entries under the directory's ``fh`` and
+    returns the ``(pos, name, fh)`` of those stored. The driver stores the
+    directory once every batch is back (:class:`SplitDir`).
+    """
+
+    unit: int
+    index: int
+    fh: bytes
+    path: bytes
+    entries: Tuple[BatchEntry, ...]
+
+
+@dataclass
+class SplitDir:
+    """A directory whose entries went out in batches: what the driver needs to store it at the end."""
+
+    stat: bytes  # the directory's EntryStat.pack(), taken just before its listing
+    batches: List[EntryBatch]
+    #: (pos, name, fh) of its subdirectories, which store nothing in this unit
+    subdirs: List[Tuple[int, bytes, bytes]]
+    subdir_count: int
 
 
 class SubDir(NamedTuple):
@@ -119,6 +164,10 @@ class DirResult:
     dirty: bool = False
     #: (fh, XXH3-128 of the content stored) per regular file (clfsload.checksums)
     checksums: List[Tuple[bytes, bytes]] = field(default_factory=list)
+    #: a huge directory: its entries are to be loaded in these batches, then the directory stored
+    split: Optional[SplitDir] = None
+    #: from an EntryBatch: the (pos, name, fh) of the entries it stored
+    children: List[Tuple[int, bytes, bytes]] = field(default_factory=list)
 
 
 class LinkDone(NamedTuple):
@@ -193,66 +242,108 @@ class Worker:
         result.problems.extend(problems)
         known = task.known_subdirs or {}
         ranks = {name: rank for rank, name in enumerate(sorted(e.name for e in entries))}
-        slots: List[Tuple[bytes, bytes, List["Future[None]"], bytes]] = []  # name, fh, futures, path
+        slots: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []  # pos, name, fh, futures, path
+        files: List[BatchEntry] = []
         subdir_count = 0
-        for entry in entries:
+        for pos, entry in enumerate(entries):
             seq = self.mint.child_seq(task.unit, ranks[entry.name])
-            if entry.ftype == Ftype.DIR:
-                fh = known.get(entry.name) or self.mint.fh(task.fh, Ftype.DIR, seq)
-                reason = check_directory_readable(entry.path)
-                if reason is not None:
-                    result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
-                    continue
-                if entry.name in known:
-                    result.kept_subdirs[entry.name] = fh
-                else:
-                    result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
-                subdir_count += 1
-                slots.append((entry.name, fh, [], entry.path))
+            if entry.ftype != Ftype.DIR:
+                files.append(BatchEntry(pos, entry.name, entry.path, entry.stat.pack(), entry.ftype, seq))
                 continue
-            st = entry.stat
-            if self.params.preserve_hardlinks and st.st_nlink > CLFS_LINK_MAX:
-                result.notes.append((
-                    "nlink:%d:%d" % (st.st_dev, st.st_ino),
-                    Problem(entry.path, "has %d hard links, more than the %d CLFS allows: each of its paths is "
-                            "stored as an independent copy" % (st.st_nlink, CLFS_LINK_MAX)).line(),
-                ))
-            if self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX:
-                fh = self.mint.linked_fh(st.st_dev, st.st_ino, entry.ftype)
-                result.links.append(LinkRef(fh, task.fh, entry.name, entry.path, st.pack()))
-                slots.append((entry.name, fh, [], entry.path))
+            fh = known.get(entry.name) or self.mint.fh(task.fh, Ftype.DIR, seq)
+            reason = check_directory_readable(entry.path)
+            if reason is not None:
+                result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
                 continue
-            fh = self.mint.fh(task.fh, entry.ftype, seq)
-            try:
-                futures, size = self.store_object(entry.path, st, entry.ftype, fh, [task.fh], entry.name, InodeName(task.fh))
-            except Vanished:
-                result.notes.append(("", Problem(entry.path, VANISHED).line()))
-                continue
-            except SourceError as exc:
-                result.problems.append(Problem(entry.path, str(exc)))
-                continue
-            result.objects += 1
-            result.source_bytes += size
-            slots.append((entry.name, fh, futures, entry.path))
-        # One wait for every PUT of the directory: waiting entry by entry
-        # would wake this thread once per completed PUT.
-        wait([future for slot in slots for future in slot[2]])
-        children = []
-        stored = set()
-        for name, fh, futures, path in slots:
+            if entry.name in known:
+                result.kept_subdirs[entry.name] = fh
+            else:
+                result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
+            subdir_count += 1
+            slots.append((pos, entry.name, fh, [], entry.path))
+        limit = self.params.batch_entries
+        if limit and len(files) > limit:
+            batches = [
+                EntryBatch(task.unit, index, task.fh, task.path, tuple(files[start:start + limit]))
+                for index, start in enumerate(range(0, len(files), limit))
+            ]
+            result.split = SplitDir(dir_stat.pack(), batches, [(p, n, fh) for p, n, fh, _, _ in slots], subdir_count)
+            return result
+        for item in files:
+            self._store_entry(task.fh, item, result, slots)
+        slots.sort(key=lambda slot: slot[0])  # scan order, as the listing is stored
+        children = [(name, fh) for _, name, fh in self._settle(slots, result)]
+        self._store_directory(task, dir_stat, children, subdir_count)
+        result.dirty = self._dirty
+        return result
+
+    def run_batch(self, batch: EntryBatch) -> DirResult:
+        """Store the entries of one batch of a huge directory; ``children`` lists those stored."""
+        result = DirResult(batch.unit)
+        self._dirty = False
+        self._checksums = []
+        slots: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []
+        for item in batch.entries:
+            self._store_entry(batch.fh, item, result, slots)
+        result.children = self._settle(slots, result)
+        result.dirty = self._dirty
+        return result
+
+    def _store_entry(self, parent_fh: bytes, item: BatchEntry, result: DirResult, slots) -> None:
+        """Submit one non-directory's blobs; record it in ``slots``, or its problem in ``result``."""
+        st = EntryStat.unpack(item.stat)
+        ftype = Ftype(item.ftype)
+        if self.params.preserve_hardlinks and st.st_nlink > CLFS_LINK_MAX:
+            result.notes.append((
+                "nlink:%d:%d" % (st.st_dev, st.st_ino),
+                Problem(item.path, "has %d hard links, more than the %d CLFS allows: each of its paths is "
+                        "stored as an independent copy" % (st.st_nlink, CLFS_LINK_MAX)).line(),
+            ))
+        if self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX:
+            fh = self.mint.linked_fh(st.st_dev, st.st_ino, ftype)
+            result.links.append(LinkRef(fh, parent_fh, item.name, item.path, item.stat))
+            slots.append((item.pos, item.name, fh, [], item.path))
+            return
+        fh = self.mint.fh(parent_fh, ftype, item.seq)
+        try:
+            futures, size = self.store_object(item.path, st, ftype, fh, [parent_fh], item.name, InodeName(parent_fh))
+        except Vanished:
+            result.notes.append(("", Problem(item.path, VANISHED).line()))
+            return
+        except SourceError as exc:
+            result.problems.append(Problem(item.path, str(exc)))
+            return
+        result.objects += 1
+        result.source_bytes += size
+        slots.append((item.pos, item.name, fh, futures, item.path))
+
+    def _settle(self, slots, result: DirResult) -> List[Tuple[int, bytes, bytes]]:
+        """Wait for every PUT of ``slots``; the (pos, name, fh) stored, failures made problems.
+
+        Also keeps the checksums of the files stored. One wait for them all:
+        waiting entry by entry would wake this thread once per completed PUT.
+        """
+        wait([future for slot in slots for future in slot[3]])
+        stored = []
+        kept = set()
+        for pos, name, fh, futures, path in slots:
             error = first_error(futures)
             if error is None:
-                children.append((name, fh))
-                stored.add(fh)
+                stored.append((pos, name, fh))
+                kept.add(fh)
             elif isinstance(error, TerminalError):
                 raise error
             else:
                 result.objects -= 1
                 result.problems.append(Problem(path, _store_failure(error)))
-        self._store_directory(task, dir_stat, children, subdir_count)
-        result.dirty = self._dirty
-        result.checksums = [(fh, digest) for fh, digest in self._checksums if fh in stored]
-        return result
+        result.checksums = [(fh, digest) for fh, digest in self._checksums if fh in kept]
+        return stored
+
+    def store_split_directory(self, task: DirTask, split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> None:
+        """Store a directory whose entries were loaded in batches (the driver, once all are back)."""
+        listing = sorted(list(split.subdirs) + list(children))
+        self._store_directory(task, EntryStat.unpack(split.stat), [(n, fh) for _, n, fh in listing],
+                              split.subdir_count)
 
     def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
         is_root = task.fh == ROOT_ID

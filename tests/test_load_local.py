@@ -27,10 +27,21 @@ except ImportError:
     from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
 
 
-def load(state, source, target_dir, *extra, new=True, container="c"):
+def load(state, source, target_dir, *extra, new=True, container="c", env=None):
     Path(target_dir).mkdir(parents=True, exist_ok=True)
     args = (["--new"] if new else []) + [str(state), str(source), "file:" + str(target_dir), container, "-", *extra]
-    return cli(*args)
+    return cli(*args, env=env)
+
+
+@pytest.mark.parametrize("golden", ["bigdir", "basic", "hardlinks-preserve", "special"])
+def test_directories_loaded_in_batches_match_the_golden(golden, source_trees, tmp_path):
+    """Every directory of over 2 non-directories split into batches of 2: the same container, stored by the driver."""
+    tree, preserve, _ = GOLDEN_RUNS[golden]
+    done = load(tmp_path / "state", source_trees / tree, tmp_path / "out", "--preserve_hardlinks", str(int(preserve)),
+                env={"CLFSLOAD_BATCH_ENTRIES": "2"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "loaded in" in done.stdout and " batches" in done.stdout  # the split really happened
+    assert_matches_golden(golden_dir(golden), FolderSource(str(tmp_path / "out" / "c")))
 
 
 @pytest.mark.parametrize("golden", sorted(GOLDEN_RUNS))
