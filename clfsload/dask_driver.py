@@ -42,6 +42,8 @@ log = logging.getLogger("clfsload")
 #: seconds to wait for the first worker of a cluster that has none yet
 WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
 #: seconds to wait for the scheduler to answer
+#: times one unit is submitted again because the worker it reached had not joined
+REJOINS = 20
 CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
 
 
@@ -132,8 +134,11 @@ class DaskRun:
         replies = self.client.sync(_call_each, self.client, todo, join, args)
         for address, reply in replies.items():
             if isinstance(reply, BaseException):
-                if not first and isinstance(reply, OSError):
-                    continue  # gone meanwhile: its units come back from Dask anyway
+                if not first:
+                    # Going or restarting meanwhile: the unit that brought it here is
+                    # submitted again, and its next worker joins then (bounded by REJOINS).
+                    log.debug("Dask: worker %s did not join (%s: %s)", address, type(reply).__name__, reply)
+                    continue
                 raise DaskError("Dask worker %s did not join the run: %s" % (address, reply))
             if reply:
                 raise DaskError(
@@ -274,6 +279,9 @@ class DaskUnitPool:
             outcome = future.result()
         except NotJoined as exc:
             try:
+                if len(self._keys.get(outer, ())) > REJOINS:
+                    raise DaskError("Dask worker %s did not join the run after %d tries; check the workers' logs"
+                                    % (exc.address, REJOINS))
                 self._run.rejoin(exc.address)
                 self._launch(task, outer)
             except BaseException as error:
