@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from concurrent.futures import Future
 from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
@@ -42,6 +43,8 @@ log = logging.getLogger("clfsload")
 #: seconds to wait for the first worker of a cluster that has none yet
 WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
 #: seconds to wait for the scheduler to answer
+#: seconds between looks at the cluster's size (each look is a round trip to the scheduler)
+CAPACITY_REFRESH_S = 2.0
 #: times one unit is submitted again because the worker it reached had not joined
 REJOINS = 20
 CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
@@ -87,6 +90,8 @@ class DaskRun:
         self._check = None
         self._repeated: Set[str] = set()
         self._keys = itertools.count(1)
+        self._capacity = 4
+        self._capacity_at = float("-inf")
         client.subscribe_topic("all", self._on_event)
 
     # --- workers -------------------------------------------------------------
@@ -183,7 +188,12 @@ class DaskRun:
         return any(key in self._repeated for key in keys)
 
     def capacity(self) -> int:
-        return max(4, 4 * sum(self._threads().values()))
+        """Units to keep queued: four per worker thread (asked of the scheduler at most every 2 s)."""
+        now = time.monotonic()
+        if now - self._capacity_at > CAPACITY_REFRESH_S:
+            self._capacity = max(4, 4 * sum(self._threads().values()))
+            self._capacity_at = now
+        return self._capacity
 
     def close(self) -> None:
         """Let the workers close this run's uploaders; disconnect if we connected."""
