@@ -114,7 +114,7 @@ def main(argv=None) -> None:
     empty.mkdir()
     baseline = None  # the driver's CPU for a load of one empty directory: start-up, connect, finish
     for n in [int(w) for w in args.workers.split(",")]:
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                           env=env) as cluster:
             if baseline is None:
                 _, baseline = one_load(binary, base, empty, 1, args.latency, "empty",

@@ -45,6 +45,8 @@ WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
 #: seconds to wait for the scheduler to answer
 #: seconds between looks at the cluster's size (each look is a round trip to the scheduler)
 CAPACITY_REFRESH_S = 2.0
+#: seconds the driver gives the workers to let go of a run as it ends
+LEAVE_TIMEOUT_S = 10
 #: times one unit is submitted again because the worker it reached had not joined
 REJOINS = 20
 CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
@@ -201,7 +203,8 @@ class DaskRun:
 
         try:
             if self._joined:
-                self.client.sync(_call_each, self.client, sorted(self._joined), leave, (self.token,))
+                self.client.sync(_call_each, self.client, sorted(self._joined), leave, (self.token,),
+                                 callback_timeout=LEAVE_TIMEOUT_S)
         except Exception:  # the cluster may be gone; nothing here is needed for the container
             log.debug("Dask: leaving the workers failed", exc_info=True)
         try:

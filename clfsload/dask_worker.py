@@ -96,6 +96,7 @@ class _Run:
         self.transfer = transfer
         self.config = config
         self.running = 0
+        self.left = False  # the driver is done with the run: close once no unit runs
         self._idle: List[Worker] = []
         self._all: List[Worker] = []
         self._lock = threading.Lock()
@@ -119,6 +120,10 @@ class _Run:
         with self._lock:
             self.running -= 1
             self._idle.append(worker)
+            last = self.left and not self.running
+        if last:  # the driver left while this unit ran (Ctrl-C, an error)
+            _forget(self)
+            self.close()
 
     def close(self) -> None:
         """Close every uploader (call once no unit of the run is running)."""
@@ -156,13 +161,27 @@ async def join(token: str, transfer: str, config: WorkerConfig, check: SourceChe
 
 
 async def leave(token: str) -> None:
-    """Forget run ``token`` and close its uploaders (the driver calls it at the end of a run)."""
-    with _runs_lock:
-        run = _runs.pop(token, None)
-    if run is not None:
-        while run.running:
-            await asyncio.sleep(_POLL_S)
+    """Forget run ``token`` and close its uploaders (the driver calls it at the end of a run).
+
+    Returns at once: units still running (the driver stopped early) close
+    the uploaders when the last one ends.
+    """
+    run = _runs.get(token)
+    if run is None:
+        return
+    with run._lock:
+        run.left = True
+        idle = not run.running
+    if idle:  # else the last unit to end does this (and a new run of the transfer waits for it)
+        _forget(run)
         await asyncio.to_thread(run.close)
+
+
+def _forget(run: _Run) -> None:
+    with _runs_lock:
+        for token, known in list(_runs.items()):
+            if known is run:
+                del _runs[token]
 
 
 def run_unit(token: str, task: Union[DirTask, EntryBatch, LinkTask]) -> Outcome:

@@ -81,7 +81,7 @@ def _size(path: Path) -> int:
 def dask_cluster(tmp_path_factory):
     tickets = tmp_path_factory.mktemp("crash-tickets")
     cluster = LocalCluster(
-        n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=":0",
         env={crashpoints.TICKETS_ENV: str(tickets)}, silence_logs=logging.ERROR,
     )
     client = Client(cluster, set_as_default=False)
@@ -304,7 +304,7 @@ def test_a_worker_that_cannot_read_the_source_stops_the_load(azurite, tmp_path):
         pytest.fail("this test starts a worker as user nobody and needs root (CI runs as root)")
     tree = _tree(tmp_path / "tree", 2, 2)
     os.chmod(tmp_path, 0o700)
-    with LocalCluster(n_workers=0, processes=True, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
         worker = subprocess.Popen(
             ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m",
              "distributed.cli.dask_worker", cluster.scheduler_address, "--nthreads", "1", "--no-nanny",
