@@ -91,7 +91,7 @@ class BatchEntry(NamedTuple):
     pos: int  # index in the directory's scan order (its place in the stored listing)
     name: bytes
     path: bytes
-    stat: bytes  # EntryStat.pack()
+    stat: EntryStat
     ftype: int
     seq: int  # its sequence number, from its rank among the directory's names
 
@@ -248,7 +248,7 @@ class Worker:
         for pos, entry in enumerate(entries):
             seq = self.mint.child_seq(task.unit, ranks[entry.name])
             if entry.ftype != Ftype.DIR:
-                files.append(BatchEntry(pos, entry.name, entry.path, entry.stat.pack(), entry.ftype, seq))
+                files.append(BatchEntry(pos, entry.name, entry.path, entry.stat, entry.ftype, seq))
                 continue
             fh = known.get(entry.name) or self.mint.fh(task.fh, Ftype.DIR, seq)
             reason = check_directory_readable(entry.path)
@@ -291,7 +291,7 @@ class Worker:
 
     def _store_entry(self, parent_fh: bytes, item: BatchEntry, result: DirResult, slots) -> None:
         """Submit one non-directory's blobs; record it in ``slots``, or its problem in ``result``."""
-        st = EntryStat.unpack(item.stat)
+        st = item.stat
         ftype = Ftype(item.ftype)
         if self.params.preserve_hardlinks and st.st_nlink > CLFS_LINK_MAX:
             result.notes.append((
@@ -301,7 +301,7 @@ class Worker:
             ))
         if self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX:
             fh = self.mint.linked_fh(st.st_dev, st.st_ino, ftype)
-            result.links.append(LinkRef(fh, parent_fh, item.name, item.path, item.stat))
+            result.links.append(LinkRef(fh, parent_fh, item.name, item.path, st.pack()))
             slots.append((item.pos, item.name, fh, [], item.path))
             return
         fh = self.mint.fh(parent_fh, ftype, item.seq)
