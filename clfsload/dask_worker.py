@@ -145,11 +145,10 @@ async def join(token: str, transfer: str, config: WorkerConfig, check: SourceChe
     """
     register_secret(config.credential.secret)  # unpickling a Credential registers nothing
     earlier = [(t, r) for t, r in list(_runs.items()) if r.transfer == transfer and t != token]
-    for other_token, other in earlier:
+    for _, other in earlier:
         while other.running:
             await asyncio.sleep(_POLL_S)
-        with _runs_lock:
-            _runs.pop(other_token, None)
+        _forget(other)
         await asyncio.to_thread(other.close)
     reason = await asyncio.to_thread(check.verify)
     if reason:
