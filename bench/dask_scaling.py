@@ -106,9 +106,11 @@ def main(argv=None) -> None:
     env = {"CLFSLOAD_MAX_IN_FLIGHT": str(args.in_flight)} if args.in_flight else {}
     print("%d files in %d directories; Azurite behind a proxy adding %.0f ms per request%s; %d cores"
           % (files, args.dirs, 1000 * args.latency,
-             ", %d requests in flight per worker" % args.in_flight if args.in_flight else "", os.cpu_count()))
+             ", %d requests in flight per worker" % args.in_flight if args.in_flight else "", os.cpu_count()),
+          flush=True)
     rate, _ = one_load(binary, base, tree, files, args.latency, "single", [], env)
     rows = [("single-node engine (%d processes)" % os.cpu_count(), rate, None)]
+    print("  measured: %s, %.0f files/s" % (rows[-1][0], rate), flush=True)
     by_workers = {}
     empty = base / "empty"
     empty.mkdir()
@@ -123,6 +125,7 @@ def main(argv=None) -> None:
                                         ["--dask", cluster.scheduler_address], {})
         by_workers[n] = rate
         rows.append(("Dask, %d worker%s" % (n, "s" if n > 1 else ""), rate, driver_cpu))
+        print("  measured: %s, %.0f files/s" % (rows[-1][0], rate), flush=True)
     one = by_workers.get(1)
     units = args.dirs + 1
     print("%-34s %10s %18s %24s" % ("", "files/s", "ratio to 1 worker", "driver CPU ms/directory"))

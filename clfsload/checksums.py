@@ -13,17 +13,40 @@ downloading the data segments.
 The file is append-only: a unit loaded again appends again and the last
 record of a filehandle wins; a record cut short by a crash is ignored. It
 holds no path and no secret (mode 0600 in the private state dir).
+
+A file loaded in ranges (:mod:`clfsload.ranges`) is read by several workers,
+so no one of them sees all its bytes in order. Its record goes to
+``checksums-ranged.xxh3``: fh, the range span S in bytes, and the XXH3-128
+of the concatenated XXH3-128 digests of its ranges, where range 0 is bytes
+``[0, 16 KiB + S)`` and range k is ``[16 KiB + k*S, 16 KiB + (k+1)*S)``
+(:func:`ranged_digest` computes it from a local file).
 """
 
 import os
 import struct
-from typing import BinaryIO, Dict, Iterable, Tuple
+from typing import BinaryIO, Dict, Iterable, NamedTuple, Sequence, Tuple, Union
 
 import xxhash
 
+from .clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
+
 FILE_NAME = "checksums.xxh3"
 RECORD = struct.Struct("24s16s")  # filehandle, XXH3-128 digest (big-endian, as xxhash gives it)
+RANGED_FILE_NAME = "checksums-ranged.xxh3"
+RANGED_RECORD = struct.Struct("<24sQ16s")  # filehandle, range span in bytes, XXH3-128 of the range digests
 _READ = 1 << 20
+
+
+class RangedDigest(NamedTuple):
+    """The recorded checksum of a file loaded in ranges of ``span`` bytes (see the module doc)."""
+
+    span: int
+    digest: bytes
+    #: a whole-file record of the same fh from another run of the transfer, if any (either may be the last)
+    whole: "bytes | None" = None
+
+
+Recorded = Union[bytes, RangedDigest]
 
 
 def new_hasher() -> "xxhash.xxh3_128":
@@ -57,17 +80,68 @@ def file_digest(path) -> bytes:
             hasher.update(chunk)
 
 
+def range_span(range_segments: int) -> int:
+    """Bytes of source in each range after the first (which also holds the first 16 KiB)."""
+    return range_segments * OTHER_SEGMENT_BYTES
+
+
+def tree_digest(range_digests: Sequence[bytes]) -> bytes:
+    """A ranged file's digest: XXH3-128 of its ranges' XXH3-128 digests, in file order."""
+    return xxhash.xxh3_128(b"".join(range_digests)).digest()
+
+
+def ranged_digest(path, span: int) -> bytes:
+    """The :func:`tree_digest` of a local file cut into ranges of ``span`` bytes (as loaded)."""
+    digests = []
+    with open(path, "rb", buffering=0) as f:
+        left = FIRST_SEGMENT_BYTES + span  # the first range also holds the inode's 16 KiB
+        while True:
+            hasher = new_hasher()
+            got = 0
+            while left > 0:
+                chunk = f.read(min(_READ, left))
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                left -= len(chunk)
+                got += len(chunk)
+            if got == 0 and digests:
+                return tree_digest(digests)
+            digests.append(hasher.digest())
+            if left > 0:  # end of file inside this range
+                return tree_digest(digests)
+            left = span
+
+
+def matches(path, recorded: Recorded) -> bool:
+    """True if the local file at ``path`` has the recorded checksum (either kind)."""
+    if isinstance(recorded, RangedDigest):
+        if ranged_digest(path, recorded.span) == recorded.digest:
+            return True
+        return recorded.whole is not None and file_digest(path) == recorded.whole
+    return file_digest(path) == recorded
+
+
 class ChecksumLog:
     """Appends (filehandle, digest) records to the state dir's checksum file (the driver only)."""
 
     def __init__(self, state_dir: str) -> None:
+        self._dir = state_dir
         fd = os.open(os.path.join(state_dir, FILE_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=1 << 16)
+        self._ranged: "BinaryIO | None" = None
 
     def add(self, records: Iterable[Tuple[bytes, bytes]]) -> None:
         """Append records; they reach the file at the latest on :meth:`flush` or :meth:`close`."""
         for fh, digest in records:
             self._file.write(RECORD.pack(bytes(fh), digest))
+
+    def add_ranged(self, fh: bytes, span: int, digest: bytes) -> None:
+        """Append the record of a file loaded in ranges of ``span`` bytes."""
+        if self._ranged is None:
+            fd = os.open(os.path.join(self._dir, RANGED_FILE_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._ranged = os.fdopen(fd, "ab", buffering=0)  # rare and small: straight to the OS
+        self._ranged.write(RANGED_RECORD.pack(bytes(fh), span, digest))
 
     def flush(self) -> None:
         """Hand what is buffered to the OS (no fsync: a lost tail only makes verify read more)."""
@@ -76,20 +150,45 @@ class ChecksumLog:
     def close(self) -> None:
         """Flush and close."""
         self._file.close()
+        if self._ranged is not None:
+            self._ranged.close()
 
 
-def read_checksums(state_dir: str) -> Dict[bytes, bytes]:
-    """Filehandle -> digest from a state dir's checksum file ({} when there is none)."""
-    out: Dict[bytes, bytes] = {}
+def _records(path: str, record: struct.Struct):
     try:
-        with open(os.path.join(state_dir, FILE_NAME), "rb") as f:
+        with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return out
-    usable = len(data) - len(data) % RECORD.size  # a record cut short by a crash is ignored
-    for fh, digest in RECORD.iter_unpack(data[:usable]):
+        return
+    usable = len(data) - len(data) % record.size  # a record cut short by a crash is ignored
+    yield from record.iter_unpack(data[:usable])
+
+
+def read_checksums(state_dir: str) -> Dict[bytes, Recorded]:
+    """Filehandle -> recorded checksum from a state dir's checksum files ({} when there is none).
+
+    A whole-file record is the digest (bytes); a ranged one a :class:`RangedDigest`.
+    """
+    out: Dict[bytes, Recorded] = {}
+    for fh, digest in _records(os.path.join(state_dir, FILE_NAME), RECORD):
         out[fh] = digest  # regular files always have 24-byte generated handles
+    for fh, span, digest in _records(os.path.join(state_dir, RANGED_FILE_NAME), RANGED_RECORD):
+        earlier = out.get(fh)
+        out[fh] = RangedDigest(span, digest, earlier.whole if isinstance(earlier, RangedDigest) else earlier)
     return out
 
 
-__all__ = ["ChecksumLog", "FILE_NAME", "HashingReader", "file_digest", "new_hasher", "read_checksums"]
+__all__ = [
+    "ChecksumLog",
+    "FILE_NAME",
+    "HashingReader",
+    "RANGED_FILE_NAME",
+    "RangedDigest",
+    "file_digest",
+    "matches",
+    "new_hasher",
+    "ranged_digest",
+    "range_span",
+    "read_checksums",
+    "tree_digest",
+]

@@ -31,12 +31,13 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future
-from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import ClfsLoadError
-from .pool import Outcome, WorkerConfig
+from .pool import Outcome, Unit, WorkerConfig
 from .scan import Problem
-from .transfer import DirTask, EntryBatch, LinkTask
+from .ranges import FileRange
+from .transfer import DirTask, EntryBatch
 
 log = logging.getLogger("clfsload")
 
@@ -177,11 +178,13 @@ class DaskRun:
         """A pool for one phase's units."""
         return DaskUnitPool(self)
 
-    def next_key(self, task: Union[DirTask, EntryBatch, LinkTask]) -> str:
+    def next_key(self, task: Unit) -> str:
         if isinstance(task, DirTask):
             kind = "dir-%d" % task.unit
         elif isinstance(task, EntryBatch):
             kind = "dir-%d-batch%d" % (task.unit, task.index)
+        elif isinstance(task, FileRange):
+            kind = "dir-%d-file-%s-seg%d" % (task.unit, task.fh[-8:].hex(), task.first)
         else:
             kind = "link"
         return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))
@@ -256,7 +259,7 @@ class DaskUnitPool:
         """Units to keep queued: four per worker thread of the cluster now."""
         return self._run.capacity()
 
-    def submit(self, task: Union[DirTask, EntryBatch, LinkTask]) -> "Future[Outcome]":
+    def submit(self, task: Unit) -> "Future[Outcome]":
         """Queue one unit as a Dask task."""
         outer: "Future[Outcome]" = Future()
         outer.set_running_or_notify_cancel()
@@ -268,7 +271,7 @@ class DaskUnitPool:
         """True if the unit may have run more than once (a worker was lost while it ran)."""
         return self._run.was_repeated(self._keys.pop(future, ()))
 
-    def _launch(self, task: Union[DirTask, EntryBatch, LinkTask], outer: "Future[Outcome]") -> None:
+    def _launch(self, task: Unit, outer: "Future[Outcome]") -> None:
         from .dask_worker import run_unit
 
         key = self._run.next_key(task)
@@ -278,7 +281,7 @@ class DaskUnitPool:
             self._futures[key] = future
         future.add_done_callback(lambda f: self._done(f, key, task, outer))
 
-    def _done(self, future, key: str, task: Union[DirTask, EntryBatch, LinkTask], outer: "Future[Outcome]") -> None:
+    def _done(self, future, key: str, task: Unit, outer: "Future[Outcome]") -> None:
         # Runs in the client's callback thread.
         from distributed import KilledWorker
 

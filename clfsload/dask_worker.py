@@ -9,8 +9,9 @@ A run reaches a Dask worker in two ways:
   never holds the credential: not in a task, not in a plugin, not in its
   logs or dashboard.
 * :func:`run_unit`, submitted through the scheduler as an ordinary task,
-  carries only a run token and a :class:`~clfsload.transfer.DirTask` or
-  :class:`~clfsload.transfer.LinkTask` (paths, filehandles, unit numbers).
+  carries only a run token and a unit (:data:`clfsload.pool.Unit`: a
+  directory, a batch of a huge directory's entries, a range of a huge file's
+  segments or a hard-linked object; paths, filehandles, unit numbers).
   A worker that has not joined (it started after the run began, or was
   restarted after a crash) raises :class:`NotJoined`; the driver then joins
   it and submits the unit again.
@@ -27,12 +28,12 @@ import os
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
-from .pool import Outcome, WorkerConfig, _open_worker, run_task
+from .pool import Outcome, Unit, WorkerConfig, _open_worker, run_task
 from .scan import DEVICE_ALIASES
 from .targets.redaction import register_secret
-from .transfer import DirTask, EntryBatch, LinkTask, Worker
+from .transfer import Worker
 
 #: seconds between looks at units of an earlier run still running here
 _POLL_S = 0.1
@@ -183,7 +184,7 @@ def _forget(run: _Run) -> None:
                 del _runs[token]
 
 
-def run_unit(token: str, task: Union[DirTask, EntryBatch, LinkTask]) -> Outcome:
+def run_unit(token: str, task: Unit) -> Outcome:
     """A Dask task: run one unit of run ``token`` on this worker."""
     run = _runs.get(token)
     if run is None:

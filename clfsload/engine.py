@@ -54,7 +54,19 @@ from .targets import open_target
 from .targets.endpoint import LocalFolder, parse_account
 from .targets.base import BlobTarget
 from .targets.local import LocalFolderTarget
-from .transfer import BATCH_ENTRIES, DirResult, DirTask, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
+from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, RangeDone
+from .transfer import (
+    BATCH_ENTRIES,
+    VANISHED,
+    DirResult,
+    DirTask,
+    EntryBatch,
+    LinkDone,
+    LinkTask,
+    RunParams,
+    UnitFailed,
+    Worker,
+)
 
 log = logging.getLogger("clfsload")
 
@@ -65,12 +77,14 @@ COMMIT_SECONDS = 1.0
 
 
 class _SplitProgress:
-    """A huge directory whose batches are out: its task, the merged result so far, batches left."""
+    """A directory whose parts are out (batches, huge files): its task, the merged result so far, parts left."""
 
     def __init__(self, task: DirTask, result: DirResult):
         self.task = task
         self.result = result
-        self.left = len(result.split.batches)  # type: ignore[union-attr]
+        split = result.split
+        assert split is not None
+        self.left = len(split.batches) + len(split.files)
 
 
 class LoadError(ClfsLoadError):
@@ -154,7 +168,8 @@ class Loader:
         self._dask_client = None  # distributed.Client, with --dask or load(client=...)
         self._dask = None  # clfsload.dask_driver.DaskRun, once TRANSFER or RECONCILE starts
         self._extra: Deque = collections.deque()  # units made while others ran (batches), queued first
-        self._splits: Dict[int, "_SplitProgress"] = {}  # huge directories whose batches are out, by unit
+        self._splits: Dict[int, "_SplitProgress"] = {}  # directories whose parts are out, by unit
+        self._files: Dict[bytes, FileAssembly] = {}  # huge files whose ranges are out, by fh
 
     # --- top level -----------------------------------------------------------
 
@@ -369,7 +384,8 @@ class Loader:
             secret=bytes.fromhex(state.get("id_secret")),  # type: ignore[arg-type]
             compress=state.get("compression") == "LZ4",
             preserve_hardlinks=state.get("preserve_hardlinks") == "1",
-            batch_entries=_batch_entries(),
+            batch_entries=_env_count("CLFSLOAD_BATCH_ENTRIES", BATCH_ENTRIES),
+            range_segments=_env_count("CLFSLOAD_RANGE_SEGMENTS", RANGE_SEGMENTS),
         )
 
     def _init(self) -> None:
@@ -449,20 +465,39 @@ class Loader:
         assert state is not None and self.progress is not None
         if isinstance(task, EntryBatch):
             return self._record_batch(task, outcome)
+        if isinstance(task, FileRange):
+            return self._record_range(task, outcome)
         if isinstance(outcome, DirResult) and outcome.split is not None:
-            # A huge directory: its batches run as units of their own; it
-            # completes (and is stored) once all are back. Until then its unit
-            # stays pending, so a run stopped meanwhile redoes it whole.
+            # Its batches or huge files run as units of their own; the
+            # directory completes (and is stored) once all are back. Until then
+            # its unit stays pending, so a run stopped meanwhile redoes it whole.
+            split = outcome.split
             self._splits[task.unit] = _SplitProgress(task, outcome)
-            self._extra.extend(outcome.split.batches)
-            log.info("%s: %d entries, loaded in %d batches", os.fsdecode(task.path),
-                     sum(len(b.entries) for b in outcome.split.batches), len(outcome.split.batches))
-            return len(outcome.problems)
+            self.progress.count(outcome.objects, outcome.source_bytes)  # the entries the unit stored itself
+            self._extra.extend(split.batches)
+            if split.batches:
+                log.info("%s: %d entries, loaded in %d batches", os.fsdecode(task.path),
+                         sum(len(b.entries) for b in split.batches), len(split.batches))
+            errors = len(outcome.problems)
+            per_range = self.params().range_segments
+            for huge in split.files:
+                stored = [(last, RangeDone(first, EntryStat.unpack(st), head, digest, nbytes))
+                          for first, last, st, head, digest, nbytes in self.state.stored_ranges(huge.fh)]
+                assembly = self._files[huge.fh] = FileAssembly(huge, per_range, stored)
+                tasks = assembly.tasks()
+                log.info("%s: %d bytes, loaded in %d ranges of up to %d segments%s", os.fsdecode(huge.path),
+                         huge.stat.st_size, len(assembly.ranges), per_range,
+                         "" if len(tasks) == len(assembly.ranges) else
+                         " (%d stored by an earlier run)" % (len(assembly.ranges) - len(tasks)))
+                if tasks:
+                    self._extra.extend(tasks)
+                else:
+                    errors += self._settle_file(assembly)
+            return errors
         return self._complete_unit(task, outcome)
 
     def _record_batch(self, batch: EntryBatch, outcome) -> int:
-        progress = self._splits[batch.unit]
-        merged = progress.result
+        merged = self._splits[batch.unit].result
         if isinstance(outcome, DirResult):
             for name in ("links", "problems", "notes", "checksums", "children"):
                 getattr(merged, name).extend(getattr(outcome, name))
@@ -474,21 +509,72 @@ class Loader:
         else:  # the whole batch failed (its workers died): its entries are left out
             merged.problems.append(outcome)
             errors = 1
+        return errors + self._part_back(batch.unit)
+
+    def _record_range(self, task: FileRange, outcome) -> int:
+        """One range of a huge file is back; once all are, store the file (or plan it again)."""
+        assembly = self._files[task.fh]
+        if isinstance(outcome, RangeDone):
+            self.progress.count(0, outcome.nbytes)
+            if not outcome.changed:
+                self.state.record_range(task.fh, task.first, task.last, outcome.stat.pack(), outcome.head,
+                                        outcome.digest, outcome.nbytes)
+                self.state.commit()  # a range is up to 1 GiB of work: a resumed run must not redo it
+        if not assembly.add(task, outcome):
+            return 0
+        return self._settle_file(assembly)
+
+    def _settle_file(self, assembly: FileAssembly) -> int:
+        """Every range of a huge file is back: store its inode, plan it again, or leave it out. Returns errors."""
+        huge = assembly.huge
+        merged = self._splits[huge.unit].result
+        verdict = assembly.verdict()
+        if verdict == "again":  # changed while read: its next attempt may write fewer segments
+            merged.dirty = True
+            self._extra.extend(assembly.tasks())
+            return 0
+        del self._files[huge.fh]
+        errors = 0
+        if verdict == "store":
+            try:
+                self._directory_writer().store_ranged_file(assembly)
+            except UnitFailed as exc:
+                verdict = exc.problem
+            else:
+                merged.children.append((huge.pos, huge.name, huge.fh))
+                merged.objects += 1
+                merged.source_bytes += assembly.stat.st_size
+                self._checksum_log().add_ranged(*assembly.checksum())
+                self.progress.count(1, 0)
+        if verdict == "vanished":
+            merged.notes.append(("", Problem(huge.path, VANISHED).line()))
+        elif isinstance(verdict, Problem):
+            merged.problems.append(verdict)
+            errors = 1
+        if assembly.attempt > 1 or verdict != "store":
+            merged.dirty = True  # segments of an attempt or of a file left out may remain: the sweep finds them
+        self.state.forget_ranges(huge.fh)
+        return errors + self._part_back(huge.unit)
+
+    def _part_back(self, unit: int) -> int:
+        """One part of a split directory is done; store the directory once all are. Returns new errors."""
+        progress = self._splits[unit]
         progress.left -= 1
         if progress.left:
-            return errors
-        del self._splits[batch.unit]
+            return 0
+        del self._splits[unit]
+        merged = progress.result
         split, merged.split = merged.split, None
         assert split is not None
         try:
             self._directory_writer().store_split_directory(progress.task, split, merged.children)
         except UnitFailed as exc:
-            self.state.fail_unit(batch.unit, exc.problem)
+            self.state.fail_unit(unit, exc.problem)
             log.error("%s", exc.problem.line())
-            return errors + 1
+            return 1
         merged.children = []
         self._complete_unit(progress.task, merged, counted=True)
-        return errors
+        return 0
 
     def _directory_writer(self) -> Worker:
         """Stores the directories whose entries were loaded in batches, through the driver's target."""
@@ -534,7 +620,10 @@ class Loader:
     def _mark_repeated(self, task) -> None:
         """A unit that may have run twice (its Dask worker was lost): sweep what it owns in FINALIZE."""
         assert self.state is not None
-        self.state.add_sweep(task.fh, SWEEP_OBJECT if isinstance(task, LinkTask) else SWEEP_DIR)
+        if isinstance(task, FileRange):
+            self.state.add_sweep(task.parent_fh, SWEEP_DIR)  # its directory's sweep checks the file's segments
+        else:
+            self.state.add_sweep(task.fh, SWEEP_OBJECT if isinstance(task, LinkTask) else SWEEP_DIR)
         log.info("%s: its worker was lost while it ran; it ran again, and FINALIZE sweeps what the lost "
                  "attempt left", os.fsdecode(task.path))
 
@@ -774,10 +863,10 @@ def _remove_temp_files(target: BlobTarget) -> None:
             log.info("removed %d partial blob files left by an interrupted run", removed)
 
 
-def _batch_entries() -> int:
-    """Entries per batch of a huge directory: ``CLFSLOAD_BATCH_ENTRIES`` (tests), else the default."""
-    text = os.environ.get("CLFSLOAD_BATCH_ENTRIES", "").strip()
-    return int(text) if text.isdigit() else BATCH_ENTRIES
+def _env_count(name: str, default: int) -> int:
+    """A count from the environment (``CLFSLOAD_BATCH_ENTRIES``, ``CLFSLOAD_RANGE_SEGMENTS``), else ``default``."""
+    text = os.environ.get(name, "").strip()
+    return int(text) if text.isdigit() else default
 
 
 def _uuid4() -> str:

@@ -2,8 +2,9 @@
 
 Each worker process opens its own connection to the target once (the
 credential reaches it in the initializer, never in a task), then runs
-:class:`~clfsload.transfer.DirTask` and :class:`~clfsload.transfer.LinkTask`
-units and returns their outcome. The driver alone writes the state store.
+units (:data:`Unit`: directories, batches of a huge directory's entries,
+ranges of a huge file's segments, hard-linked objects) and returns their
+outcome. The driver alone writes the state store.
 """
 
 import multiprocessing
@@ -21,10 +22,13 @@ from .scan import Problem
 from .targets import open_async_target, open_target
 from .targets.credentials import Credential
 from .targets.endpoint import LocalFolder, parse_account
+from .ranges import FileRange, RangeDone, RangeVanished
 from .transfer import DirResult, DirTask, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
 from .upload import DirectUploader, Uploader
 
-Outcome = Union[DirResult, Problem, LinkDone]
+Outcome = Union[DirResult, Problem, LinkDone, RangeDone, RangeVanished]
+#: every kind of unit a pool runs
+Unit = Union[DirTask, EntryBatch, FileRange, LinkTask]
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def _init_process(config: WorkerConfig, driver: int) -> None:
     _worker = _open_worker(config)
 
 
-def run_task(task: Union[DirTask, EntryBatch, LinkTask], worker: Optional[Worker] = None) -> Outcome:
+def run_task(task: Unit, worker: Optional[Worker] = None) -> Outcome:
     """Run one unit; a directory that fails outright comes back as its Problem.
 
     TerminalError propagates: the driver stops the run.
@@ -136,6 +140,8 @@ def run_task(task: Union[DirTask, EntryBatch, LinkTask], worker: Optional[Worker
         return worker.store_linked(task)
     if isinstance(task, EntryBatch):
         return worker.run_batch(task)
+    if isinstance(task, FileRange):
+        return worker.store_range(task)
     try:
         return worker.run(task)
     except UnitFailed as exc:
@@ -177,7 +183,7 @@ class UnitPool:
         """How many units to keep queued so no worker idles."""
         return max(1, self.processes) * 4
 
-    def submit(self, task: Union[DirTask, EntryBatch, LinkTask]) -> "Future[Outcome]":
+    def submit(self, task: Unit) -> "Future[Outcome]":
         """Queue one unit."""
         if self._inline is not None:
             return self._executor.submit(run_task, task, self._inline)

@@ -15,7 +15,10 @@ Only the driver touches it, through this narrow interface. What it holds:
   (:mod:`clfsload.sweep`);
 * ``pruned``: entries taken out of their directories because they failed
   and the run published anyway (``--publish_with_errors``); a successful
-  retry puts them back.
+  retry puts them back;
+* ``ranges``: the ranges of huge files (:mod:`clfsload.ranges`) stored so
+  far, with the stat they read, so a resumed run loads only the rest of a
+  file that has not changed since.
 
 Writes are batched: results accumulate in one open transaction until
 :meth:`StateStore.commit`. A crash loses at most the uncommitted batch, and
@@ -84,7 +87,19 @@ CREATE TABLE pruned (
     fh BLOB NOT NULL,
     PRIMARY KEY (parent_fh, name)
 );
+CREATE TABLE IF NOT EXISTS ranges (
+    fh BLOB NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    stat BLOB NOT NULL,     -- EntryStat.pack() of the file as the range read it
+    head BLOB NOT NULL,     -- the first 16 KiB (first range only)
+    digest BLOB NOT NULL,   -- XXH3-128 of the range's bytes
+    nbytes INTEGER NOT NULL,
+    PRIMARY KEY (fh, first)
+);
 """
+#: added to format 2 after its first release: made on open where missing
+_RANGES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS ranges"):]
 
 
 _NOT_A_DIRECTORY = "'%s' is a file, not a state directory; give a new path for the state directory"
@@ -182,6 +197,7 @@ class StateStore:
             raise StateError(
                 "state directory '%s' has format version %r, this clfsload reads %r" % (path, version, FORMAT_VERSION)
             )
+        store._db.executescript(_RANGES_TABLE)
         return store
 
     @classmethod
@@ -393,6 +409,25 @@ class StateStore:
             parents = [r[0] for r in self._db.execute("SELECT parent_fh FROM link_paths WHERE fh = ? ORDER BY rowid", (fh,))]
             tasks.append(LinkTask(fh, path, name, stat, tuple(parents)))
         return tasks
+
+    def record_range(self, fh: bytes, first: int, last: int, stat: bytes, head: bytes, digest: bytes,
+                     nbytes: int) -> None:
+        """One range of a huge file is stored (its segments are in the container)."""
+        self._begin()
+        self._db.execute("INSERT OR REPLACE INTO ranges (fh, first, last, stat, head, digest, nbytes)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (fh, first, last, stat, head, digest, nbytes))
+        self._in_batch += 1
+
+    def stored_ranges(self, fh: bytes) -> List[Tuple[int, int, bytes, bytes, bytes, int]]:
+        """``(first, last, stat, head, digest, nbytes)`` of the ranges of file ``fh`` stored by earlier runs."""
+        rows = self._db.execute("SELECT first, last, stat, head, digest, nbytes FROM ranges WHERE fh = ?"
+                                " ORDER BY first", (fh,))
+        return [(f, last, bytes(st), bytes(h), bytes(d), n) for f, last, st, h, d, n in rows]
+
+    def forget_ranges(self, fh: bytes) -> None:
+        """The huge file ``fh`` is stored, or left out: its ranges are no longer needed."""
+        self._begin()
+        self._db.execute("DELETE FROM ranges WHERE fh = ?", (fh,))
 
     def complete_link(self, fh: bytes, problem: Optional[Problem]) -> None:
         """Record a stored link object (its rows are reaped) or its failure."""

@@ -45,6 +45,7 @@ from .scan import (
     same_content,
     scan_directory,
 )
+from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, HugeFile, RangeOutcome, is_huge, store_range
 from .upload import DirectUploader, Uploader, first_error
 
 #: times a regular file is read again when it changes while being read
@@ -68,6 +69,8 @@ class RunParams:
     preserve_hardlinks: bool
     #: non-directory entries per batch of a huge directory (0: never split)
     batch_entries: int = BATCH_ENTRIES
+    #: data segments per range of a huge regular file (0: never split; :mod:`clfsload.ranges`)
+    range_segments: int = RANGE_SEGMENTS
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,20 @@ class EntryBatch:
 
 @dataclass
 class SplitDir:
-    """A directory whose entries went out in batches: what the driver needs to store it at the end."""
+    """A directory whose entries went out as units of their own: what the driver needs to store it at the end.
+
+    Its non-directories are in ``batches`` (a huge directory), or some were
+    stored by the directory's unit (their ``(pos, name, fh)`` are in the
+    result's ``children``) and its huge regular files go out in ranges.
+    """
 
     stat: bytes  # the directory's EntryStat.pack(), taken just before its listing
     batches: List[EntryBatch]
     #: (pos, name, fh) of its subdirectories, which store nothing in this unit
     subdirs: List[Tuple[int, bytes, bytes]]
     subdir_count: int
+    #: regular files loaded in ranges of segments (:mod:`clfsload.ranges`)
+    files: List[HugeFile] = field(default_factory=list)
 
 
 class SubDir(NamedTuple):
@@ -213,7 +223,8 @@ class Worker:
         self._dirty = False  # set when this unit wrote some object twice
         self._checksums: List[Tuple[bytes, bytes]] = []  # of the files stored since the last unit began
 
-    def _attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
+    def attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
+        """The VATTR of an object of this stat, size and link count in this run."""
         return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
 
     # --- one directory -------------------------------------------------------
@@ -261,13 +272,25 @@ class Worker:
                 result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
             subdir_count += 1
             slots.append((pos, entry.name, fh, [], entry.path))
+        files, huge = self._take_huge_files(task, files)
         limit = self.params.batch_entries
-        if limit and len(files) > limit:
-            batches = [
-                EntryBatch(task.unit, index, task.fh, task.path, tuple(files[start:start + limit]))
-                for index, start in enumerate(range(0, len(files), limit))
-            ]
-            result.split = SplitDir(dir_stat.pack(), batches, [(p, n, fh) for p, n, fh, _, _ in slots], subdir_count)
+        if huge or (limit and len(files) > limit):
+            # Stored by the driver once every part is back; small files of a
+            # directory with huge ones are stored here, in this unit.
+            batches = []
+            if limit and len(files) > limit:
+                batches = [
+                    EntryBatch(task.unit, index, task.fh, task.path, tuple(files[start:start + limit]))
+                    for index, start in enumerate(range(0, len(files), limit))
+                ]
+            else:
+                stored: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []
+                for item in files:
+                    self._store_entry(task.fh, item, result, stored)
+                result.children = self._settle(stored, result)
+                result.dirty = self._dirty
+            result.split = SplitDir(dir_stat.pack(), batches, [(p, n, fh) for p, n, fh, _, _ in slots], subdir_count,
+                                    huge)
             return result
         for item in files:
             self._store_entry(task.fh, item, result, slots)
@@ -276,6 +299,23 @@ class Worker:
         self._store_directory(task, dir_stat, children, subdir_count)
         result.dirty = self._dirty
         return result
+
+    def _take_huge_files(self, task: DirTask, files: List[BatchEntry]) -> Tuple[List[BatchEntry], List[HugeFile]]:
+        """Split off the regular files loaded in ranges; hard-linked ones stay (RECONCILE stores them whole)."""
+        per_range = self.params.range_segments
+        if not per_range:
+            return files, []
+        rest: List[BatchEntry] = []
+        huge: List[HugeFile] = []
+        for item in files:
+            st = item.stat
+            linked = self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX
+            if item.ftype == Ftype.REG and not linked and is_huge(st, per_range):
+                fh = self.mint.fh(task.fh, Ftype.REG, item.seq)
+                huge.append(HugeFile(task.unit, item.pos, item.name, item.path, fh, task.fh, st))
+            else:
+                rest.append(item)
+        return rest, huge
 
     def run_batch(self, batch: EntryBatch) -> DirResult:
         """Store the entries of one batch of a huge directory; ``children`` lists those stored."""
@@ -335,9 +375,33 @@ class Worker:
                 raise error
             else:
                 result.objects -= 1
-                result.problems.append(Problem(path, _store_failure(error)))
+                result.problems.append(Problem(path, store_failure(error)))
         result.checksums = [(fh, digest) for fh, digest in self._checksums if fh in kept]
         return stored
+
+    def store_range(self, task: FileRange) -> RangeOutcome:
+        """Read and store one range of a huge file's segments (:mod:`clfsload.ranges`)."""
+        return store_range(self, task)
+
+    def store_ranged_file(self, assembly: FileAssembly) -> None:
+        """Store the indirect blocks, then the inode, of a file whose ranges are all stored (the driver).
+
+        Raises TerminalError, or UnitFailed naming the file.
+        """
+        path = assembly.huge.path
+        try:
+            blobs = assembly.blobs(self)
+        except EncodeError as exc:
+            raise UnitFailed(Problem(path, str(exc))) from None
+        # The inode goes last, once everything it names is stored (FMT §11.5).
+        error = first_error([self.uploader.submit(blob) for blob in blobs[:-1]])
+        if error is None:
+            error = first_error([self.uploader.submit(blobs[-1])])
+            crashpoints.reached("inode")
+        if isinstance(error, TerminalError):
+            raise error
+        if error is not None:
+            raise UnitFailed(Problem(path, store_failure(error)))
 
     def store_split_directory(self, task: DirTask, split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> None:
         """Store a directory whose entries were loaded in batches (the driver, once all are back)."""
@@ -348,7 +412,7 @@ class Worker:
     def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
         is_root = task.fh == ROOT_ID
         try:
-            attrs = self._attrs(st, 0)
+            attrs = self.attrs(st, 0)
         except EncodeError as exc:
             raise UnitFailed(Problem(task.path, str(exc))) from None
         blobs = directory_blobs(
@@ -371,7 +435,7 @@ class Worker:
         if isinstance(error, TerminalError):
             raise error
         if error is not None:
-            raise UnitFailed(Problem(task.path, _store_failure(error)))
+            raise UnitFailed(Problem(task.path, store_failure(error)))
 
     # --- one non-directory ---------------------------------------------------
 
@@ -400,11 +464,11 @@ class Worker:
                         "symlink target of %d bytes exceeds the CLFS limit of %d bytes"
                         % (len(target), CLFS_SYMLINK_LENGTH_MAX)
                     )
-                attrs = self._attrs(st, symlink_size(target), nlink)
+                attrs = self.attrs(st, symlink_size(target), nlink)
                 future = self.uploader.submit(symlink_blob(target, attrs, fh, backpointers, name, where))
                 crashpoints.reached("inode")
                 return [future], len(target)
-            attrs = self._attrs(st, st.st_size, nlink)
+            attrs = self.attrs(st, st.st_size, nlink)
             future = self.uploader.submit(special_blob(attrs, fh, backpointers, name, where))
             crashpoints.reached("inode")
             return [future], 0
@@ -441,7 +505,7 @@ class Worker:
             return None
         if not same_content(opened, os.fstat(fd)):
             return None
-        attrs = self._attrs(opened, len(data), len(backpointers))
+        attrs = self.attrs(opened, len(data), len(backpointers))
         future = self.uploader.submit(small_file_blob(data, attrs, fh, backpointers, name, where))
         crashpoints.reached("inode")
         return [future], len(data)
@@ -451,7 +515,7 @@ class Worker:
         for _attempt in range(READ_ATTEMPTS):
             stream.seek(0)
             before = EntryStat.of(os.fstat(fd))
-            attrs = self._attrs(before, 0, len(backpointers))
+            attrs = self.attrs(before, 0, len(backpointers))
             reader = HashingReader(stream, new_hasher())
             gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
             futures: List["Future[None]"] = []
@@ -500,7 +564,7 @@ class Worker:
         if isinstance(error, TerminalError):
             raise error
         if error is not None:
-            return Problem(task.path, _store_failure(error))
+            return Problem(task.path, store_failure(error))
         crashpoints.reached("link")
         return LinkDone(self._checksums)
 
@@ -519,7 +583,8 @@ def _check_same_directory(path: bytes, scanned: EntryStat, now: EntryStat) -> No
         )
 
 
-def _store_failure(error: BaseException) -> str:
+def store_failure(error: BaseException) -> str:
+    """The reason line of an object whose upload failed."""
     if isinstance(error, TargetError):
         return "could not be stored: %s" % error
     return "could not be stored: %s: %s" % (type(error).__name__, error)

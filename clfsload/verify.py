@@ -48,7 +48,8 @@ goes unnoticed.
 **Recorded checksums** (``checksums``, read from the load's state dir with
 :func:`clfsload.checksums.read_checksums`; ``verify --state``): in fast mode,
 each regular file with a checksum recorded at upload has its source file
-hashed (XXH3-128) and compared with it. That proves the bytes the load
+hashed (XXH3-128; a file loaded in ranges, range by range, see
+:mod:`clfsload.checksums`) and compared with it. That proves the bytes the load
 stored (all of them, not only the first 16 KiB) equal the source now,
 without downloading a data segment; that the stored blobs are intact is the
 storage's own guarantee (Azure checks every Put Blob's MD5 itself).
@@ -63,7 +64,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple
 
-from .checksums import file_digest
+from .checksums import Recorded, matches
 from .clfs.constants import FIRST_SEGMENT_BYTES, FTYPE_TO_BTYPE, Btype
 from .clfs.container import Container, Inode
 from .clfs.vattr import ftype_of_mode, split_time
@@ -378,7 +379,7 @@ class _Comparison:
     """Compare an expected side with a found side (each a _TreeSide or _ContainerSide)."""
 
     def __init__(self, expected: Any, found: Any, deep: bool, hardlinks: Optional[bool],
-                 checksums: Optional[Dict[bytes, bytes]] = None) -> None:
+                 checksums: Optional[Dict[bytes, Recorded]] = None) -> None:
         self.expected, self.found, self.deep = expected, found, deep
         self.checksums = checksums or {}
         self.out: List[Difference] = list(expected.errors) + list(found.errors)
@@ -477,8 +478,7 @@ class _Comparison:
                 at = _first_difference(_guarded(self.expected.label, self.expected.chunks(path)),
                                        _guarded(self.found.label, self.found.chunks(path)))  # fmt: skip
             elif f.identity in self.checksums:
-                recorded = self.checksums[f.identity]
-                if file_digest(self.expected.local(path)) != recorded:
+                if not matches(self.expected.local(path), self.checksums[f.identity]):
                     self.out.append(Difference(path, "content", None, "differs from the checksum recorded at upload"))
                 return
             else:
@@ -518,7 +518,7 @@ def _format_problems(container: Container, side: _ContainerSide, deep: bool) -> 
 
 
 def compare_tree(container: Container, source_dir: str, *, deep: bool,
-                 hardlinks: Optional[bool] = None, checksums: Optional[Dict[bytes, bytes]] = None) -> List[Difference]:
+                 hardlinks: Optional[bool] = None, checksums: Optional[Dict[bytes, Recorded]] = None) -> List[Difference]:
     """Every difference between ``container`` and the local tree ``source_dir``; empty when they match.
 
     ``expected`` values come from the source, ``found`` values from the

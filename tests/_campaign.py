@@ -37,6 +37,8 @@ from clfsload.clfs.container import Container, FolderSource
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT = 8 << 20
 FIRST = 16384
+#: huge-file ranges of 2 segments (CLFSLOAD_RANGE_SEGMENTS): big/three-segments-in-ranges.bin goes in two
+RANGE_SEGMENTS = 2
 
 #: every crash point of clfsload.crashpoints; a run arms one, drawn uniformly
 POINTS = ("init", "commit", "phase", "file-segment", "dir-segment", "inode", "put-partial", "link", "sweep",
@@ -73,6 +75,8 @@ def build_tree(root: Path) -> Path:
     big.mkdir()
     # Two data segments plus the inode's first 16 KiB: a multi-segment file.
     (big / "two-segments.bin").write_bytes(bytes(range(256)) * ((FIRST + SEGMENT + 4096) // 256))
+    # Three data segments: over RANGE_SEGMENTS, so loaded in two ranges (two units) and closed by the driver.
+    (big / "three-segments-in-ranges.bin").write_bytes(bytes(range(255, -1, -1)) * ((FIRST + 2 * SEGMENT + 512) // 256))
     (big / "small.txt").write_bytes(b"small\n")
     many = root / "many"
     many.mkdir()
@@ -148,6 +152,7 @@ def run_loader(args: List[str], crash: Optional[str], timeout: float = 300,
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("CLFSLOAD_TEST_CRASH", None)
     env.pop("CLFSLOAD_TEST_CRASH_LOG", None)
+    env["CLFSLOAD_RANGE_SEGMENTS"] = str(RANGE_SEGMENTS)
     if crash:
         env["CLFSLOAD_TEST_CRASH"] = crash
     if log_dir is not None:

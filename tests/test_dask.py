@@ -165,19 +165,24 @@ def test_directories_in_batches_through_a_dask_cluster(golden, azurite, dask_clu
     assert_matches_golden(golden_dir(golden), _read_back(azurite, container), compressed=GOLDEN_RUNS[golden][2])
 
 
-#: (golden, seed, entries per batch, target): one huge directory (whole, then in batches of 500),
-#: many segments, hard links reconciled on workers. The huge directory goes to a local folder:
-#: read back from Azurite (a GET scans every blob of the account) it would take a minute more.
-KILL_RUNS = [("bigdir", 1, 0, "folder"), ("bigdir", 5, 500, "folder"), ("boundaries", 2, 0, "azurite"),
-             ("hardlinks-preserve", 3, 0, "azurite"), ("basic-preserve", 4, 0, "azurite")]
+#: (golden, seed, entries per batch, segments per range, target): one huge directory (whole, then
+#: in batches of 500), many segments (whole files, then files in ranges of 1 segment), hard links
+#: reconciled on workers. The huge directory goes to a local folder: read back from Azurite (a GET
+#: scans every blob of the account) it would take a minute more.
+KILL_RUNS = [("bigdir", 1, 0, 0, "folder"), ("bigdir", 5, 500, 0, "folder"), ("boundaries", 2, 0, 0, "azurite"),
+             ("boundaries", 6, 0, 1, "azurite"), ("hardlinks-preserve", 3, 0, 0, "azurite"),
+             ("basic-preserve", 4, 0, 0, "azurite")]
 
 
-@pytest.mark.parametrize("golden,seed,batch,target", KILL_RUNS)
-def test_workers_killed_mid_load_still_give_the_golden_container(golden, seed, batch, target, azurite, dask_cluster,
-                                                                  source_trees, tmp_path, caplog, monkeypatch):
+@pytest.mark.parametrize("golden,seed,batch,per_range,target", KILL_RUNS)
+def test_workers_killed_mid_load_still_give_the_golden_container(golden, seed, batch, per_range, target, azurite,
+                                                                  dask_cluster, source_trees, tmp_path, caplog,
+                                                                  monkeypatch):
     """Two workers SIGKILLed at seeded points: Dask reruns their units, the container is the golden one."""
     if batch:
         monkeypatch.setenv("CLFSLOAD_BATCH_ENTRIES", str(batch))
+    if per_range:
+        monkeypatch.setenv("CLFSLOAD_RANGE_SEGMENTS", str(per_range))
     if target == "folder":
         azurite = Folder(tmp_path / "out")
     tree = source_trees / GOLDEN_RUNS[golden][0]
@@ -190,12 +195,16 @@ def test_workers_killed_mid_load_still_give_the_golden_container(golden, seed, b
     reached = {p: after[p] - before[p] for p in WORKER_POINTS if after[p] > before[p]}
     rng = random.Random(seed)
     draws = [(p, rng.randint(1, n)) for p, n in rng.sample(sorted(reached.items()), min(2, len(reached)))]
+    if per_range and "file-segment" not in dict(draws):  # a kill inside a range of a huge file
+        draws[0] = ("file-segment", rng.randint(1, reached["file-segment"]))
     tickets = [dask_cluster.arm(point, after[point] + n) for point, n in draws]
     caplog.set_level(logging.INFO, logger="clfsload")
     container, result = _load(azurite, dask_cluster, tmp_path, tree, golden)
     assert result.ok, result.message
     assert [t for t in tickets if t.exists()] == [], "a drawn kill did not happen: %s" % draws
     assert "worker was lost while it ran" in caplog.text
+    if per_range:
+        assert "ranges of up to %d segments" % per_range in caplog.text
     assert_matches_golden(golden_dir(golden), _read_back(azurite, container), compressed=GOLDEN_RUNS[golden][2])
 
 

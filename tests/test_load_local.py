@@ -7,6 +7,8 @@ documented exit code, and leave nothing half-published.
 """
 
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,10 +29,10 @@ except ImportError:
     from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
 
 
-def load(state, source, target_dir, *extra, new=True, container="c", env=None):
+def load(state, source, target_dir, *extra, new=True, container="c", env=None, **kwargs):
     Path(target_dir).mkdir(parents=True, exist_ok=True)
     args = (["--new"] if new else []) + [str(state), str(source), "file:" + str(target_dir), container, "-", *extra]
-    return cli(*args, env=env)
+    return cli(*args, env=env, **kwargs)
 
 
 @pytest.mark.parametrize("golden", ["bigdir", "basic", "hardlinks-preserve", "special"])
@@ -42,6 +44,54 @@ def test_directories_loaded_in_batches_match_the_golden(golden, source_trees, tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert "loaded in" in done.stdout and " batches" in done.stdout  # the split really happened
     assert_matches_golden(golden_dir(golden), FolderSource(str(tmp_path / "out" / "c")))
+
+
+def test_files_loaded_in_ranges_of_segments_match_the_golden(source_trees, tmp_path):
+    """Every file of over 1 data segment loaded in ranges of 1 segment: the same container, inodes by the driver."""
+    golden = "boundaries"  # the golden tree with files of 2 and 3 data segments
+    tree, preserve, _ = GOLDEN_RUNS[golden]
+    done = load(tmp_path / "state", source_trees / tree, tmp_path / "out", "--preserve_hardlinks", str(int(preserve)),
+                "--processes", "2", env={"CLFSLOAD_RANGE_SEGMENTS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranged = [line for line in done.stdout.splitlines() if " ranges of up to 1 segments" in line]
+    assert ranged, done.stdout  # the split really happened
+    assert_matches_golden(golden_dir(golden), FolderSource(str(tmp_path / "out" / "c")))
+    # verify --state checks the ranged files against the digests of their ranges recorded at upload ...
+    records = (tmp_path / "state" / "checksums-ranged.xxh3").stat().st_size // 48
+    assert records == len(ranged)
+    verify = ["verify", "file:" + str(tmp_path / "out"), "c"]
+    checked = cli(*verify, str(source_trees / tree), "--state", str(tmp_path / "state"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # ... and sees one byte changed in the last range of the biggest (size and mtime put back).
+    copy = tmp_path / "copy"
+    shutil.copytree(source_trees / tree, copy, symlinks=True)
+    biggest = max((p for p in copy.rglob("*") if p.is_file() and not p.is_symlink()), key=lambda p: p.stat().st_size)
+    st = biggest.stat()
+    with open(biggest, "r+b") as f:
+        f.seek(st.st_size - 3)
+        byte = f.read(1)
+        f.seek(st.st_size - 3)
+        f.write(bytes([byte[0] ^ 1]))
+    os.utime(biggest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = cli(*verify, str(copy), "--state", str(tmp_path / "state"))
+    assert changed.returncode == 1 and "differs from the checksum recorded" in changed.stdout, changed.stdout
+    assert biggest.name in changed.stdout
+
+
+def test_a_run_killed_after_a_ranged_file_resumes_without_reading_its_ranges_again(source_trees, tmp_path):
+    """Killed (all processes) at the driver's 5th state commit, by then after the first ranges of huge
+    files came back (each is committed at once): the resumed run reads only ranges no earlier run
+    stored, and the container is the golden one."""
+    tree = source_trees / GOLDEN_RUNS["boundaries"][0]
+    env = {"CLFSLOAD_RANGE_SEGMENTS": "1"}
+    killed = load(tmp_path / "state", tree, tmp_path / "out", "--processes", "1", start_new_session=True,
+                  env=dict(env, CLFSLOAD_TEST_CRASH="commit@5"))
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    done = load(tmp_path / "state", tree, tmp_path / "out", new=False, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reused = re.findall(r"loaded in (\d+) ranges of up to 1 segments \((\d+) stored by an earlier run\)", done.stdout)
+    assert reused, done.stdout
+    assert_matches_golden(golden_dir("boundaries"), FolderSource(str(tmp_path / "out" / "c")))
 
 
 @pytest.mark.parametrize("golden", sorted(GOLDEN_RUNS))

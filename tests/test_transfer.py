@@ -33,7 +33,7 @@ class Capture:
 def expected_blobs(worker, path, fh):
     """What the general (streaming) path makes of the file as it is now."""
     st = EntryStat.of(os.lstat(path))
-    attrs = worker._attrs(st, 0, 1)
+    attrs = worker.attrs(st, 0, 1)
     with open(path, "rb") as f:
         return list(file_blobs(f, attrs, fh, [ROOT_ID], b"f", InodeName(ROOT_ID), ids=worker.mint.block_ids(fh)))
 

@@ -124,11 +124,7 @@ def file_blobs(
             if not data:
                 break
             seg_id = ids.segment(index)
-            offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
-            yield Blob(
-                hashing.blob_name(seg_id, Btype.SEGMENT, fh),
-                records.encode_file_segment(data, ctime, offset, fh),
-            )
+            yield file_segment_blob(data, index, seg_id, ctime, fh)
             blockmap.add(seg_id)
             yield from pending
             pending.clear()
@@ -142,6 +138,41 @@ def file_blobs(
     body = records.encode_file_inode(final, fh, direct, roots, backpointers, name, first)
     yield Blob(hashing.blob_name(fh, final.btype, where.owner, where.version), body)
     return final
+
+
+def file_segment_blob(data: bytes, index: int, seg_id: bytes, ctime: int, fh: bytes) -> Blob:
+    """Data segment ``index`` (1-based block index) of regular file ``fh``, with id ``seg_id`` (§9.6)."""
+    offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+    return Blob(hashing.blob_name(seg_id, Btype.SEGMENT, fh), records.encode_file_segment(data, ctime, offset, fh))
+
+
+def file_inode_blobs(
+    attrs: VAttr,
+    fh: bytes,
+    backpointers: Sequence[bytes],
+    name: bytes,
+    where: InodeName,
+    head: bytes,
+    segments: int,
+    ids,
+) -> List[Blob]:
+    """The indirect blocks and the inode of a regular file whose segments are stored already.
+
+    For a file loaded in ranges (:mod:`clfsload.ranges`): its ``segments``
+    data segments were written by other units under ``ids.segment(1..n)``.
+    The block map needs their ids only, so it is built here without the
+    data: the same indirect blocks and inode :func:`file_blobs` makes (it
+    emits them between segments; here they come together, inode last).
+    ``head`` is the file's first FIRST_SEGMENT_BYTES, ``attrs.size`` its size.
+    """
+    out: List[Blob] = []
+    blockmap = BlockMapBuilder(_indirect_emitter(out, fh, attrs.ctime_sec), new_id=ids.next_indirect)
+    for index in range(1, segments + 1):
+        blockmap.add(ids.segment(index))
+    direct, roots = blockmap.finish()
+    body = records.encode_file_inode(attrs, fh, direct, roots, backpointers, name, head)
+    out.append(Blob(hashing.blob_name(fh, attrs.btype, where.owner, where.version), body))
+    return out
 
 
 def small_file_blob(

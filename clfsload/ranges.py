@@ -1,0 +1,288 @@
+"""Huge regular files loaded as ranges of their segments, so one file spreads over many workers.
+
+A directory unit that meets a regular file of more than ``range_segments``
+data segments does not read it itself: it hands the driver a
+:class:`HugeFile`. The driver cuts the file into :class:`FileRange` units of
+at most ``range_segments`` segments each (128 x 8 MiB = 1 GiB by default)
+and runs them like any unit, on any worker or Dask node. A range needs
+nobody: segment ids are fixed by the file's fh and the segment's index
+(:class:`clfsload.ids.BlockIds`), and a segment's body by its bytes, its
+offset and the file's ctime, so a range run twice writes the same blobs
+under the same names.
+
+When every range is back, the driver checks they all read the same file
+(each range fstats it before and after reading; all must match the stat the
+ranges were planned on) and writes the file's indirect blocks and inode
+itself: they need the segment ids and the first 16 KiB (which the first
+range returns), not the data. Until then the directory is not stored, so a
+published container never lists a file whose inode is missing. A file that
+changed while read is planned again from its new stat, at most
+``READ_ATTEMPTS`` times, as on the single-file path; it is never stored torn.
+
+Content checksum: each range hashes its bytes (XXH3-128); the file's record
+is the XXH3-128 of its ranges' digests with the range span, which
+``verify --state`` recomputes from the source
+(:func:`clfsload.checksums.ranged_digest`).
+"""
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from . import crashpoints
+from .checksums import new_hasher, range_span, tree_digest
+from .clfs.blockmap import segment_count, segment_offset
+from .clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
+from .clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
+from .errors import EncodeError, TerminalError
+from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
+from .upload import first_error
+
+if TYPE_CHECKING:
+    from .transfer import Worker
+
+#: data segments per range (1 GiB); a file with more segments is loaded in ranges
+RANGE_SEGMENTS = 128
+#: times a file loaded in ranges is planned again when it changed while read
+READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class HugeFile:
+    """A regular file of a directory unit, to be loaded in ranges; ``stat`` is the directory scan's."""
+
+    unit: int
+    pos: int  # its place in the directory's scan order
+    name: bytes
+    path: bytes
+    fh: bytes
+    parent_fh: bytes
+    stat: EntryStat
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Data segments ``first``..``last`` (1-based block indexes) of one huge file: a unit of work.
+
+    The first range also reads the file's first 16 KiB (the inode's DATA).
+    ``stat`` is the one the ranges were planned on: a range that finds the
+    file different reports it changed and stores nothing.
+    """
+
+    unit: int  # the directory unit the file belongs to
+    fh: bytes
+    parent_fh: bytes
+    path: bytes
+    stat: EntryStat
+    first: int
+    last: int
+    attempt: int
+
+
+class RangeDone(NamedTuple):
+    """What a range read and stored."""
+
+    first: int
+    #: the file's fstat before reading (after it, when ``changed`` found it different)
+    stat: EntryStat
+    #: the first FIRST_SEGMENT_BYTES of the file (first range only)
+    head: bytes
+    #: XXH3-128 of the bytes this range read, head included
+    digest: bytes
+    nbytes: int
+    #: the file differs from the planned stat, before or while reading: nothing usable was stored
+    changed: bool = False
+
+
+class RangeVanished(NamedTuple):
+    """The file is gone since its directory was scanned."""
+
+    path: bytes
+
+
+RangeOutcome = Union[RangeDone, RangeVanished, Problem]
+
+
+def is_huge(st: EntryStat, range_segments: int) -> bool:
+    """True if a regular file of this stat is loaded in ranges (never with ``range_segments`` 0)."""
+    return bool(range_segments) and segment_count(st.st_size, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES) > range_segments
+
+
+def plan_ranges(size: int, range_segments: int) -> List[Tuple[int, int]]:
+    """``(first, last)`` segment indexes of each range of a file of ``size`` bytes; at least one range.
+
+    A file that shrank to fit its inode has one range of no segment (it reads the head only).
+    """
+    count = segment_count(size, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+    if count == 0:
+        return [(1, 0)]
+    return [(first, min(first + range_segments - 1, count)) for first in range(1, count + 1, range_segments)]
+
+
+def _pread_exact(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset``, short only at end of file."""
+    chunks = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def store_range(worker: "Worker", task: FileRange) -> RangeOutcome:
+    """Read and store the segments of one range (a worker's unit). Raises TerminalError only."""
+    try:
+        fd, opened = open_for_reading(task.path)
+    except FileNotFoundError:
+        return RangeVanished(task.path)
+    except OSError as exc:
+        return Problem(task.path, describe_oserror(exc))
+    try:
+        before = EntryStat.of(opened)
+        if not same_content(task.stat, before):
+            return RangeDone(task.first, before, b"", b"", 0, changed=True)
+        ctime = worker.attrs(before, before.st_size).ctime_sec
+        size = before.st_size
+        hasher = new_hasher()
+        head = b""
+        nbytes = 0
+        short = False
+        if task.first == 1:
+            head = _pread_exact(fd, FIRST_SEGMENT_BYTES, 0)
+            hasher.update(head)
+            nbytes = len(head)
+            short = len(head) != min(size, FIRST_SEGMENT_BYTES)
+        ids = worker.mint.block_ids(task.fh)
+        futures = []
+        for index in range(task.first, task.last + 1):
+            if short:
+                break
+            offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+            want = min(OTHER_SEGMENT_BYTES, size - offset)
+            data = _pread_exact(fd, want, offset)
+            if len(data) != want:  # the file shrank while read
+                short = True
+                break
+            hasher.update(data)
+            nbytes += len(data)
+            futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
+            crashpoints.reached("file-segment")
+        error = first_error(futures)  # every PUT lands before the range reports, changed or not
+        after = EntryStat.of(os.fstat(fd))
+    except FileNotFoundError:
+        return RangeVanished(task.path)
+    except OSError as exc:
+        return Problem(task.path, describe_oserror(exc))
+    except EncodeError as exc:
+        return Problem(task.path, str(exc))
+    finally:
+        os.close(fd)
+    if short or not same_content(before, after):
+        return RangeDone(task.first, after, b"", b"", nbytes, changed=True)
+    if isinstance(error, TerminalError):
+        raise error
+    if error is not None:
+        from .transfer import store_failure
+
+        return Problem(task.path, store_failure(error))
+    return RangeDone(task.first, before, head, hasher.digest(), nbytes)
+
+
+class FileAssembly:
+    """The driver's view of one huge file: its ranges out, those back, and what to do once all are.
+
+    :meth:`tasks` gives the ranges of the current attempt; feed each outcome
+    to :meth:`add`; when it returns True every range is back and
+    :meth:`verdict` says what happens to the file.
+    """
+
+    def __init__(self, huge: HugeFile, range_segments: int, stored: Sequence[Tuple[int, RangeDone]] = ()):
+        self.huge = huge
+        self.range_segments = range_segments
+        self.attempt = 0
+        self._plan(huge.stat)
+        # Ranges an earlier run stored from the same file (same inode, size,
+        # mtime, ctime, and range bounds) stand: their segments are in the container.
+        for last, done in stored:
+            if (done.first, last) in self.ranges and same_content(done.stat, huge.stat):
+                self._done[done.first] = done
+                self._waiting.discard(done.first)
+
+    def _plan(self, st: EntryStat) -> None:
+        self.attempt += 1
+        self.stat = st
+        self.ranges = plan_ranges(st.st_size, self.range_segments)
+        self._waiting = {first for first, _ in self.ranges}
+        self._done: Dict[int, RangeDone] = {}
+        self._changed: Optional[EntryStat] = None
+        self._problem: Optional[Problem] = None
+        self._vanished = False
+
+    def tasks(self) -> List[FileRange]:
+        """The range units of the current attempt still to run (none: all are stored, :meth:`verdict` is due)."""
+        h = self.huge
+        return [FileRange(h.unit, h.fh, h.parent_fh, h.path, self.stat, first, last, self.attempt)
+                for first, last in self.ranges if first in self._waiting]
+
+    @property
+    def complete(self) -> bool:
+        """Every range of this attempt is back (or was stored by an earlier run)."""
+        return not self._waiting
+
+    def add(self, task: FileRange, outcome: RangeOutcome) -> bool:
+        """Take one range's outcome; True once every range of this attempt is back."""
+        assert task.attempt == self.attempt, "a range of an earlier attempt came back late"
+        self._waiting.discard(task.first)
+        if isinstance(outcome, RangeVanished):
+            self._vanished = True
+        elif isinstance(outcome, Problem):
+            self._problem = self._problem or outcome
+        elif outcome.changed:
+            self._changed = outcome.stat
+        else:
+            self._done[outcome.first] = outcome
+        return not self._waiting
+
+    def verdict(self) -> Union[str, Problem]:
+        """Once all are back: ``"store"``, ``"vanished"``, ``"again"`` (changed: :meth:`tasks` has the
+        next attempt's ranges), or the file's Problem."""
+        if self._problem is not None:
+            return self._problem
+        if self._vanished:
+            return "vanished"
+        if self._changed is not None:
+            if self.attempt >= READ_ATTEMPTS:
+                return Problem(self.huge.path, "changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
+            self._plan(self._changed)
+            return "again"
+        return "store"
+
+    def blobs(self, worker: "Worker") -> List[Blob]:
+        """The file's indirect blocks and inode (inode last), once :meth:`verdict` said ``"store"``."""
+        h = self.huge
+        first = self._done[1]
+        attrs = worker.attrs(first.stat, self.stat.st_size)
+        segments = segment_count(self.stat.st_size, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+        return file_inode_blobs(attrs, h.fh, [h.parent_fh], h.name, InodeName(h.parent_fh), first.head, segments,
+                                worker.mint.block_ids(h.fh))
+
+    def checksum(self) -> Tuple[bytes, int, bytes]:
+        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.checksums.ranged_digest`)."""
+        digests = [self._done[first].digest for first, _ in self.ranges]
+        return self.huge.fh, range_span(self.range_segments), tree_digest(digests)
+
+
+__all__ = [
+    "FileAssembly",
+    "FileRange",
+    "HugeFile",
+    "RANGE_SEGMENTS",
+    "RangeDone",
+    "RangeVanished",
+    "is_huge",
+    "plan_ranges",
+    "store_range",
+]

@@ -1,0 +1,189 @@
+"""Huge files loaded in ranges of segments (clfsload.ranges): the same blobs as one stream, and never torn."""
+
+import os
+from concurrent.futures import Future
+
+import pytest
+
+from clfsload._native import hashing
+from clfsload.checksums import file_digest, ranged_digest, range_span
+from clfsload.clfs.blockmap import block_ids_in_order
+from clfsload.clfs.constants import DIRECT_BLOCKS, FIRST_SEGMENT_BYTES, INDIR_POINTERS, OTHER_SEGMENT_BYTES, ROOT_ID
+from clfsload.clfs.constants import Btype, Ftype
+from clfsload.clfs.decode import decode_body
+from clfsload.clfs.objects import InodeName, file_blobs, file_inode_blobs
+from clfsload.ranges import READ_ATTEMPTS, FileAssembly, HugeFile, RangeVanished, plan_ranges
+from clfsload.scan import EntryStat, Problem
+from clfsload.transfer import RunParams, Worker
+
+PARAMS = RunParams(containerid=0x1234, fsid=0x77, secret=b"s" * 16, compress=True, preserve_hardlinks=False)
+SEG = OTHER_SEGMENT_BYTES
+
+
+class Capture:
+    """An uploader that keeps the blobs it is given, by name (a later write replaces an earlier)."""
+
+    compress = True
+
+    def __init__(self):
+        self.blobs = {}
+        self.order = []
+
+    def submit(self, blob):
+        self.blobs[blob.name] = blob.body
+        self.order.append(blob.name)
+        done = Future()
+        done.set_result(None)
+        return done
+
+
+def huge_file(worker, path):
+    fh = worker.mint.fh(ROOT_ID, Ftype.REG, worker.mint.child_seq(1, 0))
+    return HugeFile(1, 0, b"f", os.fsencode(path), fh, ROOT_ID, EntryStat.of(os.lstat(path)))
+
+
+def streamed(worker, path, fh):
+    """The blobs the one-stream path makes of the file as it is now, by name."""
+    attrs = worker.attrs(EntryStat.of(os.lstat(path)), 0, 1)
+    with open(path, "rb") as f:
+        blobs = file_blobs(f, attrs, fh, [ROOT_ID], b"f", InodeName(ROOT_ID), ids=worker.mint.block_ids(fh))
+        return {blob.name: blob.body for blob in blobs}
+
+
+def run_ranges(worker, assembly, between=None):
+    """Run every range of the current attempt in order (``between(i)`` after range i); the verdict."""
+    tasks = assembly.tasks()
+    for i, task in enumerate(tasks):
+        assert not assembly.add(task, worker.store_range(task)) or i == len(tasks) - 1
+        if between is not None:
+            between(i)
+    return assembly.verdict()
+
+
+@pytest.mark.parametrize("size, per_range, expected", [
+    (0, 1, [(1, 0)]),
+    (FIRST_SEGMENT_BYTES, 1, [(1, 0)]),
+    (FIRST_SEGMENT_BYTES + 1, 1, [(1, 1)]),
+    (FIRST_SEGMENT_BYTES + 3 * SEG, 2, [(1, 2), (3, 3)]),
+    (FIRST_SEGMENT_BYTES + 4 * SEG + 1, 2, [(1, 2), (3, 4), (5, 5)]),
+    (FIRST_SEGMENT_BYTES + 256 * SEG, 128, [(1, 128), (129, 256)]),
+])  # fmt: skip
+def test_plan_ranges_covers_every_segment_once(size, per_range, expected):
+    assert plan_ranges(size, per_range) == expected
+
+
+@pytest.mark.parametrize("per_range", [1, 2, 5])
+def test_ranges_store_the_blobs_one_stream_would(tmp_path, per_range):
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG + 12345))
+    worker = Worker(PARAMS, Capture())
+    assembly = FileAssembly(huge_file(worker, path), per_range)
+    assert run_ranges(worker, assembly) == "store"
+    worker.store_ranged_file(assembly)
+    assert worker.uploader.blobs == streamed(worker, path, assembly.huge.fh)
+    assert worker.uploader.order[-1] == hashing.blob_name(assembly.huge.fh, Btype.REG, *InodeName(ROOT_ID))  # inode last
+    fh, span, digest = assembly.checksum()
+    assert fh == assembly.huge.fh and span == range_span(per_range)
+    assert digest == ranged_digest(path, span) != file_digest(path)
+
+
+def test_the_block_map_of_a_ranged_file_names_every_segment_in_order():
+    """Past the 1023 direct blocks and the first indirect tree: the ids decode back in block order."""
+    worker = Worker(PARAMS, Capture())
+    fh = worker.mint.fh(ROOT_ID, Ftype.REG, worker.mint.child_seq(1, 0))
+    segments = DIRECT_BLOCKS - 1 + INDIR_POINTERS + 3
+    size = FIRST_SEGMENT_BYTES + segments * SEG
+    attrs = worker.attrs(EntryStat(0o100644, 1, 1, 1, 0, 0, size, 1.0, 2.0, 3.0, 0, 2, 3), size)
+    ids = worker.mint.block_ids(fh)
+    blobs = file_inode_blobs(attrs, fh, [ROOT_ID], b"f", InodeName(ROOT_ID), b"h" * FIRST_SEGMENT_BYTES, segments, ids)
+    by_name = {blob.name: blob.body for blob in blobs}
+    inode = decode_body(blobs[-1].body)
+    assert inode.vattr.vattr.size == size
+
+    def read_indirect(block_id):
+        return decode_body(by_name[hashing.blob_name(block_id, Btype.INDIRECT, fh)]).indir
+
+    found = block_ids_in_order(inode.bmap.direct[1:], inode.bmap.tree_roots, read_indirect)
+    assert found == [ids.segment(i) for i in range(1, segments + 1)]
+
+
+@pytest.mark.parametrize("change", ["append", "rewrite-same-size", "truncate"])
+def test_a_file_changed_between_ranges_is_planned_again_and_never_stored_torn(tmp_path, change):
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG))
+    worker = Worker(PARAMS, Capture())
+    assembly = FileAssembly(huge_file(worker, path), 1)
+
+    def modify(i):
+        if i != 0:
+            return
+        st = path.stat()
+        if change == "append":
+            with open(path, "ab") as f:
+                f.write(b"more")
+        elif change == "truncate":
+            os.truncate(path, FIRST_SEGMENT_BYTES + SEG + 5)
+        else:
+            with open(path, "r+b") as f:
+                f.seek(FIRST_SEGMENT_BYTES + 2 * SEG + 7)
+                f.write(b"changed")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    assert run_ranges(worker, assembly, modify) == "again"
+    assert assembly.attempt == 2
+    assert run_ranges(worker, assembly) == "store"
+    worker.store_ranged_file(assembly)
+    expected = streamed(worker, path, assembly.huge.fh)
+    # Every blob of the file as it is now was stored with its current content,
+    # and nothing else: the ranges that found the file changed stored nothing.
+    assert worker.uploader.blobs == expected
+
+
+def test_a_file_that_keeps_changing_is_a_problem_after_the_read_attempts(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 2 * SEG))
+    worker = Worker(PARAMS, Capture())
+    assembly = FileAssembly(huge_file(worker, path), 1)
+
+    def touch(i):
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    verdicts = [run_ranges(worker, assembly, touch) for _ in range(READ_ATTEMPTS)]
+    assert verdicts[:-1] == ["again"] * (READ_ATTEMPTS - 1)
+    assert isinstance(verdicts[-1], Problem) and "changed while being read" in verdicts[-1].reason
+    assert hashing.blob_name(assembly.huge.fh, Btype.REG, *InodeName(ROOT_ID)) not in worker.uploader.blobs  # no inode
+
+
+def test_a_file_gone_or_unreadable_before_its_ranges_run(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 2 * SEG))
+    worker = Worker(PARAMS, Capture())
+    assembly = FileAssembly(huge_file(worker, path), 1)
+    path.unlink()
+    assert all(isinstance(worker.store_range(t), RangeVanished) for t in assembly.tasks())
+    path.mkdir()  # a directory in its place: open_for_reading refuses it
+    outcome = worker.store_range(assembly.tasks()[0])
+    assert isinstance(outcome, Problem) and outcome.path == os.fsencode(path)
+
+
+def test_ranges_an_earlier_run_stored_stand_only_for_the_same_file(tmp_path):
+    """Resumed: a stored range is reused when the file's stat and the range bounds are the same."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG))
+    worker = Worker(PARAMS, Capture())
+    huge = huge_file(worker, path)
+    first = FileAssembly(huge, 1)
+    stored = [(task.last, worker.store_range(task)) for task in first.tasks()[:2]]
+    again = FileAssembly(huge, 1, stored)
+    assert [(t.first, t.last) for t in again.tasks()] == [(3, 3)]
+    assert [(t.first, t.last) for t in FileAssembly(huge, 2, stored).tasks()] == [(1, 2), (3, 3)]  # other bounds
+    touched = huge.stat._replace(st_mtime_ns=huge.stat.st_mtime_ns + 1)
+    changed = FileAssembly(HugeFile(1, 0, b"f", huge.path, huge.fh, ROOT_ID, touched), 1, stored)
+    assert len(changed.tasks()) == 3
+    # Reused ranges and new ones make the same file as one stream.
+    for task in again.tasks():
+        assert again.add(task, worker.store_range(task))
+    assert again.verdict() == "store"
+    worker.store_ranged_file(again)
+    assert worker.uploader.blobs == streamed(worker, path, huge.fh)
