@@ -15,11 +15,15 @@ record of a filehandle wins; a record cut short by a crash is ignored. It
 holds no path and no secret (mode 0600 in the private state dir).
 
 A file loaded in ranges (:mod:`clfsload.ranges`) is read by several workers,
-so no one of them sees all its bytes in order. Its record goes to
-``checksums-ranged.xxh3``: fh, the range span S in bytes, and the XXH3-128
+so no one of them sees all its bytes in order. Its digest is the XXH3-128
 of the concatenated XXH3-128 digests of its ranges, where range 0 is bytes
-``[0, 16 KiB + S)`` and range k is ``[16 KiB + k*S, 16 KiB + (k+1)*S)``
-(:func:`ranged_digest` computes it from a local file).
+``[0, 16 KiB + S)`` and range k is ``[16 KiB + k*S, 16 KiB + (k+1)*S)`` for
+a range span of S bytes (:func:`ranged_digest` computes it from a local
+file). Its record is preceded by a marker record, ``RANGED_MARKER`` (no
+filehandle can be: its ftype byte is 0xFF) with S as a little-endian u64 in
+the digest field, which applies to the next record only. Both kinds share
+one file, so the last record of a filehandle wins whichever kind it is; a
+marker whose record was cut off by a crash applies to nothing.
 """
 
 import os
@@ -32,8 +36,9 @@ from .clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
 
 FILE_NAME = "checksums.xxh3"
 RECORD = struct.Struct("24s16s")  # filehandle, XXH3-128 digest (big-endian, as xxhash gives it)
-RANGED_FILE_NAME = "checksums-ranged.xxh3"
-RANGED_RECORD = struct.Struct("<24sQ16s")  # filehandle, range span in bytes, XXH3-128 of the range digests
+#: the filehandle field of the marker record before a ranged file's record
+RANGED_MARKER = b"\xff" * 24
+_SPAN = struct.Struct("<Q8x")  # the marker's digest field: the range span in bytes
 _READ = 1 << 20
 
 
@@ -42,8 +47,6 @@ class RangedDigest(NamedTuple):
 
     span: int
     digest: bytes
-    #: a whole-file record of the same fh from another run of the transfer, if any (either may be the last)
-    whole: "bytes | None" = None
 
 
 Recorded = Union[bytes, RangedDigest]
@@ -116,9 +119,7 @@ def ranged_digest(path, span: int) -> bytes:
 def matches(path, recorded: Recorded) -> bool:
     """True if the local file at ``path`` has the recorded checksum (either kind)."""
     if isinstance(recorded, RangedDigest):
-        if ranged_digest(path, recorded.span) == recorded.digest:
-            return True
-        return recorded.whole is not None and file_digest(path) == recorded.whole
+        return ranged_digest(path, recorded.span) == recorded.digest
     return file_digest(path) == recorded
 
 
@@ -126,10 +127,8 @@ class ChecksumLog:
     """Appends (filehandle, digest) records to the state dir's checksum file (the driver only)."""
 
     def __init__(self, state_dir: str) -> None:
-        self._dir = state_dir
         fd = os.open(os.path.join(state_dir, FILE_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=1 << 16)
-        self._ranged: "BinaryIO | None" = None
 
     def add(self, records: Iterable[Tuple[bytes, bytes]]) -> None:
         """Append records; they reach the file at the latest on :meth:`flush` or :meth:`close`."""
@@ -137,11 +136,8 @@ class ChecksumLog:
             self._file.write(RECORD.pack(bytes(fh), digest))
 
     def add_ranged(self, fh: bytes, span: int, digest: bytes) -> None:
-        """Append the record of a file loaded in ranges of ``span`` bytes."""
-        if self._ranged is None:
-            fd = os.open(os.path.join(self._dir, RANGED_FILE_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._ranged = os.fdopen(fd, "ab", buffering=0)  # rare and small: straight to the OS
-        self._ranged.write(RANGED_RECORD.pack(bytes(fh), span, digest))
+        """Append the record of a file loaded in ranges of ``span`` bytes (after its marker)."""
+        self._file.write(RECORD.pack(RANGED_MARKER, _SPAN.pack(span)) + RECORD.pack(bytes(fh), digest))
 
     def flush(self) -> None:
         """Hand what is buffered to the OS (no fsync: a lost tail only makes verify read more)."""
@@ -150,31 +146,27 @@ class ChecksumLog:
     def close(self) -> None:
         """Flush and close."""
         self._file.close()
-        if self._ranged is not None:
-            self._ranged.close()
-
-
-def _records(path: str, record: struct.Struct):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return
-    usable = len(data) - len(data) % record.size  # a record cut short by a crash is ignored
-    yield from record.iter_unpack(data[:usable])
 
 
 def read_checksums(state_dir: str) -> Dict[bytes, Recorded]:
-    """Filehandle -> recorded checksum from a state dir's checksum files ({} when there is none).
+    """Filehandle -> recorded checksum from a state dir's checksum file ({} when there is none).
 
     A whole-file record is the digest (bytes); a ranged one a :class:`RangedDigest`.
     """
     out: Dict[bytes, Recorded] = {}
-    for fh, digest in _records(os.path.join(state_dir, FILE_NAME), RECORD):
-        out[fh] = digest  # regular files always have 24-byte generated handles
-    for fh, span, digest in _records(os.path.join(state_dir, RANGED_FILE_NAME), RANGED_RECORD):
-        earlier = out.get(fh)
-        out[fh] = RangedDigest(span, digest, earlier.whole if isinstance(earlier, RangedDigest) else earlier)
+    try:
+        with open(os.path.join(state_dir, FILE_NAME), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return out
+    usable = len(data) - len(data) % RECORD.size  # a record cut short by a crash is ignored
+    span = 0  # set by a marker, for the next record only
+    for fh, digest in RECORD.iter_unpack(data[:usable]):
+        if fh == RANGED_MARKER:
+            (span,) = _SPAN.unpack(digest)
+            continue
+        out[fh] = RangedDigest(span, digest) if span else digest  # regular files have 24-byte generated handles
+        span = 0
     return out
 
 
@@ -182,7 +174,7 @@ __all__ = [
     "ChecksumLog",
     "FILE_NAME",
     "HashingReader",
-    "RANGED_FILE_NAME",
+    "RANGED_MARKER",
     "RangedDigest",
     "file_digest",
     "matches",

@@ -514,12 +514,11 @@ class Loader:
     def _record_range(self, task: FileRange, outcome) -> int:
         """One range of a huge file is back; once all are, store the file (or plan it again)."""
         assembly = self._files[task.fh]
-        if isinstance(outcome, RangeDone):
+        if isinstance(outcome, RangeDone) and not outcome.changed:
             self.progress.count(0, outcome.nbytes)
-            if not outcome.changed:
-                self.state.record_range(task.fh, task.first, task.last, outcome.stat.pack(), outcome.head,
-                                        outcome.digest, outcome.nbytes)
-                self.state.commit()  # a range is up to 1 GiB of work: a resumed run must not redo it
+            self.state.record_range(task.unit, task.fh, task.first, task.last, outcome.stat.pack(), outcome.head,
+                                    outcome.digest, outcome.nbytes)
+            self._commit()  # a range is up to 1 GiB of work: a resumed run must not redo it
         if not assembly.add(task, outcome):
             return 0
         return self._settle_file(assembly)
@@ -627,6 +626,13 @@ class Loader:
         log.info("%s: its worker was lost while it ran; it ran again, and FINALIZE sweeps what the lost "
                  "attempt left", os.fsdecode(task.path))
 
+    def _commit(self) -> None:
+        """Commit the state, the checksum records of the units it makes done first."""
+        assert self.state is not None
+        if self._checksums is not None:
+            self._checksums.flush()
+        self.state.commit()
+
     def _checksum_log(self) -> ChecksumLog:
         if self._checksums is None:
             self._checksums = ChecksumLog(self.settings.state_dir)
@@ -669,9 +675,7 @@ class Loader:
                     log.error("phase aborting work because the error limit is reached (%d >= %d)", errors, s.max_errors)
                 now = time.monotonic()
                 if state.batch_size >= COMMIT_EVERY or now - last_commit >= COMMIT_SECONDS:
-                    if self._checksums is not None:
-                        self._checksums.flush()  # the records of the units this commit makes done
-                    state.commit()
+                    self._commit()
                     last_commit = now
                 self.progress.tick()
         except KeyboardInterrupt:
@@ -753,6 +757,7 @@ class Loader:
         dirs, objects = state.sweep_list()
         dead = [fh for _, _, fh in failed + gone]
         if dirs or objects or dead:
+            state.drop_ranges()  # the sweep deletes segments no inode names: no later run may count on them
             sweeper = Sweeper(target, mint, self.settings.state_dir, log=lambda blob: log.debug("sweep: deleted %s", blob))
             deleted = sweeper.run(dirs, objects, strays=dead)
             log.info("sweep: %d directories and %d objects checked, %d leftover blobs deleted", len(dirs), len(objects), deleted)

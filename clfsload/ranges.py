@@ -26,6 +26,7 @@ is the XXH3-128 of its ranges' digests with the range span, which
 """
 
 import os
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -133,45 +134,19 @@ def _pread_exact(fd: int, size: int, offset: int) -> bytes:
 
 
 def store_range(worker: "Worker", task: FileRange) -> RangeOutcome:
-    """Read and store the segments of one range (a worker's unit). Raises TerminalError only."""
+    """Read and store the segments of one range (a worker's unit). Raises TerminalError only.
+
+    Every PUT it started has landed (or failed) when it returns, whatever it returns.
+    """
     try:
         fd, opened = open_for_reading(task.path)
     except FileNotFoundError:
         return RangeVanished(task.path)
     except OSError as exc:
         return Problem(task.path, describe_oserror(exc))
+    futures: List["Future[None]"] = []
     try:
-        before = EntryStat.of(opened)
-        if not same_content(task.stat, before):
-            return RangeDone(task.first, before, b"", b"", 0, changed=True)
-        ctime = worker.attrs(before, before.st_size).ctime_sec
-        size = before.st_size
-        hasher = new_hasher()
-        head = b""
-        nbytes = 0
-        short = False
-        if task.first == 1:
-            head = _pread_exact(fd, FIRST_SEGMENT_BYTES, 0)
-            hasher.update(head)
-            nbytes = len(head)
-            short = len(head) != min(size, FIRST_SEGMENT_BYTES)
-        ids = worker.mint.block_ids(task.fh)
-        futures = []
-        for index in range(task.first, task.last + 1):
-            if short:
-                break
-            offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
-            want = min(OTHER_SEGMENT_BYTES, size - offset)
-            data = _pread_exact(fd, want, offset)
-            if len(data) != want:  # the file shrank while read
-                short = True
-                break
-            hasher.update(data)
-            nbytes += len(data)
-            futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
-            crashpoints.reached("file-segment")
-        error = first_error(futures)  # every PUT lands before the range reports, changed or not
-        after = EntryStat.of(os.fstat(fd))
+        return _read_range(worker, task, fd, EntryStat.of(opened), futures)
     except FileNotFoundError:
         return RangeVanished(task.path)
     except OSError as exc:
@@ -180,6 +155,40 @@ def store_range(worker: "Worker", task: FileRange) -> RangeOutcome:
         return Problem(task.path, str(exc))
     finally:
         os.close(fd)
+        first_error(futures)  # a range that failed half-way reports once its PUTs are over
+
+
+def _read_range(worker: "Worker", task: FileRange, fd: int, before: EntryStat,
+                futures: List["Future[None]"]) -> RangeOutcome:
+    if not same_content(task.stat, before):
+        return RangeDone(task.first, before, b"", b"", 0, changed=True)
+    ctime = worker.attrs(before, before.st_size).ctime_sec
+    size = before.st_size
+    hasher = new_hasher()
+    head = b""
+    nbytes = 0
+    short = False
+    if task.first == 1:
+        head = _pread_exact(fd, FIRST_SEGMENT_BYTES, 0)
+        hasher.update(head)
+        nbytes = len(head)
+        short = len(head) != min(size, FIRST_SEGMENT_BYTES)
+    ids = worker.mint.block_ids(task.fh)
+    for index in range(task.first, task.last + 1):
+        if short:
+            break
+        offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+        want = min(OTHER_SEGMENT_BYTES, size - offset)
+        data = _pread_exact(fd, want, offset)
+        if len(data) != want:  # the file shrank while read
+            short = True
+            break
+        hasher.update(data)
+        nbytes += len(data)
+        futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
+        crashpoints.reached("file-segment")
+    error = first_error(futures)  # every PUT lands before the range reports, changed or not
+    after = EntryStat.of(os.fstat(fd))
     if short or not same_content(before, after):
         return RangeDone(task.first, after, b"", b"", nbytes, changed=True)
     if isinstance(error, TerminalError):

@@ -88,6 +88,7 @@ CREATE TABLE pruned (
     PRIMARY KEY (parent_fh, name)
 );
 CREATE TABLE IF NOT EXISTS ranges (
+    unit INTEGER NOT NULL,  -- the directory unit the file is in
     fh BLOB NOT NULL,
     first INTEGER NOT NULL,
     last INTEGER NOT NULL,
@@ -343,6 +344,10 @@ class StateStore:
                 "INSERT OR IGNORE INTO link_paths (parent_fh, name, fh) VALUES (?, ?, ?)",
                 (link.parent_fh, link.name, link.fh),
             )
+        if result.dirty:  # before the unit's row may go, below
+            self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) SELECT fh, ? FROM units WHERE unit = ?",
+                             (SWEEP_DIR, result.unit))
+        self._db.execute("DELETE FROM ranges WHERE unit = ?", (result.unit,))  # a file no longer loaded in ranges
         self._db.execute("DELETE FROM problems WHERE unit = ?", (result.unit,))
         if result.problems:
             self._db.executemany(
@@ -360,8 +365,6 @@ class StateStore:
             )
         else:
             self._db.execute("DELETE FROM units WHERE unit = ?", (result.unit,))  # reaped
-        if result.dirty:
-            self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) VALUES (?, ?)", (self._unit_fh(result.unit), SWEEP_DIR))
         self.add_counter("objects", result.objects + 1)
         self.add_counter("source_bytes", result.source_bytes)
         self._in_batch += 1
@@ -371,6 +374,7 @@ class StateStore:
         self._db.execute("INSERT INTO gone (parent_fh, name, fh) SELECT parent_fh, name, fh FROM units WHERE unit = ?",
                          (unit,))
         self._db.execute("DELETE FROM problems WHERE unit = ?", (unit,))
+        self._db.execute("DELETE FROM ranges WHERE unit = ?", (unit,))
         self._db.execute("DELETE FROM units WHERE unit = ?", (unit,))
         self._in_batch += 1
 
@@ -394,6 +398,7 @@ class StateStore:
         self._db.execute("DELETE FROM problems WHERE unit = ?", (unit,))
         self._db.execute("INSERT INTO problems (unit, path, reason) VALUES (?, ?, ?)", (unit, problem.path, problem.reason))
         self._db.execute("UPDATE units SET state = ? WHERE unit = ?", (FAILED, unit))
+        self._db.execute("DELETE FROM ranges WHERE unit = ?", (unit,))
         self._in_batch += 1
 
     # --- links -----------------------------------------------------------------
@@ -410,12 +415,12 @@ class StateStore:
             tasks.append(LinkTask(fh, path, name, stat, tuple(parents)))
         return tasks
 
-    def record_range(self, fh: bytes, first: int, last: int, stat: bytes, head: bytes, digest: bytes,
+    def record_range(self, unit: int, fh: bytes, first: int, last: int, stat: bytes, head: bytes, digest: bytes,
                      nbytes: int) -> None:
-        """One range of a huge file is stored (its segments are in the container)."""
+        """One range of a huge file of directory ``unit`` is stored (its segments are in the container)."""
         self._begin()
-        self._db.execute("INSERT OR REPLACE INTO ranges (fh, first, last, stat, head, digest, nbytes)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (fh, first, last, stat, head, digest, nbytes))
+        self._db.execute("INSERT OR REPLACE INTO ranges (unit, fh, first, last, stat, head, digest, nbytes)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (unit, fh, first, last, stat, head, digest, nbytes))
         self._in_batch += 1
 
     def stored_ranges(self, fh: bytes) -> List[Tuple[int, int, bytes, bytes, bytes, int]]:
@@ -428,6 +433,13 @@ class StateStore:
         """The huge file ``fh`` is stored, or left out: its ranges are no longer needed."""
         self._begin()
         self._db.execute("DELETE FROM ranges WHERE fh = ?", (fh,))
+
+    def drop_ranges(self) -> None:
+        """The sweep is about to run: it may delete the segments of ranges whose file has no inode yet,
+        so none may be reused by a later run (committed)."""
+        self._begin()
+        self._db.execute("DELETE FROM ranges")
+        self.commit()
 
     def complete_link(self, fh: bytes, problem: Optional[Problem]) -> None:
         """Record a stored link object (its rows are reaped) or its failure."""

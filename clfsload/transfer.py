@@ -272,7 +272,7 @@ class Worker:
                 result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
             subdir_count += 1
             slots.append((pos, entry.name, fh, [], entry.path))
-        files, huge = self._take_huge_files(task, files)
+        files, huge = self._take_huge_files(task, files, result)
         limit = self.params.batch_entries
         if huge or (limit and len(files) > limit):
             # Stored by the driver once every part is back; small files of a
@@ -300,7 +300,8 @@ class Worker:
         result.dirty = self._dirty
         return result
 
-    def _take_huge_files(self, task: DirTask, files: List[BatchEntry]) -> Tuple[List[BatchEntry], List[HugeFile]]:
+    def _take_huge_files(self, task: DirTask, files: List[BatchEntry],
+                         result: DirResult) -> Tuple[List[BatchEntry], List[HugeFile]]:
         """Split off the regular files loaded in ranges; hard-linked ones stay (RECONCILE stores them whole)."""
         per_range = self.params.range_segments
         if not per_range:
@@ -311,6 +312,7 @@ class Worker:
             st = item.stat
             linked = self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX
             if item.ftype == Ftype.REG and not linked and is_huge(st, per_range):
+                self._note_too_many_links(item, result)
                 fh = self.mint.fh(task.fh, Ftype.REG, item.seq)
                 huge.append(HugeFile(task.unit, item.pos, item.name, item.path, fh, task.fh, st))
             else:
@@ -333,12 +335,7 @@ class Worker:
         """Submit one non-directory's blobs; record it in ``slots``, or its problem in ``result``."""
         st = item.stat
         ftype = Ftype(item.ftype)
-        if self.params.preserve_hardlinks and st.st_nlink > CLFS_LINK_MAX:
-            result.notes.append((
-                "nlink:%d:%d" % (st.st_dev, st.st_ino),
-                Problem(item.path, "has %d hard links, more than the %d CLFS allows: each of its paths is "
-                        "stored as an independent copy" % (st.st_nlink, CLFS_LINK_MAX)).line(),
-            ))
+        self._note_too_many_links(item, result)
         if self.params.preserve_hardlinks and st.st_nlink != 1 and st.st_nlink <= CLFS_LINK_MAX:
             fh = self.mint.linked_fh(st.st_dev, st.st_ino, ftype)
             result.links.append(LinkRef(fh, parent_fh, item.name, item.path, st.pack()))
@@ -356,6 +353,15 @@ class Worker:
         result.objects += 1
         result.source_bytes += size
         slots.append((item.pos, item.name, fh, futures, item.path))
+
+    def _note_too_many_links(self, item: BatchEntry, result: DirResult) -> None:
+        st = item.stat
+        if self.params.preserve_hardlinks and st.st_nlink > CLFS_LINK_MAX:
+            result.notes.append((
+                "nlink:%d:%d" % (st.st_dev, st.st_ino),
+                Problem(item.path, "has %d hard links, more than the %d CLFS allows: each of its paths is "
+                        "stored as an independent copy" % (st.st_nlink, CLFS_LINK_MAX)).line(),
+            ))
 
     def _settle(self, slots, result: DirResult) -> List[Tuple[int, bytes, bytes]]:
         """Wait for every PUT of ``slots``; the (pos, name, fh) stored, failures made problems.

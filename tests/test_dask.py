@@ -3,8 +3,9 @@
 * every golden tree loaded through the cluster (``load(..., client=...)``)
   is canonical-equal to the original tool's container;
 * workers SIGKILLed at seeded points of TRANSFER and RECONCILE (their nanny
-  starts them again, under new addresses): the load completes, the
-  container is canonical-equal to the golden one and holds no stray blob;
+  starts them again, under new addresses), also inside batches of a huge
+  directory and inside ranges of a huge file's segments: the load completes,
+  the container is canonical-equal to the golden one and holds no stray blob;
 * the driver SIGKILLed mid-TRANSFER (``--dask`` on the command line), then
   the same command: canonical-equal to a clean load, no stray blob;
 * the SAS never reaches the scheduler (tasks, logs, events) nor a worker's log;

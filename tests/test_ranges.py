@@ -1,13 +1,20 @@
 """Huge files loaded in ranges of segments (clfsload.ranges): the same blobs as one stream, and never torn."""
 
+import dataclasses
+import logging
 import os
+import re
 from concurrent.futures import Future
 
 import pytest
 
+import clfsload
+from clfsload import transfer
 from clfsload._native import hashing
 from clfsload.checksums import file_digest, ranged_digest, range_span
 from clfsload.clfs.blockmap import block_ids_in_order
+from clfsload.clfs.canonical import canonical_form, diff_canonical
+from clfsload.clfs.container import Container, FolderSource
 from clfsload.clfs.constants import DIRECT_BLOCKS, FIRST_SEGMENT_BYTES, INDIR_POINTERS, OTHER_SEGMENT_BYTES, ROOT_ID
 from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.decode import decode_body
@@ -18,6 +25,7 @@ from clfsload.transfer import RunParams, Worker
 
 PARAMS = RunParams(containerid=0x1234, fsid=0x77, secret=b"s" * 16, compress=True, preserve_hardlinks=False)
 SEG = OTHER_SEGMENT_BYTES
+TIMES = ("vattr.mtime", "vattr.ctime")
 
 
 class Capture:
@@ -187,3 +195,55 @@ def test_ranges_an_earlier_run_stored_stand_only_for_the_same_file(tmp_path):
     assert again.verdict() == "store"
     worker.store_ranged_file(again)
     assert worker.uploader.blobs == streamed(worker, path, huge.fh)
+
+
+@pytest.mark.parametrize("change", ["rewrite", "shrink-after-a-later-range-stored", "vanish"])
+def test_a_ranged_file_changed_once_mid_load_gives_the_container_of_the_final_tree(change, tmp_path, monkeypatch,
+                                                                                   caplog):
+    """The driver plans the file again (or leaves it out), the directory is swept, and the published
+    container equals a clean load of the tree as it ends: no torn file, no leftover segment."""
+    src = tmp_path / "src"
+    src.mkdir()
+    big = src / "big.bin"
+    big.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG + 10))
+    (src / "small.txt").write_bytes(b"small\n")
+    monkeypatch.setenv("CLFSLOAD_RANGE_SEGMENTS", "1")
+    caplog.set_level(logging.INFO, logger="clfsload")
+    real = transfer.store_range
+    calls = []
+
+    def changing(worker, task):
+        calls.append(task)
+        if len(calls) == 1 and change == "shrink-after-a-later-range-stored":
+            real(worker, dataclasses.replace(task, first=3, last=3))  # as if another worker ran range 3 first
+            os.truncate(big, FIRST_SEGMENT_BYTES + SEG + 5)
+        outcome = real(worker, task)
+        if len(calls) == 1 and change == "vanish":
+            big.unlink()
+        if len(calls) == 2 and change == "rewrite":
+            st = big.stat()
+            with open(big, "r+b") as f:
+                f.write(b"rewritten")
+            os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        return outcome
+
+    monkeypatch.setattr(transfer, "store_range", changing)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "clean").mkdir()
+    result = clfsload.load(str(tmp_path / "state"), str(src), "file:" + str(tmp_path / "out"), "c", new=True,
+                           processes=0)
+    assert result.ok, result.message
+    assert len(calls) > 3  # planned again (vanish: ranges 2 and 3 found it gone)
+    swept = re.findall(r"sweep: \d+ directories and \d+ objects checked, (\d+) leftover blobs deleted", caplog.text)
+    assert swept == ["0" if change == "rewrite" else "1"]  # segment 3 of the longer file / 1 of the gone one
+    monkeypatch.setattr(transfer, "store_range", real)
+    clean = clfsload.load(str(tmp_path / "state-clean"), str(src), "file:" + str(tmp_path / "clean"), "c",
+                          new=True, processes=0)
+    assert clean.ok, clean.message
+    ours = Container(FolderSource(str(tmp_path / "out" / "c")))
+    assert ours.finished and ours.strays() == []
+    expected = canonical_form(Container(FolderSource(str(tmp_path / "clean" / "c"))))
+    differences = diff_canonical(expected, canonical_form(ours))
+    if change == "vanish":  # the directory is stored as listed, before the unlink changed its mtime and ctime
+        differences = [d for d in differences if not (d.path == "/" and d.field.split("[")[0] in TIMES)]
+    assert differences == []
