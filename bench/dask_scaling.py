@@ -2,7 +2,7 @@
 """Scale-out benchmark of issue 8: one load on 1, 2 and 4 Dask workers, next to the single-node engine.
 
 usage: python bench/dask_scaling.py [--files 20000] [--dirs 200] [--latency 0.02] [--workers 1,2,4]
-                                    [--in-flight N]
+                                    [--in-flight N] [--huge-mib MIB [--range-segments N]]
 
 Every measurement loads the same tree of small files with ``CLFSLoad.py`` as
 a user would, into a fresh Azurite (it slows down as it fills) behind the
@@ -19,11 +19,18 @@ With ``--in-flight N`` each worker keeps at most N requests in flight
 (``CLFSLOAD_MAX_IN_FLIGHT``): a stand-in for one node's NIC, so the cap a
 worker hits is its own and not the emulator's (a single Azurite process on
 this 2-core machine serves a few hundred puts per second at most).
+
+With ``--huge-mib MIB`` the tree is one file of MIB MiB (text-like, so LZ4
+has work) instead, loaded in ranges of ``--range-segments`` 8 MiB segments
+(``CLFSLOAD_RANGE_SEGMENTS``): the single-node row loads it whole in one
+unit (ranges off), the Dask rows spread its ranges over the workers. Prints
+MB/s.
 """
 
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,8 +70,19 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def make_huge_file(root: Path, mib: int) -> int:
+    """One text-like file of ``mib`` MiB in ``root``; returns its size."""
+    root.mkdir(parents=True)
+    block = b"".join(b"line %08d of a huge file, compressible like logs or text\n" % i for i in range(16384))
+    block = (block * (1 + (1 << 20) // len(block)))[: 1 << 20]
+    with open(root / "huge.bin", "wb") as f:
+        for _ in range(mib):
+            f.write(block)
+    return mib << 20
+
+
 def one_load(binary, base: Path, tree: Path, files: int, latency: float, tag: str, extra, env):
-    """Load ``tree`` into a fresh Azurite behind the proxy; returns (files/s, CPU seconds of the CLI process)."""
+    """Load ``tree`` into a fresh Azurite behind the proxy; returns (``files`` per s, CPU seconds of the CLI)."""
     process, az = start_azurite(binary, base, tag)
     proxy, endpoint = start_proxy(az.endpoint, latency)
     try:
@@ -93,7 +111,11 @@ def main(argv=None) -> None:
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--in-flight", type=int, default=0)
+    parser.add_argument("--huge-mib", type=int, default=0)
+    parser.add_argument("--range-segments", type=int, default=16)
     args = parser.parse_args(argv)
+    if args.huge_mib:
+        return huge_file(args)
     from azurite import find_azurite
     from distributed import LocalCluster
 
@@ -134,6 +156,43 @@ def main(argv=None) -> None:
         print("%-34s %10.0f %18s %24s" % (label, rate, "%.2f" % (rate / one) if one else "-", per_unit))
     print("driver CPU per directory: the load's CPU less that of loading one empty directory (%.2f s: start-up, "
           "connecting, FINALIZE)" % baseline)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def huge_file(args) -> None:
+    """One huge file: whole on one node, then in ranges over 1, 2, 4 Dask workers."""
+    from azurite import find_azurite
+    from distributed import LocalCluster
+
+    binary = find_azurite()
+    if binary is None:
+        sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+    base = Path(tempfile.mkdtemp(prefix="clfsload-dask-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    tree = base / "tree"
+    size = make_huge_file(tree, args.huge_mib)
+    mb = size / 1e6
+    ranged = {"CLFSLOAD_RANGE_SEGMENTS": str(args.range_segments)}
+    if args.in_flight:
+        ranged["CLFSLOAD_MAX_IN_FLIGHT"] = str(args.in_flight)
+    print("one file of %d MiB; Azurite behind a proxy adding %.0f ms per request; ranges of %d segments (%d MiB); "
+          "%d cores" % (args.huge_mib, 1000 * args.latency, args.range_segments, 8 * args.range_segments,
+                        os.cpu_count()), flush=True)
+    whole = dict(ranged, CLFSLOAD_RANGE_SEGMENTS="0")
+    rate, _ = one_load(binary, base, tree, 1, args.latency, "whole", [], whole)
+    rows = [("single node, whole file (one unit)", rate * mb)]
+    print("  measured: %s, %.0f MB/s" % rows[-1], flush=True)
+    for n in [int(w) for w in args.workers.split(",")]:
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          env=ranged) as cluster:
+            rate, _ = one_load(binary, base, tree, 1, args.latency, "dask%d" % n,
+                               ["--dask", cluster.scheduler_address], ranged)
+        rows.append(("Dask, %d worker%s, in ranges" % (n, "s" if n > 1 else ""), rate * mb))
+        print("  measured: %s, %.0f MB/s" % rows[-1], flush=True)
+    one = rows[1][1]
+    print("%-40s %10s %18s" % ("", "MB/s", "ratio to 1 worker"))
+    for label, rate in rows:
+        print("%-40s %10.0f %18.2f" % (label, rate, rate / one))
+    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

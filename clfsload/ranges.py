@@ -188,11 +188,11 @@ def _read_range(worker: "Worker", task: FileRange, fd: int, before: EntryStat,
         futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
         crashpoints.reached("file-segment")
     error = first_error(futures)  # every PUT lands before the range reports, changed or not
+    if isinstance(error, TerminalError):
+        raise error
     after = EntryStat.of(os.fstat(fd))
     if short or not same_content(before, after):
         return RangeDone(task.first, after, b"", b"", nbytes, changed=True)
-    if isinstance(error, TerminalError):
-        raise error
     if error is not None:
         from .transfer import store_failure
 
@@ -235,11 +235,6 @@ class FileAssembly:
         h = self.huge
         return [FileRange(h.unit, h.fh, h.parent_fh, h.path, self.stat, first, last, self.attempt)
                 for first, last in self.ranges if first in self._waiting]
-
-    @property
-    def complete(self) -> bool:
-        """Every range of this attempt is back (or was stored by an earlier run)."""
-        return not self._waiting
 
     def add(self, task: FileRange, outcome: RangeOutcome) -> bool:
         """Take one range's outcome; True once every range of this attempt is back."""
