@@ -44,13 +44,13 @@ log = logging.getLogger("clfsload")
 #: seconds to wait for the first worker of a cluster that has none yet
 WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
 #: seconds to wait for the scheduler to answer
+CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
 #: seconds between looks at the cluster's size (each look is a round trip to the scheduler)
 CAPACITY_REFRESH_S = 2.0
 #: seconds the driver gives the workers to let go of a run as it ends
 LEAVE_TIMEOUT_S = 10
 #: times one unit is submitted again because the worker it reached had not joined
 REJOINS = 20
-CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
 
 
 class DaskError(ClfsLoadError):
@@ -179,6 +179,7 @@ class DaskRun:
         return DaskUnitPool(self)
 
     def next_key(self, task: Unit) -> str:
+        """A unique Dask key for one submission of ``task``, readable in the dashboard."""
         if isinstance(task, DirTask):
             kind = "dir-%d" % task.unit
         elif isinstance(task, EntryBatch):
@@ -190,6 +191,7 @@ class DaskRun:
         return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))
 
     def was_repeated(self, keys: Iterable[str]) -> bool:
+        """True if a task under one of ``keys`` was on a worker the scheduler lost."""
         return any(key in self._repeated for key in keys)
 
     def capacity(self) -> int:

@@ -410,9 +410,9 @@ class Loader:
     def _pool(self) -> UnitPool:
         s = self.settings
         config = WorkerConfig(s.account, s.container, s.credential, self.params(), s.upload_threads)
-        if self._dask_client is not None:
-            if self._dask is None:
-                self._dask = self._start_dask(config)
+        if self._dask is None and self._dask_client is not None:
+            self._dask = self._start_dask(config)  # the first phase with units; later phases reuse the run
+        if self._dask is not None:
             return self._dask.pool()  # type: ignore[return-value]
         return UnitPool(config, s.processes or 0)
 
@@ -576,11 +576,12 @@ class Loader:
         return 0
 
     def _directory_writer(self) -> Worker:
-        """Stores the directories whose entries were loaded in batches, through the driver's target."""
+        """Stores split directories and the inodes of ranged files, through the driver's target."""
         from .upload import DirectUploader
 
         assert self.target is not None
-        return Worker(self.params(), DirectUploader(self.target, self.params().compress))
+        params = self.params()
+        return Worker(params, DirectUploader(self.target, params.compress))
 
     def _complete_unit(self, task, outcome, counted: bool = False) -> int:
         """Record a unit's outcome; returns its errors. ``counted``: its entries' objects
