@@ -3,8 +3,11 @@
 * INIT (``--new`` only): pick the run's ids, store them, write the bucket object.
 * TRANSFER: directory units run in the worker pool; the driver records
   their results in the state store and schedules the subdirectories found.
-* RECONCILE (``--preserve_hardlinks 1``): every hard-linked object is stored
-  once, with all its backpointers, under its final version-11 name.
+* RECONCILE: first the directories whose listings name handles settled only
+  now are stored (those listing hard-linked objects, whose handle takes the
+  dmid of its first backpointer, and those whose subdirectories the driver
+  minted); then (``--preserve_hardlinks 1``) every hard-linked object is
+  stored once, with all its backpointers, under its final version-11 name.
 * FINALIZE: repair (put back entries that loaded since an earlier run left
   them out; with ``--publish_with_errors`` take failed entries out of their
   directories; sweep what interrupted attempts left behind), upload the
@@ -30,7 +33,7 @@ import secrets
 import sqlite3
 import stat
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Deque, Dict, List, Optional, Set, Union
 
 from . import __version__, crashpoints, history
@@ -43,7 +46,7 @@ from .clfs.objects import bucket_blob, final_root_name, seal
 from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from .logsetup import attach_file, detach
 from .pool import UnitPool, WorkerConfig, start_forkserver
-from .ids import IdMint
+from .ids import LINKED_SEQ_BIT, IdMint, seq_of
 from .progress import Progress
 from .relist import edit_directory, group_by_parent
 from .scan import EntryStat, Problem
@@ -58,6 +61,7 @@ from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, RangeDone
 from .transfer import (
     BATCH_ENTRIES,
     VANISHED,
+    DeferredDir,
     DirResult,
     DirTask,
     EntryBatch,
@@ -66,6 +70,7 @@ from .transfer import (
     RunParams,
     UnitFailed,
     Worker,
+    split_listing,
 )
 
 log = logging.getLogger("clfsload")
@@ -74,6 +79,10 @@ PROBLEMS_FILE = "problems.txt"
 LOG_FILE = "output.txt"
 COMMIT_EVERY = 200  # results per state transaction
 COMMIT_SECONDS = 1.0
+#: threads of the driver that store deferred directories (each one PUT at a time)
+DEFERRED_WRITERS = 16
+#: deferred directories read from the state at a time
+DEFERRED_BATCH = 256
 
 
 class _SplitProgress:
@@ -450,15 +459,105 @@ class Loader:
     def _reconcile(self) -> None:
         state = self.state
         assert state is not None and self.progress is not None
+        self._settle_link_handles()
+        self._store_deferred_dirs()
         if state.count_links():
             self.progress.phase("reconcile")
             errors = self._drain(
-                fetch=lambda cursor, n: [(t.fh, t) for t in state.pending_links(n, cursor or b"")],
+                fetch=lambda cursor, n: [(t.key, t) for t in state.pending_links(n, cursor or b"")],
                 record=self._record_link,
             )
             if errors is not None:
                 return
         state.set_phase("FINALIZE")
+
+    def _settle_link_handles(self) -> None:
+        """Give every hard-linked object its handle: the dmid of the directory its first backpointer names (FMT §2.2)."""
+        state = self.state
+        assert state is not None
+        dropped = state.drop_pathless_links()
+        if dropped:
+            log.debug("%d hard-linked objects no path names any more are forgotten", dropped)
+        mint = self._id_mint()
+        handles = [(key, mint.settled_linked_fh(key, parent)) for key, parent in state.unsettled_links()]
+        if handles or dropped:
+            state.settle_links(handles)
+
+    def _store_deferred_dirs(self) -> None:
+        """Store the directories whose listings name handles settled after their unit ran.
+
+        Each is written with the same blobs a worker would have written; a
+        run stopped part way stores the rest (the rows go as they are stored).
+        """
+        state = self.state
+        assert state is not None
+        total = state.count_deferred_dirs()
+        if not total:
+            return
+        log.info("storing %d directories that list hard-linked objects or subdirectories named by the driver", total)
+        writer = self._directory_writer()
+        after = b""
+        with ThreadPoolExecutor(DEFERRED_WRITERS, thread_name_prefix="clfsload-dir") as threads:
+            while True:
+                rows = state.deferred_dirs(DEFERRED_BATCH, after)
+                if not rows:
+                    break
+                after = rows[-1][0].fh
+                keys = [fh for _, _, listing, _ in rows for _, fh in listing
+                        if len(fh) == 24 and seq_of(fh) & LINKED_SEQ_BIT]
+                handles = state.link_handles(keys)
+                jobs = []
+                for task, st, listing, subdir_count in rows:
+                    children = []
+                    for name, fh in listing:
+                        if fh in handles:
+                            fh = handles[fh]
+                        elif not fh or (len(fh) == 24 and seq_of(fh) & LINKED_SEQ_BIT):
+                            raise LoadError("internal error: %s lists '%s' with no settled handle; run again to resume"
+                                            % (os.fsdecode(task.path), os.fsdecode(name)))
+                        children.append((name, fh))
+                    jobs.append((task, threads.submit(writer.store_directory, task, EntryStat.unpack(st), children,
+                                                      subdir_count)))
+                for task, job in jobs:
+                    try:
+                        job.result()
+                    except UnitFailed as exc:
+                        raise LoadError("%s; run the same command again to resume" % exc.problem.line()) from None
+                    state.complete_deferred_dir(task.fh)
+                self._commit()
+                self.progress.tick()
+
+    def _mint_subdirs(self, task: DirTask, result: DirResult) -> None:
+        """Mint the handles of the subdirectories past the unit's reservation (FMT §2.2 counter values).
+
+        That happens where the source's directory link counts do not count
+        subdirectories (btrfs, some FUSE and network filesystems): the
+        counter still hands out consecutive values, so the spread over the
+        48 directory managers stays even; the directory is stored by the
+        driver before RECONCILE.
+        """
+        unminted = [sub for sub in result.subdirs if not sub.fh]
+        if not unminted:
+            return
+        state = self.state
+        assert state is not None
+        if "dir-nlink" not in self._noted:
+            self._noted.add("dir-nlink")
+            log.info("%s: has more subdirectories than its link count says; such directories are stored at the "
+                     "end of TRANSFER", os.fsdecode(task.path))
+        base = state.take_dir_counter(len(unminted))
+        mint = self._id_mint()
+        minted = {sub.name: mint.dir_fh(task.fh, sub.seq, base + index + 1) for index, sub in enumerate(unminted)}
+        result.subdirs = [sub if sub.fh else sub._replace(fh=minted[sub.name]) for sub in result.subdirs]
+        if result.split is not None:
+            result.split.subdirs = [(pos, name, fh or minted[name]) for pos, name, fh in result.split.subdirs]
+        if result.deferred is not None:
+            result.deferred.children = [(name, fh or minted[name]) for name, fh in result.deferred.children]
+
+    def _id_mint(self) -> IdMint:
+        state = self.state
+        assert state is not None
+        return IdMint(int(state.get("containerid")), bytes.fromhex(state.get("id_secret")))  # type: ignore[arg-type]
 
     def _record_unit(self, task, outcome) -> int:
         state = self.state
@@ -467,6 +566,8 @@ class Loader:
             return self._record_batch(task, outcome)
         if isinstance(task, FileRange):
             return self._record_range(task, outcome)
+        if isinstance(outcome, DirResult):
+            self._mint_subdirs(task, outcome)
         if isinstance(outcome, DirResult) and outcome.split is not None:
             # Its batches or huge files run as units of their own; the
             # directory completes (and is stored) once all are back. Until then
@@ -566,7 +667,12 @@ class Loader:
         split, merged.split = merged.split, None
         assert split is not None
         try:
-            self._directory_writer().store_split_directory(progress.task, split, merged.children)
+            writer = self._directory_writer()
+            if merged.links:  # stored before RECONCILE, once its linked objects' handles are settled
+                writer.check_directory_attrs(progress.task, EntryStat.unpack(split.stat))
+                merged.deferred = DeferredDir(split.stat, split_listing(split, merged.children), split.subdir_count)
+            else:
+                writer.store_split_directory(progress.task, split, merged.children)
         except UnitFailed as exc:
             self.state.fail_unit(unit, exc.problem)
             log.error("%s", exc.problem.line())
@@ -609,10 +715,10 @@ class Loader:
     def _record_link(self, task, outcome: Union[Problem, LinkDone]) -> int:
         assert self.state is not None and self.progress is not None
         if isinstance(outcome, Problem):
-            self.state.complete_link(task.fh, outcome)
+            self.state.complete_link(task.key, outcome)
             log.error("%s", outcome.line())
             return 1
-        self.state.complete_link(task.fh, None)
+        self.state.complete_link(task.key, None)
         self._checksum_log().add(outcome.checksums)
         self.progress.count(1, 0)
         return 0
@@ -738,7 +844,7 @@ class Loader:
         """
         state, target = self.state, self.target
         assert state is not None and target is not None
-        mint = IdMint(int(state.get("containerid")), bytes.fromhex(state.get("id_secret")))  # type: ignore[arg-type]
+        mint = self._id_mint()
         compress = self.params().compress
         restore = state.pruned_to_restore()
         for parent, entries in group_by_parent(restore):

@@ -11,8 +11,19 @@ transfer and kept in the state store:
   names of that directory; so a re-run of the unit names the same objects;
 * its random tail is BLAKE2b(secret, seq), redrawn while fnv1_variant(fh) == 0;
 * a hard-linked inode (``--preserve_hardlinks 1``) gets a seq from
-  BLAKE2b(secret, dev, ino, ftype) with the top bit set, so every directory
-  that meets one of its links names it alike without asking anybody;
+  BLAKE2b(secret, dev, ino, ftype) with bit 62 set, so every directory that
+  meets one of its links keys it alike without asking anybody;
+* every seq lies in ``[1001, 2^63)``, positive as a signed 64-bit integer as
+  the reference's are: directory units stay below ``2^34``, so their
+  children's seqs stay below bit 62, the linked inodes' bit;
+* the directory-manager ids (FMT §2.2) follow the reference's rules: a
+  non-directory's ``dmid_src`` and ``dmid_tgt`` are its parent's
+  ``dmid_tgt``; a directory's ``dmid_tgt`` is ``k mod 48`` for the value
+  ``k`` of the run-wide directory counter the driver reserved for it (see
+  :class:`clfsload.transfer.DirTask`); a hard-linked inode takes the
+  ``dmid_tgt`` of the directory its first backpointer names, which is known
+  only once every directory has been scanned, so its handle is settled by
+  the driver before RECONCILE (:meth:`IdMint.settled_linked_fh`);
 * segment and indirect-block ids are BLAKE2b(secret, owner fh, kind, index),
   shaped as UUID4 (version and variant bits set) like the reference's.
 
@@ -27,8 +38,12 @@ from .clfs.handles import dmid_of, make_fh
 from ._native import hashing
 
 UNIT_SHIFT = 28  # children per directory unit: 2^28 - 1
-MAX_UNIT = (1 << (63 - UNIT_SHIFT)) - 1
-LINKED_SEQ_BIT = 1 << 63
+#: directory units stay below 2^34, so ``unit << 28 | rank`` stays below LINKED_SEQ_BIT
+MAX_UNIT = (1 << (62 - UNIT_SHIFT)) - 1
+#: marks the seq of a hard-linked inode; bit 63 stays clear (seqs are positive as signed integers)
+LINKED_SEQ_BIT = 1 << 62
+#: the reference hands out seqs from 1001 up (FMT §2.2); no seq of ours is lower
+MIN_SEQ = 1001
 _U64 = struct.Struct("<Q")
 
 
@@ -55,19 +70,43 @@ class IdMint:
     def linked_seq(self, dev: int, ino: int, ftype: int) -> int:
         """The sequence number of a hard-linked inode, the same from every one of its links."""
         digest = self._hash(b"L" + _U64.pack(dev) + _U64.pack(ino) + bytes((ftype,)), 8)
-        return LINKED_SEQ_BIT | (_U64.unpack(digest)[0] & (LINKED_SEQ_BIT - 1))
+        # MIN_SEQ: a digest this small is all but impossible, but the range is a promise
+        return LINKED_SEQ_BIT | max(_U64.unpack(digest)[0] & (LINKED_SEQ_BIT - 1), MIN_SEQ)
 
     def fh(self, parent_fh: bytes, ftype: int, seq: int) -> bytes:
-        """The 24-byte filehandle of an object with ``seq`` found under ``parent_fh`` (FMT §2.2)."""
-        dmid_src = dmid_of(parent_fh)
-        dmid_tgt = seq % DIRMGR_COUNT if ftype == Ftype.DIR else dmid_src
-        return self._fh(dmid_src, dmid_tgt, ftype, seq)
+        """The 24-byte filehandle of a non-directory with ``seq`` found under ``parent_fh`` (FMT §2.2)."""
+        if ftype == Ftype.DIR:
+            raise ValueError("a directory's filehandle needs its counter value: use dir_fh")
+        dmid = dmid_of(parent_fh)
+        return self._fh(dmid, dmid, ftype, seq)
+
+    def dir_fh(self, parent_fh: bytes, seq: int, counter: int) -> bytes:
+        """The filehandle of a directory with ``seq`` under ``parent_fh``, the ``counter``-th directory (k >= 1).
+
+        Its ``dmid_tgt`` is ``counter mod 48``: the reference's run-wide
+        round-robin over the directory managers (FMT §2.2).
+        """
+        if counter < 1:
+            raise ValueError("directory counter values start at 1, not %d" % counter)
+        return self._fh(dmid_of(parent_fh), counter % DIRMGR_COUNT, Ftype.DIR, seq)
 
     def linked_fh(self, dev: int, ino: int, ftype: int) -> bytes:
-        """The filehandle of a hard-linked non-directory; independent of the parent it is met under."""
-        seq = self.linked_seq(dev, ino, ftype)
-        dmid = seq % DIRMGR_COUNT
-        return self._fh(dmid, dmid, ftype, seq)
+        """The key of a hard-linked non-directory: the same from every one of its links.
+
+        It is what the worker that meets a link writes in the state; the
+        handle stored on the target is :meth:`settled_linked_fh` of it, once
+        the directory its first backpointer names is known.
+        """
+        return self._fh(0, 0, ftype, self.linked_seq(dev, ino, ftype))
+
+    def settled_linked_fh(self, key: bytes, first_parent_fh: bytes) -> bytes:
+        """The handle of the hard-linked object keyed ``key`` whose first backpointer is ``first_parent_fh``.
+
+        Same seq as the key; ``dmid_src`` and ``dmid_tgt`` are the first
+        parent's ``dmid_tgt`` (0 for the root), as FMT §2.2 requires.
+        """
+        dmid = dmid_of(first_parent_fh)
+        return self._fh(dmid, dmid, key[6], seq_of(key))
 
     def _fh(self, dmid_src: int, dmid_tgt: int, ftype: int, seq: int) -> bytes:
         attempt = 0
@@ -89,6 +128,11 @@ class IdMint:
     def block_ids(self, owner_fh: bytes) -> "BlockIds":
         """Id makers for the segments and indirect blocks of one object."""
         return BlockIds(self, owner_fh)
+
+
+def seq_of(fh: bytes) -> int:
+    """The seq field (bytes 8-15, little-endian) of a generated 24-byte filehandle."""
+    return _U64.unpack_from(fh, 8)[0]
 
 
 class BlockIds:

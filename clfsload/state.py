@@ -8,7 +8,16 @@ Only the driver touches it, through this narrow interface. What it holds:
   directory's row is deleted at once, so the table stays small on huge trees;
 * ``problems``: source entries that could not be loaded, per unit or link;
 * ``links`` and ``link_paths``: hard-linked objects and every path to them
-  (``--preserve_hardlinks 1``), stored once each in RECONCILE;
+  (``--preserve_hardlinks 1``), stored once each in RECONCILE; a link's
+  settled handle (``final_fh``) is fixed before RECONCILE from its first
+  backpointer, and its row is kept (state DONE) once stored, so a directory
+  loaded again later names the same handle;
+* ``deferred_dirs``: directories whose listing names handles settled later
+  (hard-linked objects, subdirectories the driver minted): the driver stores
+  them before RECONCILE stores the linked objects;
+* the directory counter (``meta.dir_counter``, FMT §2.2): each unit row
+  keeps the counter values reserved for its subdirectories
+  (``dmid_base``, ``dmid_count``), so a rerun names the same handles;
 * ``sweep``: directories and objects that may have been written more than
   once with different content (a unit cut short by a crash, a retry, a file
   read again): FINALIZE deletes what their earlier attempts left behind
@@ -37,14 +46,14 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from . import crashpoints
 from .clfs.constants import FH_LEN
 from .errors import ClfsLoadError
-from .scan import Problem
+from .scan import EntryStat, Problem
 from .transfer import DirResult, DirTask, LinkTask
 
 FORMAT_VERSION = "2"
 DB_NAME = "state.db"
 LOCK_NAME = "lock"
 
-PENDING, FAILED = 0, 2
+PENDING, DONE, FAILED = 0, 1, 2
 #: kinds of ``sweep`` rows
 SWEEP_DIR, SWEEP_OBJECT = 0, 1
 _SCHEMA = """
@@ -60,7 +69,9 @@ CREATE TABLE units (
     scheduled BLOB,       -- subdirectories already made units, with their fhs (packed);
                           -- NULL: no attempt of this unit has completed
     counted INTEGER NOT NULL DEFAULT 0,        -- objects its last attempt added to the counter
-    counted_bytes INTEGER NOT NULL DEFAULT 0   -- and source bytes: a retry takes them back
+    counted_bytes INTEGER NOT NULL DEFAULT 0,  -- and source bytes: a retry takes them back
+    dmid_base INTEGER NOT NULL DEFAULT 0,      -- directory counter values dmid_base + 1 ..
+    dmid_count INTEGER NOT NULL DEFAULT 0      -- dmid_base + dmid_count are its subdirectories'
 );
 CREATE INDEX units_state ON units (state, unit);
 CREATE TABLE problems (unit INTEGER, link_fh BLOB, path BLOB NOT NULL, reason TEXT NOT NULL);
@@ -70,7 +81,8 @@ CREATE TABLE links (
     state INTEGER NOT NULL,
     path BLOB NOT NULL,
     name BLOB NOT NULL,
-    stat BLOB NOT NULL
+    stat BLOB NOT NULL,
+    final_fh BLOB           -- the handle on the target; NULL until settled (before RECONCILE)
 );
 CREATE TABLE link_paths (
     parent_fh BLOB NOT NULL,
@@ -98,9 +110,24 @@ CREATE TABLE IF NOT EXISTS ranges (
     nbytes INTEGER NOT NULL,
     PRIMARY KEY (fh, first)
 );
+CREATE TABLE IF NOT EXISTS deferred_dirs (
+    fh BLOB PRIMARY KEY,
+    path BLOB NOT NULL,
+    parent_fh BLOB NOT NULL,
+    name BLOB NOT NULL,
+    stat BLOB NOT NULL,        -- EntryStat.pack() taken before its listing
+    subdir_count INTEGER NOT NULL,
+    listing BLOB NOT NULL      -- (name, fh) in listing order, packed by _pack_listing
+);
 """
 #: added to format 2 after its first release: made on open where missing
-_RANGES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS ranges"):]
+_LATER_TABLES = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS ranges"):]
+#: columns added to format 2 after its first release: (table, column, declaration)
+_LATER_COLUMNS = (
+    ("units", "dmid_base", "INTEGER NOT NULL DEFAULT 0"),
+    ("units", "dmid_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("links", "final_fh", "BLOB"),
+)
 
 
 _NOT_A_DIRECTORY = "'%s' is a file, not a state directory; give a new path for the state directory"
@@ -116,6 +143,24 @@ _NAME_LEN = struct.Struct(">H")
 def _pack_subdirs(subdirs: Dict[bytes, bytes]) -> bytes:
     """``{name: fh}`` as (u16 name length, name, 24-byte fh) records."""
     return b"".join(_NAME_LEN.pack(len(n)) + n + fh for n, fh in sorted(subdirs.items()))
+
+
+def _pack_listing(children: List[Tuple[bytes, bytes]]) -> bytes:
+    """``(name, fh)`` in order as (u16 name length, name, u8 fh length, fh) records."""
+    return b"".join(_NAME_LEN.pack(len(n)) + n + bytes((len(fh),)) + fh for n, fh in children)
+
+
+def _unpack_listing(blob: bytes) -> List[Tuple[bytes, bytes]]:
+    out = []
+    at = 0
+    while at < len(blob):
+        (size,) = _NAME_LEN.unpack_from(blob, at)
+        name = bytes(blob[at + 2 : at + 2 + size])
+        fh_len = blob[at + 2 + size]
+        start = at + 3 + size
+        out.append((name, bytes(blob[start : start + fh_len])))
+        at = start + fh_len
+    return out
 
 
 def _unpack_subdirs(blob: Optional[bytes]) -> Optional[Dict[bytes, bytes]]:
@@ -198,7 +243,10 @@ class StateStore:
             raise StateError(
                 "state directory '%s' has format version %r, this clfsload reads %r" % (path, version, FORMAT_VERSION)
             )
-        store._db.executescript(_RANGES_TABLE)
+        store._db.executescript(_LATER_TABLES)
+        for table, column, declaration in _LATER_COLUMNS:
+            if column not in {row[1] for row in store._db.execute("PRAGMA table_info(%s)" % table)}:
+                store._db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, declaration))
         return store
 
     @classmethod
@@ -303,23 +351,39 @@ class StateStore:
         return unit
 
     def add_unit(self, path: bytes, fh: bytes, parent_fh: bytes, name: bytes, stat: Optional[bytes]) -> int:
-        """Schedule a directory; returns its unit number."""
+        """Schedule a directory; returns its unit number.
+
+        Reserves ``st_nlink - 2`` directory counter values for its
+        subdirectories (FMT §2.2): ext4, XFS, tmpfs and NFS from them count a
+        directory's subdirectories in its link count.
+        """
         self._begin()
         unit = self._next_unit()
+        reserve = max(EntryStat.unpack(stat).st_nlink - 2, 0) if stat else 0
+        base = self.take_dir_counter(reserve)
         self._db.execute(
-            "INSERT INTO units (unit, state, path, fh, parent_fh, name, stat) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (unit, PENDING, path, fh, parent_fh, name, stat),
+            "INSERT INTO units (unit, state, path, fh, parent_fh, name, stat, dmid_base, dmid_count)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (unit, PENDING, path, fh, parent_fh, name, stat, base, reserve),
         )
         return unit
+
+    def take_dir_counter(self, count: int) -> int:
+        """Reserve ``count`` values of the run-wide directory counter; returns the base (values base+1 .. base+count)."""
+        base = self.counter("dir_counter")
+        if count:
+            self.set("dir_counter", str(base + count))
+        return base
 
     def pending_units(self, after: int, limit: int) -> List[DirTask]:
         """Pending units numbered above ``after``, in order."""
         rows = self._db.execute(
-            "SELECT unit, path, fh, parent_fh, name, stat, scheduled FROM units"
+            "SELECT unit, path, fh, parent_fh, name, stat, scheduled, dmid_base, dmid_count FROM units"
             " WHERE state = ? AND unit > ? ORDER BY unit LIMIT ?",
             (PENDING, after, limit),
         ).fetchall()
-        return [DirTask(u, p, fh, pfh, n, st, _unpack_subdirs(sc)) for u, p, fh, pfh, n, st, sc in rows]
+        return [DirTask(u, p, fh, pfh, n, st, _unpack_subdirs(sc), base, count)
+                for u, p, fh, pfh, n, st, sc, base, count in rows]
 
     def count_units(self, state: int = PENDING) -> int:
         """Units in ``state``."""
@@ -335,6 +399,16 @@ class StateStore:
             parent_fh = self._unit_fh(result.unit)
             for sub in result.subdirs:
                 self.add_unit(sub.path, sub.fh, parent_fh, sub.name, sub.stat)
+        if result.deferred is not None:
+            deferred = result.deferred
+            self._db.execute(
+                "INSERT OR REPLACE INTO deferred_dirs (fh, path, parent_fh, name, stat, subdir_count, listing)"
+                " SELECT fh, path, parent_fh, name, ?, ?, ? FROM units WHERE unit = ?",
+                (deferred.stat, deferred.subdir_count, _pack_listing(deferred.children), result.unit),
+            )
+        else:  # stored by its unit: an earlier attempt's deferred listing must not overwrite it
+            self._db.execute("DELETE FROM deferred_dirs WHERE fh = (SELECT fh FROM units WHERE unit = ?)",
+                             (result.unit,))
         for link in result.links:
             self._db.execute(
                 "INSERT OR IGNORE INTO links (fh, state, path, name, stat) VALUES (?, ?, ?, ?, ?)",
@@ -404,16 +478,73 @@ class StateStore:
     # --- links -----------------------------------------------------------------
 
     def pending_links(self, limit: int, after: bytes = b"") -> List[LinkTask]:
-        """Hard-linked objects still to store, with their backpointers (first parent first)."""
+        """Hard-linked objects still to store (keys above ``after``), with their backpointers, first parent first.
+
+        Their handles must be settled (:meth:`settle_links`). The NAME is the
+        name under the first parent, which the handle's dmid comes from.
+        """
         rows = self._db.execute(
-            "SELECT fh, path, name, stat FROM links WHERE state = ? AND fh > ? ORDER BY fh LIMIT ?",
+            "SELECT fh, path, stat, final_fh FROM links WHERE state = ? AND fh > ? ORDER BY fh LIMIT ?",
             (PENDING, after, limit),
         ).fetchall()
         tasks = []
-        for fh, path, name, stat in rows:
-            parents = [r[0] for r in self._db.execute("SELECT parent_fh FROM link_paths WHERE fh = ? ORDER BY rowid", (fh,))]
-            tasks.append(LinkTask(fh, path, name, stat, tuple(parents)))
+        for key, path, stat, final_fh in rows:
+            if final_fh is None:
+                raise StateError("internal error: a hard-linked object's handle was not settled before RECONCILE")
+            paths = self._db.execute("SELECT parent_fh, name FROM link_paths WHERE fh = ? ORDER BY rowid",
+                                     (key,)).fetchall()
+            tasks.append(LinkTask(bytes(final_fh), path, bytes(paths[0][1]), stat,
+                                  tuple(bytes(p) for p, _ in paths), bytes(key)))
         return tasks
+
+    def unsettled_links(self) -> List[Tuple[bytes, bytes]]:
+        """``(key, first parent fh)`` of the hard-linked objects whose handle is not settled yet."""
+        rows = self._db.execute(
+            "SELECT l.fh, (SELECT p.parent_fh FROM link_paths p WHERE p.fh = l.fh ORDER BY p.rowid LIMIT 1)"
+            " FROM links l WHERE l.final_fh IS NULL ORDER BY l.fh").fetchall()
+        return [(bytes(key), bytes(parent)) for key, parent in rows if parent is not None]
+
+    def drop_pathless_links(self) -> int:
+        """Forget pending links that no path names any more (a path recorded again under another inode)."""
+        self._begin()
+        return self._db.execute(
+            "DELETE FROM links WHERE state != ? AND NOT EXISTS (SELECT 1 FROM link_paths p WHERE p.fh = links.fh)",
+            (DONE,)).rowcount
+
+    def settle_links(self, handles: List[Tuple[bytes, bytes]]) -> None:
+        """Record the settled handle of each ``(key, final fh)`` (committed)."""
+        self._begin()
+        self._db.executemany("UPDATE links SET final_fh = ? WHERE fh = ?", [(final, key) for key, final in handles])
+        self.commit()
+
+    def link_handles(self, keys: List[bytes]) -> Dict[bytes, bytes]:
+        """The settled handle of each of ``keys`` that has one."""
+        out: Dict[bytes, bytes] = {}
+        for key in keys:
+            row = self._db.execute("SELECT final_fh FROM links WHERE fh = ?", (key,)).fetchone()
+            if row is not None and row[0] is not None:
+                out[key] = bytes(row[0])
+        return out
+
+    # --- deferred directories -----------------------------------------------------
+
+    def deferred_dirs(self, limit: int, after: bytes = b"") -> List[Tuple[DirTask, bytes, List[Tuple[bytes, bytes]], int]]:
+        """Directories to store before RECONCILE, fh above ``after``: (task, stat, listing, subdir count)."""
+        rows = self._db.execute(
+            "SELECT fh, path, parent_fh, name, stat, subdir_count, listing FROM deferred_dirs"
+            " WHERE fh > ? ORDER BY fh LIMIT ?", (after, limit)).fetchall()
+        return [(DirTask(0, bytes(p), bytes(fh), bytes(pfh), bytes(n)), bytes(st), _unpack_listing(listing), count)
+                for fh, p, pfh, n, st, count, listing in rows]
+
+    def count_deferred_dirs(self) -> int:
+        """Directories still to store before RECONCILE."""
+        return self._db.execute("SELECT COUNT(*) FROM deferred_dirs").fetchone()[0]
+
+    def complete_deferred_dir(self, fh: bytes) -> None:
+        """A deferred directory is stored."""
+        self._begin()
+        self._db.execute("DELETE FROM deferred_dirs WHERE fh = ?", (fh,))
+        self._in_batch += 1
 
     def record_range(self, unit: int, fh: bytes, first: int, last: int, stat: bytes, head: bytes, digest: bytes,
                      nbytes: int) -> None:
@@ -446,8 +577,9 @@ class StateStore:
         self._begin()
         self._db.execute("DELETE FROM problems WHERE link_fh = ?", (fh,))
         if problem is None:
+            # The row stays (DONE): a directory loaded again later maps the key to the same handle.
             self._db.execute("DELETE FROM link_paths WHERE fh = ?", (fh,))
-            self._db.execute("DELETE FROM links WHERE fh = ?", (fh,))
+            self._db.execute("UPDATE links SET state = ?, path = x'', stat = x'' WHERE fh = ?", (DONE, fh))
             self.add_counter("objects", 1)
         else:
             self._db.execute("INSERT INTO problems (link_fh, path, reason) VALUES (?, ?, ?)", (fh, problem.path, problem.reason))
@@ -509,7 +641,8 @@ class StateStore:
         """
         self._begin()
         self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) SELECT fh, ? FROM units", (SWEEP_DIR,))
-        self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) SELECT fh, ? FROM links", (SWEEP_OBJECT,))
+        self._db.execute("INSERT OR IGNORE INTO sweep (fh, kind) SELECT final_fh, ? FROM links"
+                         " WHERE state != ? AND final_fh IS NOT NULL", (SWEEP_OBJECT, DONE))
         self.commit()
 
     def sweep_list(self) -> Tuple[List[bytes], List[bytes]]:
@@ -542,8 +675,8 @@ class StateStore:
             "SELECT parent_fh, name, fh FROM units WHERE state = ? AND scheduled IS NULL ORDER BY unit", (FAILED,)
         ).fetchall()
         rows += self._db.execute(
-            "SELECT p.parent_fh, p.name, p.fh FROM link_paths p JOIN links l ON l.fh = p.fh"
-            " WHERE l.state = ? ORDER BY p.rowid",
+            "SELECT p.parent_fh, p.name, l.final_fh FROM link_paths p JOIN links l ON l.fh = p.fh"
+            " WHERE l.state = ? AND l.final_fh IS NOT NULL ORDER BY p.rowid",
             (FAILED,),
         ).fetchall()
         return [(bytes(p), bytes(n), bytes(f)) for p, n, f in rows]
@@ -559,7 +692,7 @@ class StateStore:
         rows = self._db.execute(
             "SELECT parent_fh, name, fh FROM pruned p WHERE"
             " NOT EXISTS (SELECT 1 FROM units u WHERE u.fh = p.fh AND u.state = ?) AND"
-            " NOT EXISTS (SELECT 1 FROM links l WHERE l.fh = p.fh AND l.state = ?)",
+            " NOT EXISTS (SELECT 1 FROM links l WHERE l.final_fh = p.fh AND l.state = ?)",
             (FAILED, FAILED),
         ).fetchall()
         return [(bytes(p), bytes(n), bytes(f)) for p, n, f in rows]

@@ -86,6 +86,14 @@ class DirTask:
     #: on a retry, the subdirectories an earlier attempt already made units, with
     #: their fhs: they keep those fhs and are not scheduled again
     known_subdirs: Optional[Dict[bytes, bytes]] = None
+    #: the run-wide directory counter values ``dmid_base + 1 .. dmid_base + dmid_count``
+    #: are reserved for this directory's subdirectories (FMT §2.2: a directory's
+    #: ``dmid_tgt`` is its counter value mod 48). The driver reserves
+    #: ``st_nlink - 2`` when it makes the unit; subdirectories past the
+    #: reservation (a source whose link counts do not count subdirectories) get
+    #: their handles from the driver, and the directory is stored by the driver.
+    dmid_base: int = 0
+    dmid_count: int = 0
 
 
 class BatchEntry(NamedTuple):
@@ -135,12 +143,34 @@ class SplitDir:
 
 
 class SubDir(NamedTuple):
-    """A subdirectory found by a scan; the driver makes it a unit."""
+    """A subdirectory found by a scan; the driver makes it a unit.
+
+    ``fh`` is empty when the unit's reservation of directory counter values
+    ran out: the driver mints it from ``seq`` (see :attr:`DirTask.dmid_base`).
+    """
 
     name: bytes
     path: bytes
     fh: bytes
     stat: bytes
+    seq: int = 0
+
+
+@dataclass
+class DeferredDir:
+    """A directory the worker did not store: the driver stores it once every handle it lists is settled.
+
+    That is a directory listing hard-linked objects (their handles take the
+    ``dmid`` of their first backpointer, known once every directory has been
+    scanned), or subdirectories whose handles the driver mints. ``children``
+    are ``(name, fh)`` in listing order; a hard-linked child carries its key
+    (:meth:`clfsload.ids.IdMint.linked_fh`), a subdirectory still to be
+    minted an empty fh.
+    """
+
+    stat: bytes  # the directory's EntryStat.pack(), taken just before its listing
+    children: List[Tuple[bytes, bytes]]
+    subdir_count: int
 
 
 class LinkRef(NamedTuple):
@@ -178,6 +208,8 @@ class DirResult:
     split: Optional[SplitDir] = None
     #: from an EntryBatch: the (pos, name, fh) of the entries it stored
     children: List[Tuple[int, bytes, bytes]] = field(default_factory=list)
+    #: the directory is to be stored by the driver, later (:class:`DeferredDir`)
+    deferred: Optional[DeferredDir] = None
 
 
 class LinkDone(NamedTuple):
@@ -188,13 +220,18 @@ class LinkDone(NamedTuple):
 
 @dataclass(frozen=True)
 class LinkTask:
-    """A hard-linked non-directory to store once, with all its backpointers (RECONCILE)."""
+    """A hard-linked non-directory to store once, with all its backpointers (RECONCILE).
+
+    ``fh`` is its settled handle; ``key`` the handle-shaped key its links were
+    recorded under in TRANSFER (:meth:`clfsload.ids.IdMint.linked_fh`).
+    """
 
     fh: bytes
     path: bytes
     name: bytes
     stat: bytes
     backpointers: Tuple[bytes, ...]
+    key: bytes = b""
 
 
 class SourceError(ClfsLoadError):
@@ -253,6 +290,8 @@ class Worker:
         result.problems.extend(problems)
         known = task.known_subdirs or {}
         ranks = {name: rank for rank, name in enumerate(sorted(e.name for e in entries))}
+        # The j-th subdirectory by name takes the counter value dmid_base + j + 1.
+        dir_ranks = {name: j for j, name in enumerate(sorted(e.name for e in entries if e.ftype == Ftype.DIR))}
         slots: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []  # pos, name, fh, futures, path
         files: List[BatchEntry] = []
         subdir_count = 0
@@ -261,7 +300,7 @@ class Worker:
             if entry.ftype != Ftype.DIR:
                 files.append(BatchEntry(pos, entry.name, entry.path, entry.stat, entry.ftype, seq))
                 continue
-            fh = known.get(entry.name) or self.mint.fh(task.fh, Ftype.DIR, seq)
+            fh = known.get(entry.name) or self._subdir_fh(task, seq, dir_ranks[entry.name])
             reason = check_directory_readable(entry.path)
             if reason is not None:
                 result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
@@ -269,7 +308,7 @@ class Worker:
             if entry.name in known:
                 result.kept_subdirs[entry.name] = fh
             else:
-                result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack()))
+                result.subdirs.append(SubDir(entry.name, entry.path, fh, entry.stat.pack(), seq))
             subdir_count += 1
             slots.append((pos, entry.name, fh, [], entry.path))
         files, huge = self._take_huge_files(task, files, result)
@@ -296,9 +335,19 @@ class Worker:
             self._store_entry(task.fh, item, result, slots)
         slots.sort(key=lambda slot: slot[0])  # scan order, as the listing is stored
         children = [(name, fh) for _, name, fh in self._settle(slots, result)]
-        self._store_directory(task, dir_stat, children, subdir_count)
+        if result.links or any(not fh for _, fh in children):
+            self.check_directory_attrs(task, dir_stat)
+            result.deferred = DeferredDir(dir_stat.pack(), children, subdir_count)
+        else:
+            self._store_directory(task, dir_stat, children, subdir_count)
         result.dirty = self._dirty
         return result
+
+    def _subdir_fh(self, task: DirTask, seq: int, dir_rank: int) -> bytes:
+        """The handle of the ``dir_rank``-th subdirectory of ``task``; empty past its reservation (the driver mints it)."""
+        if dir_rank < task.dmid_count:
+            return self.mint.dir_fh(task.fh, seq, task.dmid_base + dir_rank + 1)
+        return b""
 
     def _take_huge_files(self, task: DirTask, files: List[BatchEntry],
                          result: DirResult) -> Tuple[List[BatchEntry], List[HugeFile]]:
@@ -411,9 +460,21 @@ class Worker:
 
     def store_split_directory(self, task: DirTask, split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> None:
         """Store a directory whose entries were loaded in batches (the driver, once all are back)."""
-        listing = sorted(list(split.subdirs) + list(children))
-        self._store_directory(task, EntryStat.unpack(split.stat), [(n, fh) for _, n, fh in listing],
-                              split.subdir_count)
+        self.store_directory(task, EntryStat.unpack(split.stat), split_listing(split, children), split.subdir_count)
+
+    def check_directory_attrs(self, task: DirTask, st: EntryStat) -> None:
+        """Raise UnitFailed if the directory's attributes cannot be stored (before its store is deferred)."""
+        try:
+            self.attrs(st, 0)
+        except EncodeError as exc:
+            raise UnitFailed(Problem(task.path, str(exc))) from None
+
+    def store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
+        """Store a directory's segments, then its inode; ``children`` are (name, fh) in listing order.
+
+        Raises TerminalError, or UnitFailed naming the directory.
+        """
+        self._store_directory(task, st, children, subdir_count)
 
     def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
         is_root = task.fh == ROOT_ID
@@ -573,6 +634,11 @@ class Worker:
             return Problem(task.path, store_failure(error))
         crashpoints.reached("link")
         return LinkDone(self._checksums)
+
+
+def split_listing(split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> List[Tuple[bytes, bytes]]:
+    """The (name, fh) listing of a split directory: its subdirectories and the entries its parts stored, in scan order."""
+    return [(n, fh) for _, n, fh in sorted(list(split.subdirs) + list(children))]
 
 
 def _check_same_directory(path: bytes, scanned: EntryStat, now: EntryStat) -> None:

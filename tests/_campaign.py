@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from clfsload.clfs.canonical import canonical_form, diff_canonical
+from clfsload.clfs.fh_rules import handle_rule_violations
 from clfsload.clfs.container import Container, FolderSource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,6 +257,9 @@ def check_final(folder: Path, reference: Path) -> List[str]:
     diff = diff_canonical(expected, canonical_form(ours))
     if diff:
         problems.append("not canonical-equal to a clean run: %s" % [str(d) for d in diff[:5]])
+    # The handle rules (FMT §2.2); the spread within one of even per dmid, since
+    # the source changes between runs and leaves reserved counter values unused.
+    problems.extend("handle rule: %s" % v for v in handle_rule_violations(ours, spread_tolerance=0.05))
     return problems
 
 

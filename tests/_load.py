@@ -9,6 +9,7 @@ from typing import Iterable, List, Optional
 from clfsload._native import envelope
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import BlobSource, Container, FolderSource
+from clfsload.clfs.fh_rules import handle_rule_violations
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,8 +51,19 @@ def compression_follows_the_rule(source: BlobSource, names: Iterable[str]) -> Li
     return wrong
 
 
+def assert_handle_rules(container: Container, spread_tolerance: Optional[float] = None) -> None:
+    """The FMT §2.2 filehandle rules hold (dmids, seqs, the directory spread): what the canonical diff cannot see.
+
+    ``spread_tolerance`` None asks for the reference's exact spread of the
+    directories over the 48 dmids; a fraction allows that much off even
+    (a tree changed between runs leaves reserved counter values unused).
+    """
+    violations = handle_rule_violations(container, spread_tolerance=spread_tolerance)
+    assert violations == [], "\n".join(violations[:20])
+
+
 def assert_matches_golden(golden: Path, ours: BlobSource, compressed: bool = True) -> Container:
-    """Our container is finished, clean, and canonical-equal to a golden one."""
+    """Our container is finished, clean, canonical-equal to a golden one, and keeps the handle rules."""
     container = Container(ours)
     assert container.finished, "the root was not published"
     assert not container.tmp_names, container.tmp_names
@@ -59,6 +71,7 @@ def assert_matches_golden(golden: Path, ours: BlobSource, compressed: bool = Tru
     expected = canonical_form(Container(FolderSource(str(golden))), mask=GOLDEN_MASK)
     differences = diff_canonical(expected, canonical_form(container, mask=GOLDEN_MASK))
     assert differences == [], "\n".join(map(str, differences[:20]))
+    assert_handle_rules(container)
     clfs = [n.blob for n in container.clfs_names]
     if compressed:
         assert compression_follows_the_rule(ours, clfs) == []

@@ -36,11 +36,11 @@ from clfsload.dask_worker import SourceCheck, listing_digest
 from clfsload.targets import open_target
 
 try:
-    from ._load import REPO, TargetSource, assert_matches_golden, cli
+    from ._load import REPO, TargetSource, assert_handle_rules, assert_matches_golden, cli
     from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
     from .azurite import azurite  # noqa: F401
 except ImportError:
-    from _load import REPO, TargetSource, assert_matches_golden, cli
+    from _load import REPO, TargetSource, assert_handle_rules, assert_matches_golden, cli
     from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
     from azurite import azurite  # noqa: F401
 
@@ -225,6 +225,7 @@ def _canonical(az, container):
     ours = Container(_read_back(az, container))
     assert ours.finished and not ours.tmp_names
     assert ours.strays() == []
+    assert_handle_rules(ours)
     return canonical_form(ours)
 
 

@@ -22,10 +22,10 @@ from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
 
 try:
-    from ._load import REPO, assert_matches_golden, cli
+    from ._load import REPO, assert_handle_rules, assert_matches_golden, cli
     from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
 except ImportError:
-    from _load import REPO, assert_matches_golden, cli
+    from _load import REPO, assert_handle_rules, assert_matches_golden, cli
     from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
 
 
@@ -179,6 +179,7 @@ def test_interrupted_load_resumes_to_the_same_container(how, tmp_path):
     assert ours.finished and not ours.strays() and not ours.tmp_names
     expected = canonical_form(Container(FolderSource(str(tmp_path / "clean" / "c"))))
     assert diff_canonical(expected, canonical_form(ours)) == []
+    assert_handle_rules(ours)
 
 
 # --- what a user gets wrong ------------------------------------------------------
