@@ -184,6 +184,9 @@ class StateStore:
         self._db = db
         self._lock_fd = lock_fd
         self._in_batch = 0
+        #: the directory counter, read once; written to meta with each commit that changed it
+        self._dir_counter: Optional[int] = None
+        self._dir_counter_dirty = False
 
     # --- opening -------------------------------------------------------------
 
@@ -300,6 +303,9 @@ class StateStore:
 
     def commit(self) -> None:
         """Make every change so far durable (one transaction for the whole batch)."""
+        if self._dir_counter_dirty:
+            self.set("dir_counter", str(self._dir_counter))
+            self._dir_counter_dirty = False
         if self._db.in_transaction:
             self._db.execute("COMMIT")
             crashpoints.reached("commit")
@@ -370,9 +376,12 @@ class StateStore:
 
     def take_dir_counter(self, count: int) -> int:
         """Reserve ``count`` values of the run-wide directory counter; returns the base (values base+1 .. base+count)."""
-        base = self.counter("dir_counter")
+        if self._dir_counter is None:
+            self._dir_counter = self.counter("dir_counter")
+        base = self._dir_counter
         if count:
-            self.set("dir_counter", str(base + count))
+            self._dir_counter = base + count
+            self._dir_counter_dirty = True
         return base
 
     def pending_units(self, after: int, limit: int) -> List[DirTask]:

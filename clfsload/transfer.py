@@ -339,7 +339,7 @@ class Worker:
             self.check_directory_attrs(task, dir_stat)
             result.deferred = DeferredDir(dir_stat.pack(), children, subdir_count)
         else:
-            self._store_directory(task, dir_stat, children, subdir_count)
+            self.store_directory(task, dir_stat, children, subdir_count)
         result.dirty = self._dirty
         return result
 
@@ -474,9 +474,6 @@ class Worker:
 
         Raises TerminalError, or UnitFailed naming the directory.
         """
-        self._store_directory(task, st, children, subdir_count)
-
-    def _store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
         is_root = task.fh == ROOT_ID
         try:
             attrs = self.attrs(st, 0)
