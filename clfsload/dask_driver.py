@@ -37,7 +37,7 @@ from .errors import ClfsLoadError
 from .pool import Outcome, Unit, WorkerConfig
 from .scan import Problem
 from .ranges import FileRange
-from .transfer import DirTask, EntryBatch
+from .transfer import DirTask, DirWrite, EntryBatch
 
 log = logging.getLogger("clfsload")
 
@@ -186,6 +186,8 @@ class DaskRun:
             kind = "dir-%d-batch%d" % (task.unit, task.index)
         elif isinstance(task, FileRange):
             kind = "dir-%d-file-%s-seg%d" % (task.unit, task.fh[-8:].hex(), task.first)
+        elif isinstance(task, DirWrite):
+            kind = "dirwrite-%s" % task.task.fh[-8:].hex()
         else:
             kind = "link"
         return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))

@@ -33,14 +33,14 @@ import secrets
 import sqlite3
 import stat
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Deque, Dict, List, Optional, Set, Union
 
 from . import __version__, crashpoints, history
 from ._native import envelope
 from .checksums import FILE_NAME as CHECKSUM_FILE
 from .checksums import ChecksumLog
-from .clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
+from .clfs.constants import BUCKET_UUID_KEY, FH_LEN, ROOT_ID, TMP_PREFIX
 from .clfs.decode import decode_payload
 from .clfs.objects import bucket_blob, final_root_name, seal
 from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
@@ -63,6 +63,7 @@ from .transfer import (
     VANISHED,
     DeferredDir,
     DirResult,
+    DirWrite,
     DirTask,
     EntryBatch,
     LinkDone,
@@ -79,10 +80,6 @@ PROBLEMS_FILE = "problems.txt"
 LOG_FILE = "output.txt"
 COMMIT_EVERY = 200  # results per state transaction
 COMMIT_SECONDS = 1.0
-#: threads of the driver that store deferred directories (each one PUT at a time)
-DEFERRED_WRITERS = 16
-#: deferred directories read from the state at a time
-DEFERRED_BATCH = 256
 
 
 class _SplitProgress:
@@ -486,8 +483,9 @@ class Loader:
     def _store_deferred_dirs(self) -> None:
         """Store the directories whose listings name handles settled after their unit ran.
 
-        Each is written with the same blobs a worker would have written; a
-        run stopped part way stores the rest (the rows go as they are stored).
+        They run as units in the pool (or on the Dask cluster), each writing
+        the blobs its unit would have written; a run stopped part way stores
+        the rest (the rows go as they are stored).
         """
         state = self.state
         assert state is not None
@@ -495,37 +493,36 @@ class Loader:
         if not total:
             return
         log.info("storing %d directories that list hard-linked objects or subdirectories named by the driver", total)
-        writer = self._directory_writer()
-        after = b""
-        with ThreadPoolExecutor(DEFERRED_WRITERS, thread_name_prefix="clfsload-dir") as threads:
-            while True:
-                rows = state.deferred_dirs(DEFERRED_BATCH, after)
-                if not rows:
-                    break
-                after = rows[-1][0].fh
-                keys = [fh for _, _, listing, _ in rows for _, fh in listing
-                        if len(fh) == 24 and seq_of(fh) & LINKED_SEQ_BIT]
-                handles = state.link_handles(keys)
-                jobs = []
-                for task, st, listing, subdir_count in rows:
-                    children = []
-                    for name, fh in listing:
-                        if fh in handles:
-                            fh = handles[fh]
-                        elif not fh or (len(fh) == 24 and seq_of(fh) & LINKED_SEQ_BIT):
-                            raise LoadError("internal error: %s lists '%s' with no settled handle; run again to resume"
-                                            % (os.fsdecode(task.path), os.fsdecode(name)))
-                        children.append((name, fh))
-                    jobs.append((task, threads.submit(writer.store_directory, task, EntryStat.unpack(st), children,
-                                                      subdir_count)))
-                for task, job in jobs:
-                    try:
-                        job.result()
-                    except UnitFailed as exc:
-                        raise LoadError("%s; run the same command again to resume" % exc.problem.line()) from None
-                    state.complete_deferred_dir(task.fh)
-                self._commit()
-                self.progress.tick()
+        self._drain(fetch=lambda cursor, n: [(w.task.fh, w) for w in self._dir_writes(n, cursor or b"")],
+                    record=self._record_dir_write)
+
+    def _dir_writes(self, limit: int, after: bytes) -> List[DirWrite]:
+        """The next deferred directories, with the settled handles of the hard-linked objects they list."""
+        state = self.state
+        assert state is not None
+        rows = state.deferred_dirs(limit, after)
+        keys = [fh for _, _, listing, _ in rows for _, fh in listing if len(fh) == FH_LEN and seq_of(fh) & LINKED_SEQ_BIT]
+        handles = state.link_handles(keys)
+        writes = []
+        for task, st, listing, subdir_count in rows:
+            children = []
+            for name, fh in listing:
+                if fh in handles:
+                    fh = handles[fh]
+                elif not fh or (len(fh) == FH_LEN and seq_of(fh) & LINKED_SEQ_BIT):
+                    raise LoadError("internal error: %s lists '%s' with no settled handle; run again to resume"
+                                    % (os.fsdecode(task.path), os.fsdecode(name)))
+                children.append((name, fh))
+            writes.append(DirWrite(task, st, tuple(children), subdir_count))
+        return writes
+
+    def _record_dir_write(self, task: DirWrite, outcome: Optional[Problem]) -> int:
+        """A deferred directory is stored; one that could not be stops the run (a rerun stores it)."""
+        assert self.state is not None
+        if outcome is not None:
+            raise LoadError("%s; run the same command again to resume" % outcome.line())
+        self.state.complete_deferred_dir(task.task.fh)
+        return 0
 
     def _mint_subdirs(self, task: DirTask, result: DirResult) -> None:
         """Mint the handles of the subdirectories past the unit's reservation (FMT §2.2 counter values).
@@ -726,6 +723,8 @@ class Loader:
     def _mark_repeated(self, task) -> None:
         """A unit that may have run twice (its Dask worker was lost): sweep what it owns in FINALIZE."""
         assert self.state is not None
+        if isinstance(task, DirWrite):
+            return  # both attempts wrote the same blobs
         if isinstance(task, FileRange):
             self.state.add_sweep(task.parent_fh, SWEEP_DIR)  # its directory's sweep checks the file's segments
         else:

@@ -23,12 +23,12 @@ from .targets import open_async_target, open_target
 from .targets.credentials import Credential
 from .targets.endpoint import LocalFolder, parse_account
 from .ranges import FileRange, RangeDone, RangeVanished
-from .transfer import DirResult, DirTask, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
+from .transfer import DirResult, DirTask, DirWrite, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
 from .upload import DirectUploader, Uploader
 
-Outcome = Union[DirResult, Problem, LinkDone, RangeDone, RangeVanished]
+Outcome = Union[DirResult, Problem, LinkDone, RangeDone, RangeVanished, None]
 #: every kind of unit a pool runs
-Unit = Union[DirTask, EntryBatch, FileRange, LinkTask]
+Unit = Union[DirTask, EntryBatch, FileRange, LinkTask, DirWrite]
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,8 @@ def run_task(task: Unit, worker: Optional[Worker] = None) -> Outcome:
         return worker.run_batch(task)
     if isinstance(task, FileRange):
         return worker.store_range(task)
+    if isinstance(task, DirWrite):
+        return worker.write_directory(task)
     try:
         return worker.run(task)
     except UnitFailed as exc:

@@ -212,6 +212,25 @@ class DirResult:
     deferred: Optional[DeferredDir] = None
 
 
+@dataclass(frozen=True)
+class DirWrite:
+    """A deferred directory to store, its listing's handles settled (RECONCILE, before the linked objects).
+
+    ``task`` names the directory (its fh, parent fh, name, path); ``children``
+    are ``(name, fh)`` in listing order. Storing it twice writes the same blobs.
+    """
+
+    task: DirTask
+    stat: bytes
+    children: Tuple[Tuple[bytes, bytes], ...]
+    subdir_count: int
+
+    @property
+    def path(self) -> bytes:
+        """The directory's source path."""
+        return self.task.path
+
+
 class LinkDone(NamedTuple):
     """A hard-linked object stored in RECONCILE, with its content checksum (if a regular file)."""
 
@@ -344,8 +363,14 @@ class Worker:
         return result
 
     def _subdir_fh(self, task: DirTask, seq: int, dir_rank: int) -> bytes:
-        """The handle of the ``dir_rank``-th subdirectory of ``task``; empty past its reservation (the driver mints it)."""
-        if dir_rank < task.dmid_count:
+        """The handle of the ``dir_rank``-th subdirectory of ``task``; empty past its reservation (the driver mints it).
+
+        On a retry of a unit that completed before (``known_subdirs`` set),
+        the subdirectories it scheduled then keep their handles and counter
+        values, which the ranks of today's names no longer tell apart: a new
+        subdirectory gets its value from the driver, never one in use.
+        """
+        if task.known_subdirs is None and dir_rank < task.dmid_count:
             return self.mint.dir_fh(task.fh, seq, task.dmid_base + dir_rank + 1)
         return b""
 
@@ -461,6 +486,14 @@ class Worker:
     def store_split_directory(self, task: DirTask, split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> None:
         """Store a directory whose entries were loaded in batches (the driver, once all are back)."""
         self.store_directory(task, EntryStat.unpack(split.stat), split_listing(split, children), split.subdir_count)
+
+    def write_directory(self, write: DirWrite) -> Optional[Problem]:
+        """Store a deferred directory (:class:`DirWrite`); its Problem if it could not be stored."""
+        try:
+            self.store_directory(write.task, EntryStat.unpack(write.stat), list(write.children), write.subdir_count)
+        except UnitFailed as exc:
+            return exc.problem
+        return None
 
     def check_directory_attrs(self, task: DirTask, st: EntryStat) -> None:
         """Raise UnitFailed if the directory's attributes cannot be stored (before its store is deferred)."""
