@@ -68,7 +68,43 @@ def pytest_runtest_call(item: pytest.Item):
     mark = len(az._made) if az is not None else 0
     yield
     if az is not None:
+        item._handle_violations = _azurite_handle_violations(az, az._made[mark:])  # checked at teardown
         az.delete_made_since(mark)
+
+
+#: containers up to this many blobs are checked after each test (the golden ones,
+#: bigdir too, are checked by the tests themselves: each blob is one GET here)
+HANDLE_CHECK_MAX_BLOBS = 1000
+
+
+def _azurite_handle_violations(az, containers) -> list:
+    """FMT §2.2 handle-rule violations of the finished containers a test made in Azurite."""
+    from clfsload.clfs.container import Container
+    from clfsload.clfs.fh_rules import handle_rule_violations
+    from clfsload.errors import ClfsLoadError
+    from clfsload.targets import open_target
+
+    try:
+        from ._load import TargetSource
+    except ImportError:
+        from _load import TargetSource
+
+    found = []
+    for name in containers:
+        try:
+            target = open_target(az.endpoint, name, az.connection_string)
+            try:
+                source = TargetSource(target)
+                if len(source.names()) > HANDLE_CHECK_MAX_BLOBS:
+                    continue
+                container = Container(source)
+                if container.finished:
+                    found.extend("%s: %s" % (name, v) for v in handle_rule_violations(container, spread_tolerance=0.05))
+            finally:
+                target.close()
+        except (ClfsLoadError, OSError, ValueError):
+            continue  # gone, refused or damaged on purpose: the test's own assertions cover it
+    return found
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -183,8 +219,9 @@ def _loaded_folders(root: str):
 
 @pytest.fixture(autouse=True)
 def _handle_rules_of_every_loaded_folder(request):
-    """After each test, every ``file:`` container a load finished under its ``tmp_path`` keeps the
-    filehandle rules of FMT §2.2 (``clfsload.clfs.fh_rules``), which no canonical comparison sees.
+    """After each test, every ``file:`` container a load finished under its ``tmp_path``, and every
+    finished container it made in Azurite, keeps the filehandle rules of FMT §2.2
+    (``clfsload.clfs.fh_rules``), which no canonical comparison sees.
 
     The spread of the directories over the 48 dmids may be one off per id (a
     source changed between a run and its resume leaves counter values
@@ -193,8 +230,12 @@ def _handle_rules_of_every_loaded_folder(request):
     itself ``alters_containers``.
     """
     yield
+    if request.node.get_closest_marker("alters_containers"):
+        return
+    azurite_violations = getattr(request.node, "_handle_violations", [])
+    assert azurite_violations == [], "\n".join(azurite_violations[:10])
     tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
-    if tmp is None or request.node.get_closest_marker("alters_containers"):
+    if tmp is None:
         return
     from clfsload.clfs.container import Container, FolderSource
     from clfsload.clfs.fh_rules import handle_rule_violations
