@@ -297,6 +297,8 @@ def _run_get(args: argparse.Namespace) -> int:
     print(report.summary())
     for line in report.note_lines():
         print("note: " + line, file=sys.stderr)
+    for problem in report.problems:
+        print("%s: container problem: %s" % (args.prog, problem), file=sys.stderr)
     for line in report.failure_lines():
         print("%s: %s" % (args.prog, line), file=sys.stderr)
     if report.failures:

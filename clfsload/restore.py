@@ -77,6 +77,8 @@ class RestoreReport:
     damaged: List[bytes] = field(default_factory=list)
     #: (container path, why) for every entry that was not restored: the restore is incomplete
     failures: List[Tuple[bytes, str]] = field(default_factory=list)
+    #: format problems the walk found in the restored subtree's blobs: the tree may not be the one stored
+    problems: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line, e.g. ``restored 3 directories, 10 files (4096 bytes), 1 symlink, ...``."""
@@ -102,8 +104,8 @@ class RestoreReport:
 
     @property
     def complete(self) -> bool:
-        """True when every entry was restored with undamaged content."""
-        return not self.failures and not self.damaged
+        """True when every entry was restored with undamaged content from a subtree without format problems."""
+        return not self.failures and not self.damaged and not self.problems
 
 
 def _ns(sec: int, nsec: int) -> int:
@@ -368,6 +370,10 @@ def restore(container: Container, path_in_container: bytes, dest: str, *, owners
     plan = restorer.plan(container, top)
     dest_b = os.fsencode(dest)
     restorer.check_destinations(plan, dest_b)
+    blobs = {b for entry, _ in plan for b in [entry.inode.blob] + [r.blob for r in entry.inode.segments]
+             + [r.blob for r in entry.inode.indirects]}  # fmt: skip
+    # problems the walk found (content faults come later, as notes on damaged files)
+    report.problems = [p for p in container.problems if not top.path or p.split(": ", 1)[0] in blobs]
     for skipped in container.skipped:
         if _under(skipped.path, top.path):
             report.failures.append((skipped.path, skipped.reason))

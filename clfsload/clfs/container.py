@@ -643,7 +643,8 @@ class Container:
         root_name = self.root_name()
         self._reached.add(root_name.blob)
         root = self._load_inode(ROOT_ID, root_name)
-        self._expect(root.is_dir, root.blob, "root is not a directory")
+        if not root.is_dir:  # nothing below it can be found: lenient or not, there is no tree to walk
+            raise FormatError("%s: the root inode is not a directory (btype %d)" % (root.blob, root.btype))
         self._inodes[ROOT_ID] = root
         entries = [WalkEntry(b"", ROOT_ID, root)]
         self._children = {b"": []}
