@@ -336,8 +336,9 @@ def _hostile_names(w: Work) -> List[bytes]:
 def m_crafted_entry(w: Work) -> str:
     """A new file, directory or symlink (with a file under the directory) listed under a hostile name."""
     names = _hostile_names(w)
-    name = w.rng.choice(names)
-    c = _Crafter(w, prefer_root=name.startswith(b"/") and w.rng.random() < 0.7)
+    root_level = w.rng.random() < 0.35  # "/NAME" in the root: the one that escaped DEST before issue 17
+    name = names[0] if root_level else w.rng.choice(names)
+    c = _Crafter(w, prefer_root=root_level or (name.startswith(b"/") and w.rng.random() < 0.7))
     shape = w.rng.choice(("file", "dir", "dup-symlink"))
     parent = c.dir.fh
     if shape == "file":
