@@ -41,7 +41,7 @@ from .targets.credentials import Credential
 from .targets.redaction import redact
 from .checksums import FILE_NAME as CHECKSUM_FILE
 from .checksums import read_checksums
-from .verify import compare_tree, summarize
+from .verify import compare_tree, display_path, summarize
 
 __all__ = ["COMMANDS", "main"]
 
@@ -210,20 +210,28 @@ def _long_line(entry: WalkEntry, name: bytes) -> bytes:
     return line
 
 
-def _listing(container: Container, path: bytes, long: bool) -> Tuple[List[bytes], List[bytes], int]:
-    """The lines for one directory, its subdirectory paths (sorted), and how many entries were unreadable."""
+def _listing(container: Container, path: bytes, long: bool, prog: str) -> Tuple[List[bytes], List[bytes], int]:
+    """The lines for one directory, its subdirectory paths (sorted), and how many entries were unreadable.
+
+    Entries the walk refused (hostile or duplicate names, a directory reached
+    twice) are not listed: each gets one line on stderr instead.
+    """
     lines, subdirs, unreadable = [], [], 0
     for name in sorted(container.listdir(path)):
         child = path + b"/" + name if path else name
-        try:
-            entry = container.lookup(child)
-        except FileNotFoundError:  # listed, but its inode is missing (the walk reports a dangling entry)
-            unreadable += 1
-            lines.append(b"?????????? ? ? ? ? ? " + name if long else name)
-            continue
+        entry = container.lookup(child)
         lines.append(_long_line(entry, name) if long else name)
         if entry.inode.is_dir:
             subdirs.append(child)
+    for skipped in container.skipped:
+        if skipped.path.rpartition(b"/")[0] != path:
+            continue
+        unreadable += 1
+        if skipped.refused:
+            print("%s: %s: not listed: %s" % (prog, display_path(skipped.path), skipped.reason), file=sys.stderr)
+        else:  # listed, but its inode is missing or does not decode (the walk reports which)
+            name = skipped.path.rpartition(b"/")[2]
+            lines.append(b"?????????? ? ? ? ? ? " + name if long else name)
     return lines, subdirs, unreadable
 
 
@@ -238,7 +246,7 @@ def _run_ls(args: argparse.Namespace) -> int:
         stack = [top.path]
         while stack:  # one directory at a time: the output is streamed
             path = stack.pop()
-            lines, subdirs, bad = _listing(container, path, args.long)
+            lines, subdirs, bad = _listing(container, path, args.long, args.prog)
             unreadable += bad
             if args.recursive:
                 header = b"/" + path + b":"
@@ -247,7 +255,8 @@ def _run_ls(args: argparse.Namespace) -> int:
             _write_lines(lines)
     if unreadable:
         entries = "entry" if unreadable == 1 else "entries"
-        print("%s: %d %s whose inode is missing (shown as ?)" % (args.prog, unreadable, entries), file=sys.stderr)
+        print("%s: %d %s whose inode is missing or unreadable (shown as ?) or whose name was refused"
+              % (args.prog, unreadable, entries), file=sys.stderr)  # fmt: skip
         return EXIT_FAILED
     return EXIT_OK
 
@@ -288,7 +297,14 @@ def _run_get(args: argparse.Namespace) -> int:
     print(report.summary())
     for line in report.note_lines():
         print("note: " + line, file=sys.stderr)
-    return EXIT_FAILED if report.damaged else EXIT_OK
+    for problem in report.problems:
+        print("%s: container problem: %s" % (args.prog, problem), file=sys.stderr)
+    for line in report.failure_lines():
+        print("%s: %s" % (args.prog, line), file=sys.stderr)
+    if report.failures:
+        print("%s: %d entries not restored: the restored tree is incomplete" % (args.prog, len(report.failures)),
+              file=sys.stderr)  # fmt: skip
+    return EXIT_OK if report.complete else EXIT_FAILED
 
 
 # --- dispatch -----------------------------------------------------------------------
@@ -366,6 +382,11 @@ def main(argv: List[str], prog: str = "clfsload") -> int:
         return EXIT_FAILED
     except (ClfsLoadError, OSError) as exc:
         print("%s: %s" % (parser.prog, _error_text(exc)), file=sys.stderr)
+        return EXIT_FAILED
+    except (MemoryError, RecursionError, ValueError, OverflowError, LookupError, TypeError) as exc:
+        # a last resort: a container the checks did not foresee must still end in one line, not a traceback
+        text = redact("%s: %s" % (type(exc).__name__, exc))[:500]
+        print("%s: internal error reading the container (%s); please report it" % (parser.prog, text), file=sys.stderr)
         return EXIT_FAILED
 
 

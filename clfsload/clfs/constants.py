@@ -125,6 +125,11 @@ TMP_PREFIX = "tmp"
 # --- limits (§15) ------------------------------------------------------------
 CLFS_LINK_MAX = 1023
 CLFS_SYMLINK_LENGTH_MAX = 1023
+#: longest directory entry name a reader accepts (bytes): CLFS, like POSIX NAME_MAX, allows 255
+CLFS_NAME_MAX = 255
+#: longest symlink target a reader accepts (bytes): what symlink(2) takes (PATH_MAX 4096 with the NUL);
+#: the loader writes targets past CLFS_SYMLINK_LENGTH_MAX (§20.6), so that is not the reader's bound
+SYMLINK_TARGET_MAX = 4095
 DIRMGR_COUNT = 48
 FH_SEQ_FIRST = 1001
 

@@ -29,6 +29,7 @@ from .._native import hashing
 from ..errors import FormatError
 from .constants import (
     BUCKET_ID,
+    CLFS_NAME_MAX,
     DIR_OTHER_SEGMENT_BYTES,
     DIRECT_BLOCKS,
     FIRST_SEGMENT_BYTES,
@@ -38,6 +39,7 @@ from .constants import (
     OTHER_SEGMENT_BYTES,
     ROOT_ID,
     SNAPSHOT_ID,
+    SYMLINK_TARGET_MAX,
     TMP_PREFIX,
     Btype,
     Obtype,
@@ -54,6 +56,8 @@ __all__ = [
     "IndirectRef",
     "Inode",
     "WalkEntry",
+    "SkippedEntry",
+    "bad_name",
     "UnfinishedTransferError",
     "Container",
 ]
@@ -229,6 +233,28 @@ class WalkEntry:
         return self.inode.fh
 
 
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A directory entry the walk did not turn into a path, and why (one line, naming the blob)."""
+
+    path: bytes  # the path it would have had (its name may be hostile: show it with display_path)
+    reason: str
+    refused: bool = True  # False: a good name whose inode is missing or does not decode
+
+
+def bad_name(name: bytes) -> Optional[str]:
+    """Why ``name`` cannot be a path component (empty, ``.``, ``..``, ``/``, NUL, too long), or None."""
+    if name in (b"", b".", b".."):
+        return "the name %r is not allowed" % name.decode("utf-8", "backslashreplace")
+    if b"/" in name:
+        return "the name holds a '/'"
+    if b"\0" in name:
+        return "the name holds a NUL byte"
+    if len(name) > CLFS_NAME_MAX:
+        return "the name is %d bytes, more than %d" % (len(name), CLFS_NAME_MAX)
+    return None
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -265,6 +291,9 @@ class Container:
         for blob in source.names():
             self._classify(blob)
         self._reached: Set[str] = set()
+        #: entries the walk refused or could not reach (bad or duplicate names, dangling, undecodable)
+        self.skipped: List[SkippedEntry] = []
+        self._children: Dict[bytes, List[bytes]] = {}  # directory path -> names walked, listing order
         self._entries: Optional[List[WalkEntry]] = None
         self._by_path: Dict[bytes, WalkEntry] = {}
         self._links: Dict[bytes, List[bytes]] = {}
@@ -411,6 +440,11 @@ class Container:
             data = obj.data or b""
             self._expect(len(data) == min(attrs.size, FIRST_SEGMENT_BYTES), blob,
                          "inode DATA holds %d bytes for size %d" % (len(data), attrs.size))  # fmt: skip
+        elif btype == Btype.LNK:
+            target = obj.data or b""
+            self._expect(b"\0" not in target, blob, "symlink target holds a NUL byte")
+            self._expect(len(target) <= SYMLINK_TARGET_MAX, blob,
+                         "symlink target of %d bytes is longer than %d" % (len(target), SYMLINK_TARGET_MAX))  # fmt: skip
         return inode
 
     def _check_handles(self, inode: Inode) -> None:
@@ -469,15 +503,37 @@ class Container:
         self._expect(back.ctime == inode.vattr.ctime_sec, blob,
                      "DATABACK ctime %d differs from the owner's %d" % (back.ctime, inode.vattr.ctime_sec))  # fmt: skip
 
+    def _segment_limit(self, inode: Inode) -> int:
+        """The most segments a block map may list for the inode's size.
+
+        A file needs ceil((size - 16 KiB) / 8 MiB); a directory's size counts
+        at least a 4-byte word per entry segment (§12.4). The walk of a block
+        map stops there, so a cycle or a forged tree cannot make it run on.
+        """
+        attrs = inode.vattr
+        if attrs.btype == Btype.DIR:
+            return max(0, attrs.size // 4 - 1)
+        if attrs.btype == Btype.REG:
+            return _ceil_div(max(0, attrs.size - FIRST_SEGMENT_BYTES), OTHER_SEGMENT_BYTES)
+        return 0
+
     def _resolve_blocks(self, inode: Inode) -> None:
-        """Fill ``inode.segments`` and ``inode.indirects`` from its block map (§11.2, §11.3)."""
+        """Fill ``inode.segments`` and ``inode.indirects`` from its block map (§11.2, §11.3).
+
+        Bounded: each indirect block is read once per inode (a block reached
+        again is a cycle or a shared block, reported and not followed), and
+        the walk stops once more segments are listed than the size allows.
+        """
         bmap = inode.obj.bmap
         assert bmap is not None
+        limit = self._segment_limit(inode)
+        overrun = "the block map lists more than %d segments, the most size %d allows" % (limit, inode.vattr.size)
         for index, seg_id in enumerate(bmap.direct[1:], 1):
             name = self._block_name(seg_id, Btype.SEGMENT, inode, "segment")
             if name is not None:
                 inode.segments.append(BlockRef(index, seg_id, name.blob))
         ordinals: Dict[Tuple[int, int], int] = collections.Counter()
+        seen: Set[bytes] = set()
         for tree, root_id in enumerate(bmap.tree_roots):
             if root_id == NULL_ID:
                 continue
@@ -489,6 +545,10 @@ class Container:
             stack: List[Tuple[bytes, int]] = [(root_id, 0)]
             while stack:
                 block_id, level = stack.pop()
+                if block_id in seen:
+                    self._violation(inode.blob, "indirect block %s is reached twice (a cycle)" % block_id.hex())
+                    continue
+                seen.add(block_id)
                 name = self._block_name(block_id, Btype.INDIRECT, inode, "indirect block")
                 if name is None:
                     continue
@@ -502,12 +562,15 @@ class Container:
                              "indirect block handles are %s" % _names(obj.handle_types))  # fmt: skip
                 self._expect(NULL_ID not in children, name.blob, "indirect block holds a NULL id")
                 if level == tree:
+                    if len(inode.segments) + len(children) > limit:
+                        self._violation(inode.blob, overrun)
+                        return
                     for seg_id in children:
                         seg = self._block_name(seg_id, Btype.SEGMENT, inode, "segment")
                         if seg is not None:
                             inode.segments.append(BlockRef(len(inode.segments) + 1, seg_id, seg.blob))
                 else:
-                    stack.extend((child, level + 1) for child in reversed(children))
+                    stack.extend((child, level + 1) for child in reversed(children) if child not in seen)
 
     # --- directories -------------------------------------------------------
 
@@ -538,9 +601,9 @@ class Container:
         for entries in segments:
             children.extend(entries)
         seen: Set[bytes] = set()
-        for name, _ in children:
-            self._expect(name not in (b"", b".", b"..") and b"/" not in name and name not in seen, inode.blob,
-                         "bad or duplicate entry name %r" % name)  # fmt: skip
+        for name, _ in children:  # the walk skips these entries (see _walk)
+            why = bad_name(name) or ("a duplicate entry name" if name in seen else None)
+            self._expect(why is None, inode.blob, "bad or duplicate entry name %r: %s" % (name[:300], why))
             seen.add(name)
         # §12.4: size = Σ over segments (4 + entry bytes); reconciled dirs may differ (§10.3).
         if inode.name.version == OBJ_VERSION_INITIAL:
@@ -580,11 +643,15 @@ class Container:
         root_name = self.root_name()
         self._reached.add(root_name.blob)
         root = self._load_inode(ROOT_ID, root_name)
-        self._expect(root.is_dir, root.blob, "root is not a directory")
+        if not root.is_dir:  # nothing below it can be found: lenient or not, there is no tree to walk
+            raise FormatError("%s: the root inode is not a directory (btype %d)" % (root.blob, root.btype))
         self._inodes[ROOT_ID] = root
         entries = [WalkEntry(b"", ROOT_ID, root)]
+        self._children = {b"": []}
+        self.skipped = []
         parents: Dict[bytes, List[bytes]] = collections.defaultdict(list)
-        # Depth-first, children in listing order; a stack of listing iterators.
+        # Depth-first, children in listing order; a stack of listing iterators. Every directory is
+        # entered once (a second path to it is refused), so the walk ends and its depth is bounded.
         stack: List[Tuple[bytes, Inode, Iterator[Tuple[bytes, bytes]]]] = [(b"", root, iter(self._listing(root)))]
         while stack:
             path, parent, children = stack[-1]
@@ -593,19 +660,33 @@ class Container:
                 stack.pop()
                 continue
             name, fh = child
+            child_path = path + b"/" + name if path else name
+            why = bad_name(name)
+            if why is None and name in self._children[path]:
+                why = "a duplicate entry name"
+            if why is not None:
+                self._skip(child_path, parent.blob, "%s (entry in %s)" % (why, parent.blob), report=False)  # _listing did
+                continue
             inode = self._inode(fh, parent.blob)
             if inode is None:
+                found = self.latest(fh)
+                why = ("its inode %s cannot be decoded" % found.blob if found is not None
+                       else "no blob for its fh %s (entry in %s)" % (fh.hex(), parent.blob))  # fmt: skip
+                self.skipped.append(SkippedEntry(child_path, why, refused=False))
                 continue
-            child_path = path + b"/" + name if path else name
+            if inode.is_dir and parents[fh]:
+                self._skip(child_path, inode.blob, "directory %s reached twice (a cycle or a directory hard link)"
+                           % inode.blob)  # fmt: skip
+                continue
             entry = WalkEntry(child_path, parent.fh, inode)
             entries.append(entry)
+            self._children[path].append(name)
             parents[fh].append(parent.fh)
             if inode.is_dir:
-                if not self._expect(len(parents[fh]) == 1, inode.blob, "directory reached twice"):
-                    continue
                 dirents = inode.obj.dirents or []
                 self._expect(len(dirents) >= 2 and dirents[1][1] == parent.fh, inode.blob,
                              "the .. entry is not the listing parent")  # fmt: skip
+                self._children[child_path] = []
                 stack.append((child_path, inode, iter(self._listing(inode))))
         # §13: BACK is the multiset of the directories that list the object.
         for fh, listed_in in parents.items():
@@ -617,6 +698,12 @@ class Container:
                          "BACK %s differs from the listing parents %s"
                          % ([b.hex() for b in back], [b.hex() for b in sorted(listed_in)]))  # fmt: skip
         return entries
+
+    def _skip(self, path: bytes, blob: str, why: str, report: bool = True) -> None:
+        """Refuse one listed entry: a skipped path, and (``report``) a violation of ``blob``."""
+        if report:
+            self._violation(blob, "entry %r: %s" % (path.rpartition(b"/")[2][:300], why))
+        self.skipped.append(SkippedEntry(path, why))
 
     def walk(self) -> Iterator[WalkEntry]:
         """Every path from the root down, depth-first in listing order (root first)."""
@@ -642,11 +729,11 @@ class Container:
             raise FileNotFoundError("no such path in the container: %r" % key) from None
 
     def listdir(self, path: bytes = b"") -> List[bytes]:
-        """The names in a directory, in listing order."""
+        """The names in a directory the walk reached, in listing order (see :attr:`skipped` for the rest)."""
         entry = self.lookup(path)
         if not entry.inode.is_dir:
             raise NotADirectoryError("not a directory in the container: %r" % path)
-        return [name for name, _ in self._listing(entry.inode)]
+        return list(self._children.get(entry.path, []))
 
     def links(self, fh: bytes) -> List[bytes]:
         """Every path that reaches ``fh``, sorted (several for hard links)."""
