@@ -13,7 +13,7 @@ Typical use::
             print(entry.path, entry.inode.vattr.size)
 """
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .clfs.container import Container
 from .targets.base import BlobTarget
@@ -33,12 +33,20 @@ class TargetSource:
     def __init__(self, target: BlobTarget) -> None:
         self.target = target
         self._names: Optional[List[str]] = None
+        self._sizes: Dict[str, Optional[int]] = {}
 
     def names(self) -> List[str]:
         """Every blob name, in the target's (ascending) listing order; listed once."""
         if self._names is None:
-            self._names = list(self.target.list_names())
+            sized = list(self.target.list_sizes())
+            self._names = [name for name, _ in sized]
+            self._sizes = dict(sized)
         return self._names
+
+    def size(self, name: str) -> Optional[int]:
+        """The size of blob ``name`` as listed (None if the listing gave none)."""
+        self.names()
+        return self._sizes.get(name)
 
     def read(self, name: str) -> bytes:
         """The payload of blob ``name`` (BlobNotFoundError if it vanished since the listing)."""

@@ -15,6 +15,7 @@ tests/_hostile.py; tests/soak/hostile_campaign.py runs as many as asked.
 """
 
 import os
+import shutil
 import time
 
 import pytest
@@ -68,3 +69,23 @@ def test_the_limits_leave_room_for_the_pristine_commands(source_trees, tmp_path)
                      ["cat", account, name, pristine.cat_path(name)]):  # fmt: skip
             ran = _hostile.run_command(argv, tmp_path, {}, tmp_path / "out")
             assert ran.outcome == "exit 0", (argv, ran.err)
+
+
+def test_plain_verify_sees_swapped_segments_by_their_listed_sizes(source_trees, tmp_path, capsys):
+    """Two data segments of different lengths swapped: the fast check (no data read) reports it, from the listing."""
+    from clfsload import commands
+    from clfsload.clfs.container import Container, FolderSource
+
+    folder = tmp_path / "account" / "boundaries"
+    shutil.copytree(GOLDEN / "boundaries", folder)
+    inode = Container(FolderSource(str(folder))).lookup(b"rand-8404993").inode
+    first, last = (folder / ref.blob for ref in inode.segments)  # 8 MiB of random bytes, then 1 byte
+    data_first, data_last = first.read_bytes(), last.read_bytes()
+    first.write_bytes(data_last)
+    last.write_bytes(data_first)
+    problems = Container(FolderSource(str(folder)), strict=False).verify(read_data=False)
+    assert any("cannot hold the 8388608 bytes block 1 of rand-8404993" in p for p in problems), problems
+    assert any("cannot hold the 1 bytes block 2 of rand-8404993" in p for p in problems), problems
+    code = commands.main(["verify", "file:" + str(tmp_path / "account"), "boundaries", str(source_trees / "boundaries")])
+    out = capsys.readouterr().out
+    assert code == 1 and "cannot hold the 1 bytes block 2" in out, out

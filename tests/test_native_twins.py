@@ -902,3 +902,20 @@ def test_checksum_errors(twins):
     py, c = twins("checksum")
     for bad in ("text", None, [1, 2], memoryview(b"abcdef")[::2]):
         same(py.checksum, c.checksum, bad)
+
+
+def test_unwrap_refuses_a_frame_larger_than_any_object(twins):
+    """A small hostile blob whose LZ4 frame decompresses past MAX_BODY_BYTES: refused by both twins, same reason."""
+    import lz4.frame
+
+    from clfsload.clfs.constants import BODY_TOO_LARGE, MAX_BODY_BYTES
+
+    py, c = twins("envelope")
+    bomb = b"\x00\x00\x01\x00" + lz4.frame.compress(bytes(MAX_BODY_BYTES + 1), block_size=lz4.frame.BLOCKSIZE_MAX256KB)
+    assert len(bomb) < MAX_BODY_BYTES // 200
+    for twin in (py, c):
+        with pytest.raises(FormatError) as caught:
+            twin.unwrap(bomb)
+        assert str(caught.value) == BODY_TOO_LARGE % MAX_BODY_BYTES
+    exact = b"\x00\x00\x01\x00" + lz4.frame.compress(bytes(MAX_BODY_BYTES), block_size=lz4.frame.BLOCKSIZE_MAX256KB)
+    assert py.unwrap(exact) == c.unwrap(exact) == bytes(MAX_BODY_BYTES)

@@ -117,6 +117,8 @@ def test_put_get_list_delete(target: BlobTarget) -> None:
     assert list(target.list_names("a")) == ["aa.1", "ab.2"]
     assert list(target.list_names("ab.")) == ["ab.2"]
     assert list(target.list_names("zz")) == []
+    assert list(target.list_sizes()) == [("aa.1", 3), ("ab.2", 3), ("b.3", 5), ("empty", 0)]
+    assert list(target.list_sizes("b")) == [("b.3", 5)]
     assert target.get("ab.2") == b"two"
     assert target.get("b.3") == b"three"
     assert target.get("empty") == b""

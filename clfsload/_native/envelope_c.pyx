@@ -52,7 +52,15 @@ from ._lz4 cimport (
     LZ4F_VERSION,
 )
 
-from ..clfs.constants import COMPRESSION_DISABLED, COMPRESSION_LZ4, ENCRYPTION_DISABLED, ENVELOPE_LEN, LZ4_CHUNK
+from ..clfs.constants import (
+    BODY_TOO_LARGE,
+    COMPRESSION_DISABLED,
+    COMPRESSION_LZ4,
+    ENCRYPTION_DISABLED,
+    ENVELOPE_LEN,
+    LZ4_CHUNK,
+    MAX_BODY_BYTES,
+)
 from ..errors import FormatError
 
 __all__ = ["wrap", "unwrap", "payload_mode"]
@@ -356,6 +364,8 @@ cdef object _decompress(const unsigned char* src, size_t size):
         cap = 4 * (size - cursor) + 64
         if 0 < info.contentSize < 256 * cap:  # LZ4 expands at most ~255x
             cap = <size_t>info.contentSize
+        if cap > <size_t>MAX_BODY_BYTES + 1:
+            cap = <size_t>MAX_BODY_BYTES + 1
         out = _bytes_new(NULL, <Py_ssize_t>cap)
         while True:
             dst_size = cap - written
@@ -371,11 +381,15 @@ cdef object _decompress(const unsigned char* src, size_t size):
                 _corrupt("LZ4F_decompress failed with code: %s" % LZ4F_getErrorName(r).decode())
             written += dst_size
             cursor += src_size
+            if written > <size_t>MAX_BODY_BYTES:  # a hostile frame: stop before allocating more
+                raise FormatError(BODY_TOO_LARGE % MAX_BODY_BYTES)
             if r == 0 or cursor == size:
                 break  # end of the frame, or of the input
             if written == cap:
                 grow = 3 * r if 3 * r > cap else cap
                 cap += grow
+                if cap > <size_t>MAX_BODY_BYTES + 1:
+                    cap = <size_t>MAX_BODY_BYTES + 1
                 _PyBytes_Resize(&out, <Py_ssize_t>cap)
         if r > 0:
             _corrupt("Frame incomplete. LZ4F_decompress returned: %d" % r)

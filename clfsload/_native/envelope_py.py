@@ -17,8 +17,10 @@ from ..clfs.constants import (
     COMPRESSION_DISABLED,
     COMPRESSION_LZ4,
     ENCRYPTION_DISABLED,
+    BODY_TOO_LARGE,
     ENVELOPE_LEN,
     LZ4_CHUNK,
+    MAX_BODY_BYTES,
 )
 from ..errors import FormatError
 
@@ -131,6 +133,11 @@ def unwrap(payload: bytes) -> bytes:
     rest = memoryview(payload)[ENVELOPE_LEN:]
     if mode == COMPRESSION_DISABLED:
         return bytes(rest)
+    try:  # bounded first: never more than MAX_BODY_BYTES + 1 out of a hostile frame
+        if len(lz4.frame.LZ4FrameDecompressor().decompress(rest, max_length=MAX_BODY_BYTES + 1)) > MAX_BODY_BYTES:
+            raise FormatError(BODY_TOO_LARGE % MAX_BODY_BYTES)
+    except RuntimeError:
+        pass  # a corrupt frame: the full decode below names it as before
     try:
         body, consumed = lz4.frame.decompress(rest, return_bytes_read=True)
     except RuntimeError as exc:

@@ -105,6 +105,12 @@ COMPRESSION_DISABLED = 0
 COMPRESSION_LZ4 = 1
 ENVELOPE_LEN = 4
 LZ4_CHUNK = 262144  # bytes fed per compress call; one 256 KiB block each
+#: no object body is larger than a data segment (8 MiB) and its handles: a
+#: reader refuses an LZ4 frame that decompresses past twice that, before
+#: allocating more (a hostile blob of 64 KiB could otherwise claim 16 MiB x 255)
+MAX_BODY_BYTES = 2 * 8388608
+#: the reason both envelope twins give for such a frame
+BODY_TOO_LARGE = "envelope at offset 4: the LZ4 frame decompresses past %d bytes, more than any CLFS object"
 LZ4_FRAME_HEADER = bytes.fromhex("04224d18405077")  # magic, FLG 0x40, BD 0x50, HC
 
 # --- segmenting (§11, §12) ---------------------------------------------------

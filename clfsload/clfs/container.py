@@ -72,6 +72,10 @@ class BlobSource(Protocol):
     def read(self, name: str) -> bytes:
         """The whole payload of blob ``name``."""
 
+    # A source may also have ``size(name) -> Optional[int]``, the blob's size as
+    # listed: plain verify then checks each data segment's size against the
+    # bytes its block map gives it, without reading it.
+
 
 class FolderSource:
     """A local folder with one file per blob, the file name being the blob name."""
@@ -87,6 +91,13 @@ class FolderSource:
         """The content of the file named ``name``."""
         with open(os.path.join(self.path, name), "rb") as f:
             return f.read()
+
+    def size(self, name: str) -> Optional[int]:
+        """The size of the file named ``name`` (None if it is gone)."""
+        try:
+            return os.lstat(os.path.join(self.path, name)).st_size
+        except OSError:
+            return None
 
     def __repr__(self) -> str:
         return "FolderSource(%r)" % self.path
@@ -120,6 +131,11 @@ _DIR_HANDLES = [Obtype.VATTR, Obtype.BMAP, Obtype.NAME, Obtype.DIRENTS]
 _ROOT_HANDLES = _DIR_HANDLES + [Obtype.EXTATTRS]
 _DIR_SEGMENT_HANDLES = [Obtype.DIRENTS, Obtype.DATA, Obtype.DATABACK]
 _DATA_SEGMENT_HANDLES = [Obtype.DATA, Obtype.DATABACK]
+#: a data segment's blob beyond its data: the 4-byte envelope, the DATA and
+#: DATABACK handle headers (20 bytes each), padding and the owner's handle
+SEGMENT_OVERHEAD = 256
+#: LZ4 encodes at best about 255 bytes per output byte: no compressed segment is smaller than its data over this
+LZ4_BEST_RATIO = 300
 _INDIRECT_HANDLES = [Obtype.INDIR, Obtype.DATABACK]
 # fh byte 6 holds the Ftype (§2.5); Ftype -> Btype
 _FTYPE_BTYPE = {1: Btype.DIR, 2: Btype.REG, 3: Btype.LNK, 4: Btype.BLK, 5: Btype.CHR, 6: Btype.SOCK, 7: Btype.FIFO}
@@ -790,6 +806,37 @@ class Container:
         names = [n.blob for n in self.clfs_names] + self.tmp_names
         return sorted(n for n in names if n not in self._reached)
 
+    def _check_segment_sizes(self) -> None:
+        """Each data segment's listed blob size can hold the bytes the block map gives it (no data read).
+
+        Block ``i`` of a file of ``size`` bytes holds ``min(8 MiB, size - offset)``
+        (§11.2). Its blob is the 4-byte envelope plus the segment's handles: at
+        most :data:`SEGMENT_OVERHEAD` bytes more than the data when stored raw,
+        and never less than the data over :data:`LZ4_BEST_RATIO` when
+        compressed. A blob outside those bounds holds another segment's data
+        (a swap, a truncation) even before it is read.
+        """
+        size_of = getattr(self.source, "size", None)
+        if size_of is None:
+            return
+        seen: Set[bytes] = set()
+        for entry in self.walk():
+            inode = entry.inode
+            if inode.btype != Btype.REG or entry.fh in seen:
+                continue
+            seen.add(entry.fh)
+            size = inode.vattr.size
+            for ref in inode.segments:
+                offset = FIRST_SEGMENT_BYTES + (ref.index - 1) * OTHER_SEGMENT_BYTES
+                expected = max(0, min(OTHER_SEGMENT_BYTES, size - offset))
+                listed = size_of(ref.blob)
+                if listed is None:
+                    continue
+                if not expected // LZ4_BEST_RATIO <= listed <= expected + SEGMENT_OVERHEAD:
+                    self._violation(ref.blob, "segment blob of %d bytes cannot hold the %d bytes block %d of %s "
+                                    "holds (file size %d)" % (listed, expected, ref.index,
+                                                              entry.path.decode("utf-8", "replace"), size))
+
     def verify(self, read_data: bool = True) -> List[str]:
         """Walk everything (and stream every file when ``read_data``); return the problems.
 
@@ -805,6 +852,7 @@ class Container:
                         pass
         else:
             self.walk()
+            self._check_segment_sizes()
         for blob in self.strays():
             self._violation(blob, "stray blob: not reachable from the root")
         for name in self.clfs_names:

@@ -183,6 +183,23 @@ class AzureBlobTarget(BlobTarget):
             if not token:
                 return
 
+    def list_sizes(self, prefix: str = "") -> Iterator[Tuple[str, Optional[int]]]:
+        """Yield ``(name, size)`` of the blobs starting with *prefix* (List Blobs gives each Content-Length)."""
+        token: Optional[str] = None
+        while True:
+            blobs, token = self._call(functools.partial(self._sized_page, prefix, token), "list", None)
+            for name, size in blobs:
+                if not name.startswith(RESERVED_PREFIX):
+                    yield name, size
+            if not token:
+                return
+
+    def _sized_page(self, prefix: str, token: Optional[str]) -> Tuple[List[Tuple[str, int]], Optional[str]]:
+        pager = self._cc.list_blobs(name_starts_with=prefix or None, results_per_page=_PAGE_SIZE)
+        pages = pager.by_page(continuation_token=token)
+        blobs = [(b.name, b.size) for b in next(pages)]
+        return blobs, pages.continuation_token
+
     def _page(self, prefix: str, token: Optional[str], size: int) -> Tuple[List[str], Optional[str]]:
         pager = self._cc.list_blob_names(name_starts_with=prefix or None, results_per_page=size)
         pages = pager.by_page(continuation_token=token)

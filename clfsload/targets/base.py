@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import re
-from typing import AsyncIterator, Iterator, Union
+from typing import AsyncIterator, Iterator, Optional, Tuple, Union
 
 from ..errors import BlobNameError
 
@@ -97,6 +97,11 @@ class BlobTarget(abc.ABC):
 
         Names starting with :data:`RESERVED_PREFIX` are never yielded.
         """
+
+    def list_sizes(self, prefix: str = "") -> Iterator[Tuple[str, Optional[int]]]:
+        """Yield ``(name, size in bytes)`` like :meth:`list_names`; None where the listing gives no size."""
+        for name in self.list_names(prefix):
+            yield name, None
 
     @abc.abstractmethod
     def put(self, name: str, payload: Payload) -> None:

@@ -35,7 +35,7 @@ import itertools
 import os
 import secrets
 import stat
-from typing import AsyncIterator, Iterator, List
+from typing import AsyncIterator, Iterator, List, Optional, Tuple
 
 from .. import crashpoints
 from ..errors import (
@@ -130,6 +130,16 @@ class LocalFolderTarget(BlobTarget):
     def list_names(self, prefix: str = "") -> Iterator[str]:
         """Yield the blob names starting with *prefix*, sorted like Azure lists them."""
         return iter(self._list(prefix))
+
+    def list_sizes(self, prefix: str = "") -> Iterator[Tuple[str, Optional[int]]]:
+        """Yield ``(name, size)`` of the blobs starting with *prefix*, sorted like :meth:`list_names`."""
+        sized = []
+        for name in self._list(prefix):
+            try:
+                sized.append((name, os.lstat(self._prefix + name).st_size))
+            except OSError:
+                sized.append((name, None))  # gone since the scan
+        return iter(sized)
 
     def put(self, name: str, payload: Payload) -> None:
         """Write *payload* to a temp file, then rename it over blob *name*."""
