@@ -27,8 +27,10 @@
  *
  * Invariants:
  *  - every backing access is relative to base_fd (an O_PATH fd of SOURCE,
- *    opened before fuse_main, which may chdir away) via *at() calls, and
- *    never follows a symlink out of the tree for the final component;
+ *    opened before fuse_main, which may chdir away) via *at() calls; the
+ *    kernel resolves symlinks itself (lookups come one component at a time),
+ *    and the daemon never follows one (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW;
+ *    chmod aside, which the kernel never sends for a link);
  *  - every operation on the tree runs between op_enter() and op_leave(), so
  *    "inflight" is exactly the handlers running now, delay and hold included.
  *    A later power-cut layer (issue 20) hooks in at the same two points and
@@ -328,18 +330,22 @@ static int lt_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     (void)flags;
     op_enter(OP_READDIR, path);
     DIR *dir = (DIR *)(uintptr_t)fi->fh;
-    struct dirent *e;
-    int root = strcmp(path, "/") == 0;
+    int root = strcmp(path, "/") == 0, res = 0;
     rewinddir(dir);
-    errno = 0;
-    while ((e = readdir(dir))) {
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(dir);
+        if (!e) {
+            res = -errno;       /* 0 at the end of the directory */
+            break;
+        }
         if (root && strcmp(e->d_name, CTL_PATH + 1) == 0)
             continue;           /* the control file hides a namesake */
         struct stat st = {.st_ino = e->d_ino, .st_mode = (mode_t)DTTOIF(e->d_type)};
         if (filler(buf, e->d_name, &st, 0, 0))
-            break;
+            break;              /* libfuse's buffer is full */
     }
-    return op_leave(-errno);
+    return op_leave(res);
 }
 
 static int lt_releasedir(const char *path, struct fuse_file_info *fi)
@@ -360,7 +366,7 @@ static int lt_open(const char *path, struct fuse_file_info *fi)
     if (opts.readonly && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
         return -EROFS;
     op_enter(OP_OPEN, path);
-    int fd = openat(base_fd, rel(path), fi->flags & ~O_NOFOLLOW);
+    int fd = openat(base_fd, rel(path), fi->flags | O_NOFOLLOW);
     if (fd < 0)
         return op_leave(-errno);
     fi->fh = fd;
@@ -373,7 +379,7 @@ static int lt_create(const char *path, mode_t mode, struct fuse_file_info *fi)
         return lt_open(path, fi);
     REFUSE_IF_READONLY();
     op_enter(OP_CREATE, path);
-    int fd = openat(base_fd, rel(path), fi->flags | O_CREAT, mode);
+    int fd = openat(base_fd, rel(path), fi->flags | O_CREAT | O_NOFOLLOW, mode);
     if (fd < 0)
         return op_leave(-errno);
     fi->fh = fd;
