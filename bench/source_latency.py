@@ -24,7 +24,8 @@ about a third of the round trips), three measurements, each on a fresh mount
 For each: files/s, MB/s, client CPU per file (the loader's process tree, or
 this process for a floor), the FUSE daemon's CPU per file apart (it shares
 the cores), the peak of operations in flight and the operations per file the
-file system counted. Prints one markdown table.
+file system counted, and the mean number in flight (the operations' summed
+durations over the wall time). Prints one markdown table.
 """
 
 import argparse
@@ -64,6 +65,7 @@ class Result:
     fuse_cpu: float
     peak: int
     ops: int
+    busy: float  # seconds of operations, summed: / wall = mean operations in flight
 
 
 # --- trees ---------------------------------------------------------------------------
@@ -119,26 +121,26 @@ def parallel_read(mount: Path, dirs: List[str], files: List[Tuple[str, int]], th
     def chunk(fd: int, offset: int) -> None:
         os.pread(fd, CHUNK, offset)
 
-    with ThreadPoolExecutor(threads) as pool:
+    pool = ThreadPoolExecutor(threads)
+    small = [rel for rel, size in files if size <= CHUNK]
+    big = [(rel, size) for rel, size in files if size > CHUNK]
+    fds: List[int] = []
+    try:
         list(pool.map(listdir, dirs))
-        small = [rel for rel, size in files if size <= CHUNK]
-        big = [(rel, size) for rel, size in files if size > CHUNK]
-        fds = []
-        try:
-            for rel, _ in big:  # lstat + open, once per big file
-                os.lstat(mount / rel)
-                fds.append(os.open(mount / rel, os.O_RDONLY))
-            jobs: List[Callable[[], None]] = [lambda r=rel: whole(r) for rel in small]
-            jobs += [lambda fd=fd, o=o: chunk(fd, o)
-                     for fd, (_, size) in zip(fds, big) for o in range(0, size, CHUNK)]
-            if threads == 1:
-                for job in jobs:
-                    job()
-            else:
-                list(pool.map(lambda job: job(), jobs))
-        finally:
-            for fd in fds:
-                os.close(fd)
+        for rel, _ in big:  # lstat + open, once per big file
+            os.lstat(mount / rel)
+            fds.append(os.open(mount / rel, os.O_RDONLY))
+        jobs: List[Callable[[], None]] = [lambda r=rel: whole(r) for rel in small]
+        jobs += [lambda fd=fd, o=o: chunk(fd, o) for fd, (_, size) in zip(fds, big) for o in range(0, size, CHUNK)]
+        if threads == 1:
+            for job in jobs:
+                job()
+        else:
+            list(pool.map(lambda job: job(), jobs))
+    finally:
+        pool.shutdown(cancel_futures=True)  # on ^C the queued reads are dropped; running ones end
+        for fd in fds:  # only once no job can use them
+            os.close(fd)
 
 
 def floor(fs: LatencyFS, dirs: List[str], files: List[Tuple[str, int]], threads: int) -> Tuple[float, float]:
@@ -178,17 +180,19 @@ def measure(tree: Path, delay_ms: float, cache: bool, what: str, run: Callable[[
         fuse_cpu = fs.cpu()  # after the warm-up
         wall, client_cpu = run(fs)
         stats = fs.stats()
-        return Result(what, files, nbytes, wall, client_cpu, fs.cpu() - fuse_cpu, stats["peak"], stats["total"])
+        return Result(what, files, nbytes, wall, client_cpu, fs.cpu() - fuse_cpu, stats["peak"], stats["total"],
+                      stats["busy_us"] / 1e6)
 
 
 def table(rows: List[Tuple[str, str, str, Result]]) -> str:
     head = ("| set | attr cache | delay | what | files/s | MB/s | client CPU ms/file | FUSE CPU ms/file "
-            "| peak ops in flight | ops/file | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "| ops in flight: mean / peak | ops/file | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for name, cache, delay, r in rows:
-        lines.append("| %s | %s | %s | %s | %s | %.1f | %.2f | %.2f | %d | %.1f | %.1f |" % (
+        lines.append("| %s | %s | %s | %s | %s | %.1f | %.2f | %.2f | %.1f / %d | %.1f | %.1f |" % (
             name, cache, delay, r.what, format(round(r.files / r.wall), ","), r.nbytes / r.wall / 1e6,
-            1000 * r.client_cpu / r.files, 1000 * r.fuse_cpu / r.files, r.peak, r.ops / r.files, r.wall))
+            1000 * r.client_cpu / r.files, 1000 * r.fuse_cpu / r.files, r.busy / r.wall, r.peak,
+            r.ops / r.files, r.wall))
     return "\n".join(lines)
 
 

@@ -17,8 +17,10 @@
  * own -o max_background=N, as libfuse 3.14's high level lacks it).
  *
  * The control file /.latencyfs (never listed, never delayed nor counted):
- *   read   -> "inflight=N peak=N total=N held=N getattr=N readdir=N ...\n"
- *   write  "reset"            -> total and per-op counts to 0, peak to inflight
+ *   read   -> "inflight=N peak=N total=N held=N busy_us=N getattr=N ...\n"
+ *             (busy_us: the operations' summed durations; over a wall time,
+ *             the mean number in flight)
+ *   write  "reset"            -> total, busy and per-op counts to 0, peak to inflight
  *          "hold OPS PATH"    -> OPS (comma-separated op names, e.g. open,read)
  *                                on PATH (relative to the root) block until
  *                                "release"; one held path at a time
@@ -88,6 +90,15 @@ static struct fuse *the_fuse;   /* set in init; to notice the session ending */
 /* Counters: updated with atomics, read without a lock (a snapshot may be torn
  * across fields, never within one). */
 static long inflight, peak, total, held, op_total[OP_COUNT];
+static long busy_ns;            /* the sum of all operations' durations: / wall = mean depth */
+static __thread struct timespec op_start;  /* a handler runs on one thread, enter to leave */
+
+static long ns_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000000000L + (now.tv_nsec - t->tv_nsec);
+}
 
 /* Hold state: hold_mask != 0 iff a path is held; both guarded by hold_lock. */
 static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -132,6 +143,7 @@ static void wait_if_held(enum op op, const char *path)
 
 static void op_enter(enum op op, const char *path)
 {
+    clock_gettime(CLOCK_MONOTONIC, &op_start);
     long now = __atomic_add_fetch(&inflight, 1, __ATOMIC_RELAXED);
     long seen = __atomic_load_n(&peak, __ATOMIC_RELAXED);
     while (now > seen && !__atomic_compare_exchange_n(&peak, &seen, now, 0, __ATOMIC_RELAXED,
@@ -155,6 +167,7 @@ static void op_enter(enum op op, const char *path)
 /* Returns res, so handlers can end with `return op_leave(res);`. */
 static int op_leave(int res)
 {
+    __atomic_add_fetch(&busy_ns, ns_since(&op_start), __ATOMIC_RELAXED);
     __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
     return res;
 }
@@ -170,11 +183,12 @@ static int is_ctl(const char *path)
 
 static int ctl_format(char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "inflight=%ld peak=%ld total=%ld held=%ld",
+    int n = snprintf(buf, size, "inflight=%ld peak=%ld total=%ld held=%ld busy_us=%ld",
                      __atomic_load_n(&inflight, __ATOMIC_RELAXED),
                      __atomic_load_n(&peak, __ATOMIC_RELAXED),
                      __atomic_load_n(&total, __ATOMIC_RELAXED),
-                     __atomic_load_n(&held, __ATOMIC_RELAXED));
+                     __atomic_load_n(&held, __ATOMIC_RELAXED),
+                     __atomic_load_n(&busy_ns, __ATOMIC_RELAXED) / 1000);
     for (int i = 0; i < OP_COUNT; i++)
         n += snprintf(buf + n, size - n, " %s=%ld", op_names[i],
                       __atomic_load_n(&op_total[i], __ATOMIC_RELAXED));
@@ -193,6 +207,7 @@ static int ctl_command(const char *buf, size_t size)
         cmd[--size] = 0;
     if (strcmp(cmd, "reset") == 0) {
         __atomic_store_n(&total, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&busy_ns, 0, __ATOMIC_RELAXED);
         for (int i = 0; i < OP_COUNT; i++)
             __atomic_store_n(&op_total[i], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&peak, __atomic_load_n(&inflight, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
