@@ -64,7 +64,12 @@ class LatencyFS:
     attribute, entry and negative caches to 0 s, True to 1 s (libfuse's
     default). ``max_threads``: the daemon's thread pool, warmed up before
     ``__enter__`` returns. ``max_background``: the kernel's cap on
-    asynchronous requests (readahead) in flight. ``readonly``: mount ro.
+    asynchronous requests (readahead) in flight. ``readonly``: the tree
+    refuses changes (EROFS); the control file stays writable.
+
+    The daemon gets SIGTERM when the thread that entered the context ends
+    (PR_SET_PDEATHSIG follows the creating thread): enter it in a thread that
+    outlives the mount, normally the main one.
     """
 
     def __init__(self, source: os.PathLike, *, delay_us: int = 0, cache: bool = False,
@@ -108,7 +113,7 @@ class LatencyFS:
             self._tmp = tempfile.TemporaryDirectory(prefix="latencyfs-")
             self.mountpoint = Path(self._tmp.name)
         else:
-            self.mountpoint = Path(self._given_mountpoint)
+            self.mountpoint = Path(self._given_mountpoint).resolve()  # as /proc/self/mounts shows it
         timeout = "1" if self.cache else "0"
         options = ["delay_us=%d" % self.delay_us, "max_threads=%d" % self.max_threads,
                    "max_idle_threads=%d" % self.max_threads, "max_background=%d" % self.max_background,
