@@ -173,15 +173,20 @@ def load(fs: LatencyFS, scratch: Path) -> Tuple[float, float]:
 # --- one configuration ----------------------------------------------------------------------
 
 
-def measure(tree: Path, delay_ms: float, cache: bool, what: str, run: Callable[[LatencyFS], Tuple[float, float]],
-            files: int, nbytes: int) -> Result:
+def measure(tree: Path, delay_ms: float, cache: bool, readahead_kib: Optional[int], what: str,
+            run: Callable[[LatencyFS], Tuple[float, float]], files: int, nbytes: int) -> Result:
     """Mount fresh, run, read the daemon's counters and CPU, unmount."""
-    with LatencyFS(tree, delay_us=int(round(delay_ms * 1000)), cache=cache) as fs:
+    with LatencyFS(tree, delay_us=int(round(delay_ms * 1000)), cache=cache, readahead_kib=readahead_kib) as fs:
         fuse_cpu = fs.cpu()  # after the warm-up
         wall, client_cpu = run(fs)
         stats = fs.stats()
         return Result(what, files, nbytes, wall, client_cpu, fs.cpu() - fuse_cpu, stats["peak"], stats["total"],
                       stats["busy_us"] / 1e6)
+
+
+def _rate(per_second: float) -> str:
+    """1,074 or 3.1: a large file takes seconds, so below 10 a decimal says more."""
+    return format(round(per_second), ",") if per_second >= 10 else "%.1f" % per_second
 
 
 def table(rows: List[Tuple[str, str, str, Result]]) -> str:
@@ -190,7 +195,7 @@ def table(rows: List[Tuple[str, str, str, Result]]) -> str:
     lines = [head]
     for name, cache, delay, r in rows:
         lines.append("| %s | %s | %s | %s | %s | %.1f | %.2f | %.2f | %.1f / %d | %.1f | %.1f |" % (
-            name, cache, delay, r.what, format(round(r.files / r.wall), ","), r.nbytes / r.wall / 1e6,
+            name, cache, delay, r.what, _rate(r.files / r.wall), r.nbytes / r.wall / 1e6,
             1000 * r.client_cpu / r.files, 1000 * r.fuse_cpu / r.files, r.busy / r.wall, r.peak,
             r.ops / r.files, r.wall))
     return "\n".join(lines)
@@ -209,6 +214,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--dirs", type=int, default=50, help="directories of the small set")
     p.add_argument("--large-files", type=int, default=4)
     p.add_argument("--large-mib", type=int, default=128, help="MiB per large file")
+    p.add_argument("--readahead-kib", type=int, default=None,
+                   help="the mount's readahead window = the read size the file system sees (default: the "
+                        "kernel's, 128 KiB; NFS reads up to rsize, often 1024 KiB, per round trip)")
     p.add_argument("--threads", type=int, default=64, help="threads of the parallel floor")
     p.add_argument("--keep", action="store_true", help="keep the trees (under /dev/shm) for a look")
     args = p.parse_args(argv)
@@ -221,6 +229,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     caches = [c.strip() == "on" for c in args.cache.split(",")]
     base = Path(tempfile.mkdtemp(prefix="source-latency-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     rows: List[Tuple[str, str, str, Result]] = []
+    load_before = os.getloadavg()[0]  # other work on the machine shows up as longer round trips
     try:
         sets = []
         if "small" in args.sets:
@@ -242,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                             ("%d threads" % args.threads, lambda fs: floor(fs, dirs, listing, args.threads)),
                             ("1 thread", lambda fs: floor(fs, dirs, listing, 1))]
                     for what, run in runs:
-                        r = measure(tree, delay, cache, what, run, files, nbytes)
+                        r = measure(tree, delay, cache, args.readahead_kib, what, run, files, nbytes)
                         rows.append((name, "on" if cache else "off", "%g ms" % delay, r))
                         print("%s, cache %s, %g ms, %s: %.0f files/s, %.1f MB/s, peak %d" % (
                             name, "on" if cache else "off", delay, what, files / r.wall, nbytes / r.wall / 1e6,
@@ -254,7 +263,9 @@ def main(argv: Optional[List[str]] = None) -> None:
             shutil.rmtree(base, ignore_errors=True)
         if rows:  # what was measured, even when interrupted
             print(table(rows))
-    print("\n%d cores; latencyfs: 256 threads, max_background 64; a fresh mount per measurement." % os.cpu_count())
+    print("\n%d cores, load average %.1f before and %.1f after; latencyfs: 256 threads, max_background 64, "
+          "readahead %s KiB; a fresh mount per measurement." % (
+              os.cpu_count(), load_before, os.getloadavg()[0], args.readahead_kib or "128 (kernel default)"))
 
 
 if __name__ == "__main__":

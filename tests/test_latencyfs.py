@@ -110,6 +110,16 @@ def test_every_operation_waits_at_least_the_delay(tree: Path) -> None:
         assert elapsed >= delay * 2
 
 
+def test_readahead_sets_the_read_size_the_file_system_sees(tree: Path) -> None:
+    reads = {}
+    for kib in (None, 1024):
+        with LatencyFS(tree, readahead_kib=kib, max_threads=8) as fs:
+            assert (fs.mountpoint / "a" / "f5").read_bytes() == (tree / "a" / "f5").read_bytes()  # 1 MiB
+            reads[kib] = fs.stats()["read"]
+    assert reads[None] >= 8  # 128 KiB at a time
+    assert reads[1024] <= 3
+
+
 def test_in_flight_counter_sees_concurrent_reads(tree: Path) -> None:
     n = 16
     files = sorted((tree / "a" / "b").iterdir())[:n]

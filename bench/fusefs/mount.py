@@ -64,7 +64,10 @@ class LatencyFS:
     attribute, entry and negative caches to 0 s, True to 1 s (libfuse's
     default). ``max_threads``: the daemon's thread pool, warmed up before
     ``__enter__`` returns. ``max_background``: the kernel's cap on
-    asynchronous requests (readahead) in flight. ``readonly``: the tree
+    asynchronous requests (readahead) in flight. ``readahead_kib``: the
+    mount's readahead window, which is also the size of the reads the daemon
+    gets for buffered reads (None: the kernel's 128 KiB; an NFS client reads
+    up to its rsize, often 1 MiB, per round trip). ``readonly``: the tree
     refuses changes (EROFS); the control file stays writable.
 
     The daemon gets SIGTERM when the thread that entered the context ends
@@ -74,13 +77,14 @@ class LatencyFS:
 
     def __init__(self, source: os.PathLike, *, delay_us: int = 0, cache: bool = False,
                  readonly: bool = True, max_threads: int = 256, max_background: int = 64,
-                 mountpoint: Optional[os.PathLike] = None, warm_up: bool = True) -> None:
+                 readahead_kib: Optional[int] = None, mountpoint: Optional[os.PathLike] = None, warm_up: bool = True) -> None:
         self.source = Path(source).resolve()
         self.delay_us = delay_us
         self.cache = cache
         self.readonly = readonly
         self.max_threads = max_threads
         self.max_background = max_background
+        self.readahead_kib = readahead_kib
         self._given_mountpoint = mountpoint
         self._warm = warm_up
         self.mountpoint = Path()
@@ -93,6 +97,12 @@ class LatencyFS:
     def __enter__(self) -> "LatencyFS":
         try:
             self._mount()
+            if self.readahead_kib is not None:
+                # the mount's own backing-device info: it goes with the mount
+                st = os.stat(self.mountpoint)
+                bdi = "/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(st.st_dev), os.minor(st.st_dev))
+                with open(bdi, "w") as f:
+                    f.write(str(self.readahead_kib))
             if self._warm:
                 self.warm_up()
             self.reset()
