@@ -3,7 +3,7 @@
 
 usage: python bench/source_latency.py [--delays 0,0.5,2] [--cache off,on] [--sets small,large]
                                      [--small N] [--dirs N] [--large-files N] [--large-mib N]
-                                     [--threads 64] [--keep]
+                                     [--readahead-kib N] [--threads 64] [--repeat N] [--keep]
 
 Builds its trees on /dev/shm and reads them through latencyfs (bench/fusefs),
 which adds DELAY milliseconds to every operation, as an NFS filer or a
@@ -218,6 +218,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                    help="the mount's readahead window = the read size the file system sees (default: the "
                         "kernel's, 128 KiB; NFS reads up to rsize, often 1024 KiB, per round trip)")
     p.add_argument("--threads", type=int, default=64, help="threads of the parallel floor")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each measurement; the table shows the median")
     p.add_argument("--keep", action="store_true", help="keep the trees (under /dev/shm) for a look")
     args = p.parse_args(argv)
     why = fuse_available()
@@ -250,12 +251,17 @@ def main(argv: Optional[List[str]] = None) -> None:
                     runs = [("loader", lambda fs: load(fs, scratch)),
                             ("%d threads" % args.threads, lambda fs: floor(fs, dirs, listing, args.threads)),
                             ("1 thread", lambda fs: floor(fs, dirs, listing, 1))]
-                    for what, run in runs:
-                        r = measure(tree, delay, cache, args.readahead_kib, what, run, files, nbytes)
+                    seen: List[List[Result]] = [[] for _ in runs]
+                    for _ in range(args.repeat):  # interleaved, so a busy spell hits every side alike
+                        for (what, run), results in zip(runs, seen):
+                            r = measure(tree, delay, cache, args.readahead_kib, what, run, files, nbytes)
+                            results.append(r)
+                            print("%s, cache %s, %g ms, %s: %.0f files/s, %.1f MB/s, peak %d" % (
+                                name, "on" if cache else "off", delay, what, files / r.wall,
+                                nbytes / r.wall / 1e6, r.peak), file=sys.stderr, flush=True)
+                    for results in seen:  # the median run by wall time (the middle one of an odd count)
+                        r = sorted(results, key=lambda x: x.wall)[(len(results) - 1) // 2]
                         rows.append((name, "on" if cache else "off", "%g ms" % delay, r))
-                        print("%s, cache %s, %g ms, %s: %.0f files/s, %.1f MB/s, peak %d" % (
-                            name, "on" if cache else "off", delay, what, files / r.wall, nbytes / r.wall / 1e6,
-                            r.peak), file=sys.stderr, flush=True)
     finally:
         if args.keep:
             print("trees kept in", base, file=sys.stderr)
@@ -264,8 +270,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         if rows:  # what was measured, even when interrupted
             print(table(rows))
     print("\n%d cores, load average %.1f before and %.1f after; latencyfs: 256 threads, max_background 64, "
-          "readahead %s KiB; a fresh mount per measurement." % (
-              os.cpu_count(), load_before, os.getloadavg()[0], args.readahead_kib or "128 (kernel default)"))
+          "readahead %s KiB; a fresh mount per measurement; median of %d." % (
+              os.cpu_count(), load_before, os.getloadavg()[0], args.readahead_kib or "128 (kernel default)",
+              args.repeat))
 
 
 if __name__ == "__main__":
