@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sys
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from . import __version__
 from .errors import ClfsLoadError
@@ -76,12 +76,17 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         words = sys.argv[1:] if args is None else list(args)
         self.secret_words = sorted((w for w in words if _looks_secret(w)), key=len, reverse=True)
+        self.azcopy = "--azcopy" in words
         return super().parse_args(words, namespace)
 
     def error(self, message: str):  # type: ignore[override]
         for word in self.secret_words:
             message = message.replace(word, REDACTED)
-        super().error(redact(message))
+        message = redact(message)
+        if getattr(self, "azcopy", False):
+            # AzCopy reads stdout only and shows the lines holding ERR; stderr goes nowhere.
+            console("INFO", sys.stdout).error("%s: error: %s", self.prog, message)
+        super().error(message)
 
 
 def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -105,28 +110,49 @@ def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace)
             )
 
 
-def _log_level(text: str) -> str:
+def _log_level(text: str) -> Union[str, int]:
+    """A ``--log_level`` value: any level name Python's logging knows, in any case, or a number.
+
+    The names are the original's: DEBUG, INFO, WARNING, WARN, ERROR,
+    CRITICAL, FATAL, NOTSET (and any level a library registered).
+    """
     try:
-        return logging.getLevelName(int(text))
+        number = int(text.strip())
     except ValueError:
-        level = text.upper()
-        if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            return level
-        raise argparse.ArgumentTypeError("invalid log_level %r (debug, info, warning, error, critical)" % text) from None
+        known = dict(logging._nameToLevel)  # what logging.getLevelNamesMapping() returns on 3.11+
+        for name in (text.strip(), text.strip().upper()):
+            if name in known:
+                return logging.getLevelName(known[name])  # the canonical name: WARN -> WARNING
+        raise argparse.ArgumentTypeError(
+            "invalid log_level %r: give one of %s, or a number" % (text, ", ".join(sorted(known, key=known.get)))
+        ) from None
+    name = logging.getLevelName(number)
+    return number if name.startswith("Level ") else name
 
 
 def version_text() -> str:
-    """The ``--version`` line: tool, backend of the hot paths, Python."""
+    """The ``--version`` line, in the original's shape ``CLFSLoad X (Python ...)``, with the backend added."""
     import lz4
 
     from ._native import BACKEND
 
-    return "CLFSLoad %s (clfsload, %s backend, lz4 %s, Python %s)" % (
+    return "CLFSLoad %s (Python %s; %s backend, lz4 %s)" % (
         __version__,
+        sys.version.split("\n")[0].strip(),
         BACKEND,
         lz4.library_version_string(),
-        sys.version.split()[0],
     )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the line exactly as :func:`version_text` makes it (argparse's own action re-wraps it)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(version_text() + "\n")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SAS token for the container, or '-' to take the credential from --sas_token_file, "
         "$%s, $%s, $%s or --azure_ad" % (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING),
     )
-    p.add_argument("--version", action="version", version=version_text())
+    p.add_argument("--version", action=_VersionAction, help="print the version line and exit")
     p.add_argument("--new", action="store_true", help="start a new transfer (STATE_DIR must not exist)")
     p.add_argument("--dry_run", "--dry-run", action="store_true", help="count objects and bytes first, for progress and ETA")
     p.add_argument("--dry_run_gb", "--dry-run-gb", type=float, default=None, help="set the dry-run GiB without scanning")
@@ -264,17 +290,44 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_command(words, prog=os.path.basename(sys.argv[0]) or "clfsload")
     parser = build_parser()
     args = parser.parse_args(words)  # exits 2 on a usage error
+    if argv is None:
+        hide_secrets_from_process_list(args)
     check_positionals(parser, args)
     # With --output json, stdout carries the summary object alone; the log goes to stderr.
     log = console(args.log_level, sys.stderr if args.output == "json" else sys.stdout)
-    from .engine import run_load
+    from .engine import LoadResult, run_load
 
     try:
         settings = settings_from(args, log)
     except ClfsLoadError as exc:
         log.error("%s", exc)
+        if args.azcopy:
+            from .progress import azcopy_final
+
+            azcopy_final(log, LoadResult(), "Failed")
         return EXIT_FAILED
     return run_load(settings, log)
+
+
+def hide_secrets_from_process_list(args: argparse.Namespace) -> None:
+    """Rewrite this process's command line (``ps``, ``/proc/PID/cmdline``) with the credential words redacted.
+
+    AzCopy, and the original's users, pass the SAS in argv, where every local
+    user can read it for the whole load. Workers forked later inherit the
+    rewritten memory; the forkserver and Dask start from argvs of their own.
+    Does nothing when nothing secret was given or ``setproctitle`` is missing.
+    """
+    words = list(getattr(sys, "orig_argv", None) or [sys.executable] + sys.argv)
+    secrets = {w for w in words if _looks_secret(w)}
+    if args.sas_token.strip() not in ("", "-"):
+        secrets.add(args.sas_token)
+    if not secrets:
+        return
+    try:
+        import setproctitle
+    except ImportError:  # a dependency; a broken install only loses this protection
+        return
+    setproctitle.setproctitle(" ".join(REDACTED if w in secrets else w for w in words))
 
 
 if __name__ == "__main__":

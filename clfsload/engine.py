@@ -44,7 +44,7 @@ from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from .logsetup import attach_file, detach
 from .pool import UnitPool, WorkerConfig, start_forkserver
 from .ids import IdMint
-from .progress import Progress
+from .progress import Progress, azcopy_final
 from .relist import edit_directory, group_by_parent
 from .scan import EntryStat, Problem
 from .settings import Settings
@@ -823,6 +823,8 @@ def run_load(settings: Settings, logger: logging.Logger = log, result_only: bool
         result.exit_code = 1
     if loader.progress is not None:
         loader.progress.final(result, status)
+    elif settings.azcopy:
+        azcopy_final(logger, result, status)  # stopped before it began: AzCopy still gets its summary
     loader.close_log()
     if settings.output == "json":
         print(json.dumps(summary(result, status), sort_keys=True), flush=True)
