@@ -9,17 +9,16 @@ resume); 2 the command line is wrong.
 """
 
 import argparse
-import base64
-import binascii
 import logging
 import os
-import re
 import sys
 from typing import List, Optional, Union
 
 from . import __version__
 from .errors import ClfsLoadError
 from .logsetup import console
+from .proctitle import hide_secrets
+from .proctitle import looks_secret as _looks_secret
 from .settings import COMPRESSIONS, Settings, default_upload_threads
 from .targets.credentials import Credential
 from .targets.endpoint import LocalFolder, parse_account
@@ -46,24 +45,6 @@ def _error_budget(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 (no limit) or more, got %d" % value)
     return value
-
-
-def _looks_secret(token: str, bare_keys: bool = True) -> bool:
-    """A command-line word that may be a credential: a SAS, a connection string or (``bare_keys``) an account key."""
-    lowered = token.lower()
-    if any(mark in lowered for mark in ("sig=", "accountkey=", "sharedaccesssignature=")):
-        return True
-    if not bare_keys:
-        return False
-    bare = token.strip()  # an account key: 88 base64 characters; never a path
-    if len(bare) < 40 or bare.startswith("/") or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", bare):
-        return False
-    if not (re.search(r"[a-z]", bare) and re.search(r"[A-Z]", bare) and re.search(r"[0-9]", bare)):
-        return False
-    try:
-        return len(base64.b64decode(bare, validate=True)) >= 24
-    except (binascii.Error, ValueError):
-        return False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -291,7 +272,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(words)  # exits 2 on a usage error
     if argv is None:
-        hide_secrets_from_process_list(args)
+        hide_secrets(args.sas_token)  # again: a SAS without the usual fields is known only now
     check_positionals(parser, args)
     # With --output json, stdout carries the summary object alone; the log goes to stderr.
     log = console(args.log_level, sys.stderr if args.output == "json" else sys.stdout)
@@ -307,27 +288,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             azcopy_final(log, LoadResult(), "Failed")
         return EXIT_FAILED
     return run_load(settings, log)
-
-
-def hide_secrets_from_process_list(args: argparse.Namespace) -> None:
-    """Rewrite this process's command line (``ps``, ``/proc/PID/cmdline``) with the credential words redacted.
-
-    AzCopy, and the original's users, pass the SAS in argv, where every local
-    user can read it for the whole load. Workers forked later inherit the
-    rewritten memory; the forkserver and Dask start from argvs of their own.
-    Does nothing when nothing secret was given or ``setproctitle`` is missing.
-    """
-    words = list(getattr(sys, "orig_argv", None) or [sys.executable] + sys.argv)
-    secrets = {w for w in words if _looks_secret(w)}
-    if args.sas_token.strip() not in ("", "-"):
-        secrets.add(args.sas_token)
-    if not secrets:
-        return
-    try:
-        import setproctitle
-    except ImportError:  # a dependency; a broken install only loses this protection
-        return
-    setproctitle.setproctitle(" ".join(REDACTED if w in secrets else w for w in words))
 
 
 if __name__ == "__main__":
