@@ -274,8 +274,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv is None:
         hide_secrets(args.sas_token)  # again: a SAS without the usual fields is known only now
     check_positionals(parser, args)
-    # With --output json, stdout carries the summary object alone; the log goes to stderr.
-    log = console(args.log_level, sys.stderr if args.output == "json" else sys.stdout)
+    # With --output json, stdout carries the summary object alone; the log goes to stderr
+    # (not under AzCopy, which reads stdout only).
+    log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
     from .engine import LoadResult, run_load
 
     try:

@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Deque, Dict, List, Optional, Set, Union
 
 from . import __version__, crashpoints, history
-from ._native import envelope
+from ._native import BACKEND, envelope
 from .checksums import FILE_NAME as CHECKSUM_FILE
 from .checksums import ChecksumLog
 from .clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
@@ -844,6 +844,7 @@ def summary(result: LoadResult, status: str) -> Dict[str, object]:
         "problem_paths": [os.fsdecode(p.path) for p in result.problem_list[:1000]],
         "elapsed_seconds": round(result.elapsed, 3),
         "message": result.message,
+        "backend": BACKEND,
     }
 
 

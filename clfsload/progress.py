@@ -105,7 +105,12 @@ class Progress:
         """Log the run's settings once (and AZCOPY-CONFIG); a run still to initialise begins its Init phase first."""
         compression = self.state.get("compression")
         preserve = self.state.get("preserve_hardlinks") == "1"
-        self.log.info("clfsload version %s", __version__)
+        from ._native import BACKEND, backend_warning
+
+        self.log.info("clfsload version %s (%s backend)", __version__, BACKEND)
+        warning = backend_warning()
+        if warning:
+            self.log.warning("%s", warning)
         if self.state.phase == "INIT":
             self.phase("init")  # the original's order: Init, then the settings
         self.log.info("preserve_hardlinks %d", int(preserve))
