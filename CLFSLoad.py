@@ -6,7 +6,10 @@ Same command line as CLFSLoad 1.0.24: ``CLFSLoad.py [--new] STATE_DIR SOURCE ACC
 
 import sys
 
-from clfsload.cli import main
-
 if __name__ == "__main__":
+    from clfsload.proctitle import hide_secrets
+
+    hide_secrets()  # the SAS out of `ps` before the slow imports below
+    from clfsload.cli import main
+
     sys.exit(main())

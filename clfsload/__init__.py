@@ -10,7 +10,7 @@ The public API is what ``__all__`` lists; everything else is internal:
 They are imported on first use, so ``import clfsload`` stays light.
 """
 
-__version__ = "0.1.0"
+__version__ = "1.0.25"
 
 import logging
 from typing import Any

@@ -9,17 +9,16 @@ resume); 2 the command line is wrong.
 """
 
 import argparse
-import base64
-import binascii
 import logging
 import os
-import re
 import sys
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from . import __version__
 from .errors import ClfsLoadError
 from .logsetup import console
+from .proctitle import hide_secrets
+from .proctitle import looks_secret as _looks_secret
 from .settings import COMPRESSIONS, Settings, default_upload_threads
 from .targets.credentials import Credential
 from .targets.endpoint import LocalFolder, parse_account
@@ -48,24 +47,6 @@ def _error_budget(text: str) -> int:
     return value
 
 
-def _looks_secret(token: str, bare_keys: bool = True) -> bool:
-    """A command-line word that may be a credential: a SAS, a connection string or (``bare_keys``) an account key."""
-    lowered = token.lower()
-    if any(mark in lowered for mark in ("sig=", "accountkey=", "sharedaccesssignature=")):
-        return True
-    if not bare_keys:
-        return False
-    bare = token.strip()  # an account key: 88 base64 characters; never a path
-    if len(bare) < 40 or bare.startswith("/") or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", bare):
-        return False
-    if not (re.search(r"[a-z]", bare) and re.search(r"[A-Z]", bare) and re.search(r"[0-9]", bare)):
-        return False
-    try:
-        return len(base64.b64decode(bare, validate=True)) >= 24
-    except (binascii.Error, ValueError):
-        return False
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with its error messages scrubbed: a usage error may quote any word of argv, the SAS too."""
 
@@ -76,12 +57,17 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         words = sys.argv[1:] if args is None else list(args)
         self.secret_words = sorted((w for w in words if _looks_secret(w)), key=len, reverse=True)
+        self.azcopy = "--azcopy" in words
         return super().parse_args(words, namespace)
 
     def error(self, message: str):  # type: ignore[override]
         for word in self.secret_words:
             message = message.replace(word, REDACTED)
-        super().error(redact(message))
+        message = redact(message)
+        if getattr(self, "azcopy", False):
+            # AzCopy reads stdout only and shows the lines holding ERR; stderr goes nowhere.
+            console("INFO", sys.stdout).error("%s: error: %s", self.prog, message)
+        super().error(message)
 
 
 def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -105,28 +91,49 @@ def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace)
             )
 
 
-def _log_level(text: str) -> str:
+def _log_level(text: str) -> Union[str, int]:
+    """A ``--log_level`` value: any level name Python's logging knows, in any case, or a number.
+
+    The names are the original's: DEBUG, INFO, WARNING, WARN, ERROR,
+    CRITICAL, FATAL, NOTSET (and any level a library registered).
+    """
     try:
-        return logging.getLevelName(int(text))
+        number = int(text.strip())
     except ValueError:
-        level = text.upper()
-        if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            return level
-        raise argparse.ArgumentTypeError("invalid log_level %r (debug, info, warning, error, critical)" % text) from None
+        known = dict(logging._nameToLevel)  # what logging.getLevelNamesMapping() returns on 3.11+
+        for name in (text.strip(), text.strip().upper()):
+            if name in known:
+                return logging.getLevelName(known[name])  # the canonical name: WARN -> WARNING
+        raise argparse.ArgumentTypeError(
+            "invalid log_level %r: give one of %s, or a number" % (text, ", ".join(sorted(known, key=known.get)))
+        ) from None
+    name = logging.getLevelName(number)
+    return number if name.startswith("Level ") else name
 
 
 def version_text() -> str:
-    """The ``--version`` line: tool, backend of the hot paths, Python."""
+    """The ``--version`` line, in the original's shape ``CLFSLoad X (Python ...)``, with the backend added."""
     import lz4
 
     from ._native import BACKEND
 
-    return "CLFSLoad %s (clfsload, %s backend, lz4 %s, Python %s)" % (
+    return "CLFSLoad %s (Python %s; %s backend, lz4 %s)" % (
         __version__,
+        sys.version.split("\n")[0].strip(),
         BACKEND,
         lz4.library_version_string(),
-        sys.version.split()[0],
     )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the line exactly as :func:`version_text` makes it (argparse's own action re-wraps it)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(version_text() + "\n")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SAS token for the container, or '-' to take the credential from --sas_token_file, "
         "$%s, $%s, $%s or --azure_ad" % (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING),
     )
-    p.add_argument("--version", action="version", version=version_text())
+    p.add_argument("--version", action=_VersionAction, help="print the version line and exit")
     p.add_argument("--new", action="store_true", help="start a new transfer (STATE_DIR must not exist)")
     p.add_argument("--dry_run", "--dry-run", action="store_true", help="count objects and bytes first, for progress and ETA")
     p.add_argument("--dry_run_gb", "--dry-run-gb", type=float, default=None, help="set the dry-run GiB without scanning")
@@ -264,15 +271,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_command(words, prog=os.path.basename(sys.argv[0]) or "clfsload")
     parser = build_parser()
     args = parser.parse_args(words)  # exits 2 on a usage error
+    if argv is None:
+        hide_secrets(args.sas_token)  # again: a SAS without the usual fields is known only now
     check_positionals(parser, args)
-    # With --output json, stdout carries the summary object alone; the log goes to stderr.
-    log = console(args.log_level, sys.stderr if args.output == "json" else sys.stdout)
-    from .engine import run_load
+    # With --output json, stdout carries the summary object alone; the log goes to stderr
+    # (not under AzCopy, which reads stdout only).
+    log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
+    from .engine import LoadResult, run_load
 
     try:
         settings = settings_from(args, log)
     except ClfsLoadError as exc:
         log.error("%s", exc)
+        if args.azcopy:
+            from .progress import azcopy_final
+
+            azcopy_final(log, LoadResult(), "Failed")
         return EXIT_FAILED
     return run_load(settings, log)
 

@@ -37,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Deque, Dict, List, Optional, Set, Union
 
 from . import __version__, crashpoints, history
-from ._native import envelope
+from ._native import BACKEND, envelope
 from .checksums import FILE_NAME as CHECKSUM_FILE
 from .checksums import ChecksumLog
 from .clfs.constants import BUCKET_UUID_KEY, FH_LEN, ROOT_ID, TMP_PREFIX
@@ -47,7 +47,7 @@ from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from .logsetup import attach_file, detach
 from .pool import UnitPool, WorkerConfig, start_forkserver
 from .ids import LINKED_SEQ_BIT, IdMint, seq_of
-from .progress import Progress
+from .progress import Progress, azcopy_final
 from .relist import edit_directory, group_by_parent
 from .scan import EntryStat, Problem
 from .settings import Settings
@@ -928,6 +928,8 @@ def run_load(settings: Settings, logger: logging.Logger = log, result_only: bool
         result.exit_code = 1
     if loader.progress is not None:
         loader.progress.final(result, status)
+    elif settings.azcopy:
+        azcopy_final(logger, result, status)  # stopped before it began: AzCopy still gets its summary
     loader.close_log()
     if settings.output == "json":
         print(json.dumps(summary(result, status), sort_keys=True), flush=True)
@@ -947,6 +949,7 @@ def summary(result: LoadResult, status: str) -> Dict[str, object]:
         "problem_paths": [os.fsdecode(p.path) for p in result.problem_list[:1000]],
         "elapsed_seconds": round(result.elapsed, 3),
         "message": result.message,
+        "backend": BACKEND,
     }
 
 

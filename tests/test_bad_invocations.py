@@ -146,14 +146,21 @@ def test_negative_max_errors_is_a_usage_error(tmp_path):
     succeeds(local(tmp_path / "state", tree, tmp_path / "out", "--max_errors", "0"))
 
 
-def test_local_target_root_missing_then_created(tmp_path):
+def test_local_target_creates_missing_parent_folders(tmp_path):
+    """A file: target is a local path: --new creates every missing folder above the container, as mkdir -p."""
     tree = small_tree(tmp_path / "tree")
-    out = tmp_path / "no-such-folder"
-    done = cli("--new", str(tmp_path / "state"), str(tree), "file:" + str(out), "c", "-")
+    out = tmp_path / "no-such-folder" / "deeper"
+    succeeds(cli("--new", str(tmp_path / "state"), str(tree), "file:" + str(out), "c", "-"))
+    assert (out / "c").is_dir()
+
+
+def test_local_target_under_a_file_is_one_clear_line(tmp_path):
+    tree = small_tree(tmp_path / "tree")
+    (tmp_path / "afile").write_text("x")
+    done = cli("--new", str(tmp_path / "state"), str(tree), "file:" + str(tmp_path / "afile" / "out"), "c", "-")
     line = the_error(done)
-    assert "folder '%s' does not exist; create it first" % out in line
-    assert not (tmp_path / "state").exists() and not out.exists()
-    succeeds(local(tmp_path / "state", tree, out))
+    assert str(tmp_path / "afile") in line and "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "state").exists()
 
 
 # --- resuming with other values ---------------------------------------------------------------

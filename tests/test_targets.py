@@ -215,8 +215,8 @@ def test_missing_local_container_names_the_path(tmp_path) -> None:
     created = open_target(f"file://{tmp_path}", "fresh", "-", create=True)
     assert created.describe() == f"file:{tmp_path / 'fresh'}"
     assert (tmp_path / "fresh").is_dir() and created.is_empty()
-    with pytest.raises(ContainerNotFoundError, match="only the container folder is created"):
-        open_target(f"file:{tmp_path}/not/there", "c", "-", create=True)
+    deep = open_target(f"file:{tmp_path}/not/there", "c", "-", create=True)  # missing parents made, as mkdir -p
+    assert (tmp_path / "not" / "there" / "c").is_dir() and deep.is_empty()
     with pytest.raises(TargetConfigError, match="takes no credential"):
         open_target(f"file:{tmp_path}", "fresh", Credential.sas("sv=1&sig=abcdefgh"))
 

@@ -219,13 +219,12 @@ class LocalFolderTarget(BlobTarget):
     # -- internals -----------------------------------------------------------
 
     def _create_folder(self) -> None:
+        """Create the container folder and any missing folder above it, as ``mkdir -p`` does."""
         try:
-            os.mkdir(self._folder)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
+            os.makedirs(self._folder, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be
             raise ContainerNotFoundError(
-                f"folder '{self._root}' does not exist; create it first (only the container folder is created)"
+                f"cannot create container folder '{self._folder}': a file is in the way; give another path"
             ) from None
         except PermissionError:
             raise AccessDeniedError(
