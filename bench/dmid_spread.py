@@ -5,8 +5,8 @@ file in each), loads it into a local folder, single node and, with
 ``--dask N``, on a LocalCluster of N workers, and prints per run the number
 of directories, the least and most used dmid values (the reference: each
 used ``n // 48`` or ``n // 48 + 1`` times), how many of the 48 are used,
-the handle-rule violations found (:mod:`clfsload.clfs.fh_rules`) and the
-load's wall time. ``--links`` hard-links every file from a second directory
+the handle-rule violations found (:mod:`clfsload.clfs.fh_rules`), the
+load's wall time and its CPU over the whole process group (``procwatch``). ``--links`` hard-links every file from a second directory
 and loads with ``--preserve_hardlinks 1`` (the hard-link-heavy case)::
 
     python bench/dmid_spread.py --dirs 10000 --dask 4
@@ -16,10 +16,8 @@ and loads with ``--preserve_hardlinks 1`` (the hard-link-heavy case)::
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,16 +57,19 @@ def histogram(folder: Path):
     return sum(per_id), min(per_id), max(per_id), sum(1 for c in per_id if c), len(violations)
 
 
-def load(base: Path, tree: Path, tag: str, extra) -> float:
+def load(base: Path, tree: Path, tag: str, extra):
+    """Load ``tree`` into a fresh folder; (wall seconds, CPU seconds of the whole process group)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from procwatch import run_measured
+
     out = base / ("out-" + tag)
     out.mkdir()
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "clfsload", "--new", str(base / ("state-" + tag)), str(tree),
-                           "file:" + str(out), "c", "-", *extra], cwd=str(REPO), capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    done = run_measured([sys.executable, "-m", "clfsload", "--new", str(base / ("state-" + tag)), str(tree),
+                         "file:" + str(out), "c", "-", *extra], cwd=str(REPO),
+                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     if done.returncode != 0:
-        raise SystemExit("load %s failed: %s" % (tag, (done.stdout + done.stderr)[-2000:]))
-    return time.monotonic() - started
+        raise SystemExit("load %s failed: %s" % (tag, done.output[-2000:]))
+    return done.wall, done.cpu
 
 
 def main(argv=None) -> None:
@@ -93,13 +94,14 @@ def main(argv=None) -> None:
             cluster = LocalCluster(n_workers=args.dask, threads_per_worker=1, processes=True,
                                    dashboard_address=":0")
             runs.append(("Dask, %d workers" % args.dask, "dask", options + ["--dask", cluster.scheduler_address]))
-        print("| run | directories | min per dmid | max per dmid | dmids used | rule violations | seconds |")
-        print("|---|---|---|---|---|---|---|")
+        print("| run | directories | min per dmid | max per dmid | dmids used | rule violations | wall s | CPU s |")
+        print("|---|---|---|---|---|---|---|---|")
         try:
             for label, tag, extra in runs:
-                seconds = load(base, tree, tag, extra)
+                wall, cpu = load(base, tree, tag, extra)
                 n, low, high, used, bad = histogram(base / ("out-" + tag) / "c")
-                print("| %s | %d | %d | %d | %d | %d | %.1f |" % (label, n, low, high, used, bad, seconds), flush=True)
+                print("| %s | %d | %d | %d | %d | %d | %.1f | %.1f |" % (label, n, low, high, used, bad, wall, cpu),
+                      flush=True)
         finally:
             if cluster is not None:
                 cluster.close()
