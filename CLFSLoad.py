@@ -10,6 +10,6 @@ if __name__ == "__main__":
     from clfsload.proctitle import hide_secrets
 
     hide_secrets()  # the SAS out of `ps` before the slow imports below
-    from clfsload.cli import main
+    from clfsload.cli.main import main
 
     sys.exit(main())

@@ -34,10 +34,10 @@ __all__ = [
 
 _LAZY = {
     "load": ("clfsload.api", "load"),
-    "LoadResult": ("clfsload.engine", "LoadResult"),
-    "open_container": ("clfsload.readback", "open_container"),
-    "compare_tree": ("clfsload.verify", "compare_tree"),
-    "restore": ("clfsload.restore", "restore"),
+    "LoadResult": ("clfsload.driver.engine", "LoadResult"),
+    "open_container": ("clfsload.read.readback", "open_container"),
+    "compare_tree": ("clfsload.read.verify", "compare_tree"),
+    "restore": ("clfsload.read.restore", "restore"),
 }
 
 

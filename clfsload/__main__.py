@@ -3,6 +3,6 @@
 from .proctitle import hide_secrets
 
 hide_secrets()  # the SAS out of `ps` before the slow imports below
-from .cli import main  # noqa: E402
+from .cli.main import main  # noqa: E402
 
 raise SystemExit(main())

@@ -20,7 +20,7 @@ handler: the application decides where log lines go.
 
 from typing import Any, Optional
 
-from .engine import LoadResult, run_load
+from .driver.engine import LoadResult, run_load
 from .settings import COMPRESSIONS, Settings
 from .targets.factory import CredentialLike, _credential
 

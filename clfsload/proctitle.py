@@ -58,8 +58,8 @@ def hide_secrets(sas: Optional[str] = None) -> bool:
 
 
 def console_main() -> int:
-    """The ``clfsload`` console script: :func:`hide_secrets` first, then :func:`clfsload.cli.main`."""
+    """The ``clfsload`` console script: :func:`hide_secrets` first, then :func:`clfsload.cli.main.main`."""
     hide_secrets()
-    from .cli import main
+    from .cli.main import main
 
     return main()

@@ -9,7 +9,7 @@ read would (the tests run as root, for whom ``chmod 000`` changes nothing).
 import os
 import sys
 
-from clfsload.commands import main
+from clfsload.cli.commands import main
 from clfsload.targets import local
 
 _UNREADABLE = os.environ.get("CLFSLOAD_FUZZ_UNREADABLE")

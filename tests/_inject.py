@@ -4,7 +4,7 @@ Some source faults happen between two steps of one unit: an entry that
 vanishes or changes type after its directory was scanned and before it is
 read, a source root swapped while the load runs, a state directory that
 fills up. To make them happen at the same point on every run, this module
-runs ``clfsload.cli.main`` with :func:`clfsload.transfer.scan_directory`
+runs ``clfsload.cli.main.main`` with :func:`clfsload.work.transfer.scan_directory`
 wrapped: a hook file (Python) may define ``before_scan(path: bytes)`` and
 ``after_scan(path: bytes)``, called around every scan with the directory's
 path. The hook lives in the test, not in the product.
@@ -42,7 +42,7 @@ def inject_cli(hook: str, *args: str, hook_dir: Path, env: Optional[dict] = None
 
 def _main() -> int:
     hook = runpy.run_path(sys.argv[1])
-    import clfsload.transfer as transfer
+    import clfsload.work.transfer as transfer
 
     original = transfer.scan_directory
 
@@ -55,7 +55,7 @@ def _main() -> int:
         return found
 
     transfer.scan_directory = scan_directory
-    from clfsload.cli import main
+    from clfsload.cli.main import main
 
     return main(sys.argv[2:])
 

@@ -31,7 +31,7 @@ class Missing(MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Missing())
-from clfsload.cli import main
+from clfsload.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -32,7 +32,7 @@ import clfsload
 from clfsload import crashpoints
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
-from clfsload.dask_worker import SourceCheck, listing_digest
+from clfsload.execute.dask_worker import SourceCheck, listing_digest
 from clfsload.targets import open_target
 
 try:

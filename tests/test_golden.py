@@ -34,7 +34,7 @@ from clfsload.clfs.container import (
 )
 from clfsload.clfs.decode import DecodedObject, decode_body, decode_payload
 from clfsload.errors import FormatError
-from clfsload.verify import compare_tree
+from clfsload.read.verify import compare_tree
 
 # source_trees is a session fixture: importing it here is what makes pytest see it.
 try:  # tests/ may or may not become a package
@@ -64,7 +64,7 @@ def golden(request: pytest.FixtureRequest, source_trees: Path) -> Tuple[str, Con
 
 def test_container_equals_its_source_tree(golden) -> None:
     """Paths both ways, types, modes, owners, sizes, mtimes (§10.4), contents, symlink targets,
-    devices, directory nlink and hard-link structure: clfsload.verify.compare_tree, deep."""
+    devices, directory nlink and hard-link structure: clfsload.read.verify.compare_tree, deep."""
     name, _, root = golden
     _, preserve, _ = GOLDEN_RUNS[name]
     lenient = Container(FolderSource(golden_dir(name)), strict=False)

@@ -1,8 +1,8 @@
-"""Dry-run time estimates from the speeds of earlier loads (clfsload.history)."""
+"""Dry-run time estimates from the speeds of earlier loads (clfsload.driver.history)."""
 
 import json
 
-from clfsload import history
+from clfsload.driver import history
 
 try:
     from ._load import cli
@@ -56,7 +56,7 @@ def test_dry_run_counting_reports_unreadable_entries_and_goes_on(tmp_path, monke
     import logging
     import os
 
-    from clfsload import dryrun
+    from clfsload.driver import dryrun
 
     for d in ("ok", "locked", "ok2"):
         (tmp_path / d).mkdir()

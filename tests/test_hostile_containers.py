@@ -73,7 +73,7 @@ def test_the_limits_leave_room_for_the_pristine_commands(source_trees, tmp_path)
 
 def test_plain_verify_sees_swapped_segments_by_their_listed_sizes(source_trees, tmp_path, capsys):
     """Two data segments of different lengths swapped: the fast check (no data read) reports it, from the listing."""
-    from clfsload import commands
+    from clfsload.cli import commands
     from clfsload.clfs.container import Container, FolderSource
 
     folder = tmp_path / "account" / "boundaries"

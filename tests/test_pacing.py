@@ -1,11 +1,11 @@
-"""Turn pacing of the upload loop (clfsload.pacing) through the real Uploader and event loop."""
+"""Turn pacing of the upload loop (clfsload.work.pacing) through the real Uploader and event loop."""
 
 import asyncio
 import random
 import time
 
 from clfsload.clfs.objects import Blob
-from clfsload.upload import Uploader, first_error
+from clfsload.work.upload import Uploader, first_error
 
 
 class PacedTarget:

@@ -1,4 +1,4 @@
-"""Huge files loaded in ranges of segments (clfsload.ranges): the same blobs as one stream, and never torn."""
+"""Huge files loaded in ranges of segments (clfsload.work.ranges): the same blobs as one stream, and never torn."""
 
 import dataclasses
 import logging
@@ -9,9 +9,9 @@ from concurrent.futures import Future
 import pytest
 
 import clfsload
-from clfsload import transfer
+from clfsload.work import transfer
 from clfsload._native import hashing
-from clfsload.checksums import file_digest, ranged_digest, range_span
+from clfsload.work.checksums import file_digest, ranged_digest, range_span
 from clfsload.clfs.blockmap import block_ids_in_order
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
@@ -20,9 +20,9 @@ from clfsload.clfs.constants import DIRECT_BLOCKS, FIRST_SEGMENT_BYTES, INDIR_PO
 from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.decode import decode_body
 from clfsload.clfs.objects import InodeName, file_blobs, file_inode_blobs
-from clfsload.ranges import READ_ATTEMPTS, FileAssembly, HugeFile, RangeVanished, plan_ranges
-from clfsload.scan import EntryStat, Problem
-from clfsload.transfer import RunParams, Worker
+from clfsload.work.ranges import READ_ATTEMPTS, FileAssembly, HugeFile, RangeVanished, plan_ranges
+from clfsload.work.scan import EntryStat, Problem
+from clfsload.work.transfer import RunParams, Worker
 
 PARAMS = RunParams(containerid=0x1234, fsid=0x77, secret=b"s" * 16, compress=True, preserve_hardlinks=False)
 SEG = OTHER_SEGMENT_BYTES

@@ -1,6 +1,6 @@
-"""Reading containers back: ``ls``, ``cat``, ``get`` and ``verify`` (clfsload.commands), restore and compare.
+"""Reading containers back: ``ls``, ``cat``, ``get`` and ``verify`` (clfsload.cli.commands), restore and compare.
 
-The commands run in-process through :func:`clfsload.commands.main`, the
+The commands run in-process through :func:`clfsload.cli.commands.main`, the
 function the command line dispatches to. Every golden container is listed,
 read and restored; a restored tree must match both the container and the
 source tree. A fresh load made by the real loader verifies clean, and each
@@ -22,9 +22,9 @@ import pytest
 from clfsload._native import envelope, hashing
 from clfsload.clfs.constants import FIRST_SEGMENT_BYTES, ROOT_ID, Btype
 from clfsload.clfs.container import Container, FolderSource, WalkEntry
-from clfsload.commands import main
-from clfsload.restore import DestinationExistsError, restore
-from clfsload.verify import Difference, _first_difference, compare_dirs, compare_tree
+from clfsload.cli.commands import main
+from clfsload.read.restore import DestinationExistsError, restore
+from clfsload.read.verify import Difference, _first_difference, compare_dirs, compare_tree
 
 try:
     from ._load import cli

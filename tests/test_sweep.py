@@ -16,8 +16,8 @@ from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.container import Container, FolderSource
 from clfsload.clfs.objects import Blob, seal
-from clfsload.ids import IdMint
-from clfsload.sweep import Sweeper
+from clfsload.work.ids import IdMint
+from clfsload.driver.sweep import Sweeper
 from clfsload.targets import open_target
 
 try:

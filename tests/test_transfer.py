@@ -1,16 +1,16 @@
-"""Storing one regular file (clfsload.transfer.Worker): the one-read path of small files and its fallbacks."""
+"""Storing one regular file (clfsload.work.transfer.Worker): the one-read path of small files and its fallbacks."""
 
 import os
 from concurrent.futures import Future
 
 import pytest
 
-from clfsload import transfer
+from clfsload.work import transfer
 from clfsload.clfs.constants import FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
 from clfsload.clfs.objects import InodeName, file_blobs
-from clfsload.scan import EntryStat
-from clfsload.transfer import RunParams, Worker
-from clfsload.upload import DirectUploader, first_error
+from clfsload.work.scan import EntryStat
+from clfsload.work.transfer import RunParams, Worker
+from clfsload.work.upload import DirectUploader, first_error
 
 PARAMS = RunParams(containerid=0x1234, fsid=0x77, secret=b"s" * 16, compress=True, preserve_hardlinks=False)
 

@@ -1,12 +1,12 @@
-"""The two uploaders (clfsload.upload): concurrency bound, byte budget, errors through futures."""
+"""The two uploaders (clfsload.work.upload): concurrency bound, byte budget, errors through futures."""
 
 import asyncio
 import threading
 import time
 
 from clfsload.clfs.objects import Blob, seal
-from clfsload.pool import uploads_in_flight
-from clfsload.upload import Uploader, first_error
+from clfsload.execute.pool import uploads_in_flight
+from clfsload.work.upload import Uploader, first_error
 
 
 class SlowTarget:

@@ -27,7 +27,7 @@ class RandomBlockIds:
     """Segment and indirect-block ids drawn as fresh UUID4s, as the reference does.
 
     The loader passes a deterministic maker with the same two methods
-    (:class:`clfsload.ids.BlockIds`) so a re-run overwrites its own blobs.
+    (:class:`clfsload.work.ids.BlockIds`) so a re-run overwrites its own blobs.
     """
 
     def __init__(self, owner_fh: bytes = b""):

@@ -158,7 +158,7 @@ def file_inode_blobs(
 ) -> List[Blob]:
     """The indirect blocks and the inode of a regular file whose segments are stored already.
 
-    For a file loaded in ranges (:mod:`clfsload.ranges`): its ``segments``
+    For a file loaded in ranges (:mod:`clfsload.work.ranges`): its ``segments``
     data segments were written by other units under ``ids.segment(1..n)``.
     The block map needs their ids only, so it is built here without the
     data: the same indirect blocks and inode :func:`file_blobs` makes (it

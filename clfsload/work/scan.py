@@ -12,15 +12,15 @@ import stat
 import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
-from .clfs.constants import Ftype
-from .clfs.vattr import ftype_of_mode
-from .errors import EncodeError
+from ..clfs.constants import Ftype
+from ..clfs.vattr import ftype_of_mode
+from ..errors import EncodeError
 
 
 #: This process's device number of a filesystem -> the driver's number for it.
 #: Nodes of a cluster may number one shared filesystem differently, and device
 #: numbers name hard-linked inodes and identify directories across units; a
-#: Dask worker sets this when it joins a run (:mod:`clfsload.dask_worker`).
+#: Dask worker sets this when it joins a run (:mod:`clfsload.execute.dask_worker`).
 DEVICE_ALIASES: Dict[int, int] = {}
 
 

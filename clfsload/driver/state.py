@@ -21,11 +21,11 @@ Only the driver touches it, through this narrow interface. What it holds:
 * ``sweep``: directories and objects that may have been written more than
   once with different content (a unit cut short by a crash, a retry, a file
   read again): FINALIZE deletes what their earlier attempts left behind
-  (:mod:`clfsload.sweep`);
+  (:mod:`clfsload.driver.sweep`);
 * ``pruned``: entries taken out of their directories because they failed
   and the run published anyway (``--publish_with_errors``); a successful
   retry puts them back;
-* ``ranges``: the ranges of huge files (:mod:`clfsload.ranges`) stored so
+* ``ranges``: the ranges of huge files (:mod:`clfsload.work.ranges`) stored so
   far, with the stat they read, so a resumed run loads only the rest of a
   file that has not changed since.
 
@@ -43,11 +43,11 @@ import struct
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from . import crashpoints
-from .clfs.constants import FH_LEN
-from .errors import ClfsLoadError
-from .scan import EntryStat, Problem
-from .transfer import DirResult, DirTask, LinkTask
+from .. import crashpoints
+from ..clfs.constants import FH_LEN
+from ..errors import ClfsLoadError
+from ..work.scan import EntryStat, Problem
+from ..work.transfer import DirResult, DirTask, LinkTask
 
 FORMAT_VERSION = "2"
 DB_NAME = "state.db"

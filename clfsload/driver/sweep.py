@@ -1,6 +1,6 @@
 """The sweep: delete what earlier attempts wrote and the finished tree does not use.
 
-Every blob name is fixed by the work (:mod:`clfsload.ids`), so a unit run
+Every blob name is fixed by the work (:mod:`clfsload.work.ids`), so a unit run
 twice over the same source overwrites its own blobs. Blobs are left behind
 only when the source changed between two attempts, or within one (a file
 read again): a file that shrank leaves segments past its new end, an entry
@@ -38,15 +38,15 @@ import sqlite3
 import struct
 from typing import Callable, DefaultDict, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
-from . import crashpoints
-from ._native import hashing
-from .clfs.constants import TMP_PREFIX, Btype, Ftype
-from .clfs.handles import fh_word
-from .clfs.container import BlobName, parse_blob_name
-from .clfs.stored import directory_entries, find_inode_blob, read_inode
-from .errors import BlobNotFoundError
-from .ids import LINKED_SEQ_BIT, IdMint
-from .targets.base import BlobTarget
+from .. import crashpoints
+from .._native import hashing
+from ..clfs.constants import TMP_PREFIX, Btype, Ftype
+from ..clfs.handles import fh_word
+from ..clfs.container import BlobName, parse_blob_name
+from ..clfs.stored import directory_entries, find_inode_blob, read_inode
+from ..errors import BlobNotFoundError
+from ..work.ids import LINKED_SEQ_BIT, IdMint
+from ..targets.base import BlobTarget
 
 _BLOCK_BTYPES = (Btype.SEGMENT, Btype.INDIRECT)
 

@@ -17,14 +17,14 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .errors import TerminalError
-from .scan import Problem
-from .targets import open_async_target, open_target
-from .targets.credentials import Credential
-from .targets.endpoint import LocalFolder, parse_account
-from .ranges import FileRange, RangeDone, RangeVanished
-from .transfer import DirResult, DirTask, DirWrite, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
-from .upload import DirectUploader, Uploader
+from ..errors import TerminalError
+from ..work.scan import Problem
+from ..targets import open_async_target, open_target
+from ..targets.credentials import Credential
+from ..targets.endpoint import LocalFolder, parse_account
+from ..work.ranges import FileRange, RangeDone, RangeVanished
+from ..work.transfer import DirResult, DirTask, DirWrite, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
+from ..work.upload import DirectUploader, Uploader
 
 Outcome = Union[DirResult, Problem, LinkDone, RangeDone, RangeVanished, None]
 #: every kind of unit a pool runs

@@ -2,7 +2,7 @@
 
 A :class:`DirTask` carries all it needs: the directory's path, its own and
 its parent's filehandles, its unit number (which fixes the sequence numbers
-of its children, see :mod:`clfsload.ids`) and the run's parameters. Running
+of its children, see :mod:`clfsload.work.ids`) and the run's parameters. Running
 it scans the directory, stores every regular file, symlink and special file
 in it, then the directory's own segments and inode, and returns a
 :class:`DirResult`: the subdirectories to schedule, the hard links to
@@ -19,10 +19,10 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
-from . import crashpoints
+from .. import crashpoints
 from .checksums import HashingReader, new_hasher
-from .clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
-from .clfs.objects import (
+from ..clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
+from ..clfs.objects import (
     Blob,
     InodeName,
     directory_blobs,
@@ -33,8 +33,8 @@ from .clfs.objects import (
     symlink_blob,
     symlink_size,
 )
-from .clfs.vattr import VAttr, ftype_of_mode, vattr_from_stat
-from .errors import ClfsLoadError, EncodeError, TargetError, TerminalError
+from ..clfs.vattr import VAttr, ftype_of_mode, vattr_from_stat
+from ..errors import ClfsLoadError, EncodeError, TargetError, TerminalError
 from .ids import IdMint
 from .scan import (
     EntryStat,
@@ -69,7 +69,7 @@ class RunParams:
     preserve_hardlinks: bool
     #: non-directory entries per batch of a huge directory (0: never split)
     batch_entries: int = BATCH_ENTRIES
-    #: data segments per range of a huge regular file (0: never split; :mod:`clfsload.ranges`)
+    #: data segments per range of a huge regular file (0: never split; :mod:`clfsload.work.ranges`)
     range_segments: int = RANGE_SEGMENTS
 
 
@@ -138,7 +138,7 @@ class SplitDir:
     #: (pos, name, fh) of its subdirectories, which store nothing in this unit
     subdirs: List[Tuple[int, bytes, bytes]]
     subdir_count: int
-    #: regular files loaded in ranges of segments (:mod:`clfsload.ranges`)
+    #: regular files loaded in ranges of segments (:mod:`clfsload.work.ranges`)
     files: List[HugeFile] = field(default_factory=list)
 
 
@@ -164,7 +164,7 @@ class DeferredDir:
     ``dmid`` of their first backpointer, known once every directory has been
     scanned), or subdirectories whose handles the driver mints. ``children``
     are ``(name, fh)`` in listing order; a hard-linked child carries its key
-    (:meth:`clfsload.ids.IdMint.linked_fh`), a subdirectory still to be
+    (:meth:`clfsload.work.ids.IdMint.linked_fh`), a subdirectory still to be
     minted an empty fh.
     """
 
@@ -202,7 +202,7 @@ class DirResult:
     #: some object was written twice with different content (a file read
     #: again): the sweep must look for what the first write left behind
     dirty: bool = False
-    #: (fh, XXH3-128 of the content stored) per regular file (clfsload.checksums)
+    #: (fh, XXH3-128 of the content stored) per regular file (clfsload.work.checksums)
     checksums: List[Tuple[bytes, bytes]] = field(default_factory=list)
     #: a huge directory: its entries are to be loaded in these batches, then the directory stored
     split: Optional[SplitDir] = None
@@ -242,7 +242,7 @@ class LinkTask:
     """A hard-linked non-directory to store once, with all its backpointers (RECONCILE).
 
     ``fh`` is its settled handle; ``key`` the handle-shaped key its links were
-    recorded under in TRANSFER (:meth:`clfsload.ids.IdMint.linked_fh`).
+    recorded under in TRANSFER (:meth:`clfsload.work.ids.IdMint.linked_fh`).
     """
 
     fh: bytes
@@ -460,7 +460,7 @@ class Worker:
         return stored
 
     def store_range(self, task: FileRange) -> RangeOutcome:
-        """Read and store one range of a huge file's segments (:mod:`clfsload.ranges`)."""
+        """Read and store one range of a huge file's segments (:mod:`clfsload.work.ranges`)."""
         return store_range(self, task)
 
     def store_ranged_file(self, assembly: FileAssembly) -> None:

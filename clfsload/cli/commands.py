@@ -30,18 +30,18 @@ import sys
 import time
 from typing import Callable, Dict, List, Tuple
 
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS
-from .cli import _looks_secret, _Parser, credential_from
-from .clfs.constants import Btype
-from .clfs.container import Container, WalkEntry
-from .errors import ClfsLoadError, FormatError
-from .readback import TargetContainer, open_container
-from .restore import DestinationExistsError, restore
-from .targets.credentials import Credential
-from .targets.redaction import redact
-from .checksums import FILE_NAME as CHECKSUM_FILE
-from .checksums import read_checksums
-from .verify import compare_tree, display_path, summarize
+from .main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS
+from .main import _looks_secret, _Parser, credential_from
+from ..clfs.constants import Btype
+from ..clfs.container import Container, WalkEntry
+from ..errors import ClfsLoadError, FormatError
+from ..read.readback import TargetContainer, open_container
+from ..read.restore import DestinationExistsError, restore
+from ..targets.credentials import Credential
+from ..targets.redaction import redact
+from ..work.checksums import FILE_NAME as CHECKSUM_FILE
+from ..work.checksums import read_checksums
+from ..read.verify import compare_tree, display_path, summarize
 
 __all__ = ["COMMANDS", "main"]
 
@@ -133,7 +133,7 @@ def _check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 def _credential(args: argparse.Namespace) -> Credential:
-    """The credential, taken like the loader's (:func:`clfsload.cli.credential_from`), or from --credential."""
+    """The credential, taken like the loader's (:func:`clfsload.cli.main.credential_from`), or from --credential."""
     if args.credential is not None:
         return Credential.parse(args.credential)
     loader_args = argparse.Namespace(azure_ad=args.azure_ad, sas_token_file=args.sas_token_file, sas_token="-",

@@ -4,12 +4,12 @@ A run reaches a Dask worker in two ways:
 
 * :func:`join`, called by the driver *directly* on the worker (a Dask RPC to
   the worker's own address, never through the scheduler), hands it the
-  run's :class:`~clfsload.pool.WorkerConfig`, credential included, and has
+  run's :class:`~clfsload.execute.pool.WorkerConfig`, credential included, and has
   it check that it sees SOURCE as the driver does (:class:`SourceCheck`). The scheduler therefore
   never holds the credential: not in a task, not in a plugin, not in its
   logs or dashboard.
 * :func:`run_unit`, submitted through the scheduler as an ordinary task,
-  carries only a run token and a unit (:data:`clfsload.pool.Unit`: a
+  carries only a run token and a unit (:data:`clfsload.execute.pool.Unit`: a
   directory, a batch of a huge directory's entries, a range of a huge file's
   segments or a hard-linked object; paths, filehandles, unit numbers).
   A worker that has not joined (it started after the run began, or was
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from .pool import Outcome, Unit, WorkerConfig, _open_worker, run_task
-from .scan import DEVICE_ALIASES
-from .targets.redaction import register_secret
-from .transfer import Worker
+from ..work.scan import DEVICE_ALIASES
+from ..targets.redaction import register_secret
+from ..work.transfer import Worker
 
 #: seconds between looks at units of an earlier run still running here
 _POLL_S = 0.1

@@ -6,7 +6,7 @@ data segments does not read it itself: it hands the driver a
 at most ``range_segments`` segments each (128 x 8 MiB = 1 GiB by default)
 and runs them like any unit, on any worker or Dask node. A range needs
 nobody: segment ids are fixed by the file's fh and the segment's index
-(:class:`clfsload.ids.BlockIds`), and a segment's body by its bytes, its
+(:class:`clfsload.work.ids.BlockIds`), and a segment's body by its bytes, its
 offset and the file's ctime, so a range run twice writes the same blobs
 under the same names.
 
@@ -22,7 +22,7 @@ changed while read is planned again from its new stat, at most
 Content checksum: each range hashes its bytes (XXH3-128); the file's record
 is the XXH3-128 of its ranges' digests with the range span, which
 ``verify --state`` recomputes from the source
-(:func:`clfsload.checksums.ranged_digest`).
+(:func:`clfsload.work.checksums.ranged_digest`).
 """
 
 import os
@@ -30,12 +30,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from . import crashpoints
+from .. import crashpoints
 from .checksums import new_hasher, range_span, tree_digest
-from .clfs.blockmap import segment_count, segment_offset
-from .clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
-from .clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
-from .errors import EncodeError, TerminalError
+from ..clfs.blockmap import segment_count, segment_offset
+from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
+from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
+from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
 from .upload import first_error
 
@@ -274,7 +274,7 @@ class FileAssembly:
                                 worker.mint.block_ids(h.fh))
 
     def checksum(self) -> Tuple[bytes, int, bytes]:
-        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.checksums.ranged_digest`)."""
+        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.work.checksums.ranged_digest`)."""
         digests = [self._done[first].digest for first, _ in self.ranges]
         return self.huge.fh, range_span(self.range_segments), tree_digest(digests)
 

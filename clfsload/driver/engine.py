@@ -17,7 +17,7 @@
   ``--publish_with_errors``.
 
 Every object is written under a name fixed by the state store (see
-:mod:`clfsload.ids`), so the whole driver can be killed at any point and
+:mod:`clfsload.work.ids`), so the whole driver can be killed at any point and
 rerun: the work left is done again and overwrites what was half done, and
 the sweep deletes what a changed source made obsolete.
 """
@@ -36,29 +36,30 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Deque, Dict, List, Optional, Set, Union
 
-from . import __version__, crashpoints, history
-from ._native import BACKEND, envelope
-from .checksums import FILE_NAME as CHECKSUM_FILE
-from .checksums import ChecksumLog
-from .clfs.constants import BUCKET_UUID_KEY, FH_LEN, ROOT_ID, TMP_PREFIX
-from .clfs.decode import decode_payload
-from .clfs.objects import bucket_blob, final_root_name, seal
-from .errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
-from .logsetup import attach_file, detach
-from .pool import UnitPool, WorkerConfig, start_forkserver
-from .ids import LINKED_SEQ_BIT, IdMint, seq_of
+from .. import __version__, crashpoints
+from . import history
+from .._native import BACKEND, envelope
+from ..work.checksums import FILE_NAME as CHECKSUM_FILE
+from ..work.checksums import ChecksumLog
+from ..clfs.constants import BUCKET_UUID_KEY, FH_LEN, ROOT_ID, TMP_PREFIX
+from ..clfs.decode import decode_payload
+from ..clfs.objects import bucket_blob, final_root_name, seal
+from ..errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
+from ..logsetup import attach_file, detach
+from ..execute.pool import UnitPool, WorkerConfig, start_forkserver
+from ..work.ids import LINKED_SEQ_BIT, IdMint, seq_of
 from .progress import Progress, azcopy_final
 from .relist import edit_directory, group_by_parent
-from .scan import EntryStat, Problem
-from .settings import Settings
+from ..work.scan import EntryStat, Problem
+from ..settings import Settings
 from .state import SWEEP_DIR, SWEEP_OBJECT, StateError, StateStore
 from .sweep import Sweeper
-from .targets import open_target
-from .targets.endpoint import LocalFolder, parse_account
-from .targets.base import BlobTarget
-from .targets.local import LocalFolderTarget
-from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, RangeDone
-from .transfer import (
+from ..targets import open_target
+from ..targets.endpoint import LocalFolder, parse_account
+from ..targets.base import BlobTarget
+from ..targets.local import LocalFolderTarget
+from ..work.ranges import RANGE_SEGMENTS, FileAssembly, FileRange, RangeDone
+from ..work.transfer import (
     BATCH_ENTRIES,
     VANISHED,
     DeferredDir,
@@ -172,7 +173,7 @@ class Loader:
         self._noted: Set[str] = set()  # keys of the warnings logged once per run
         self._checksums: Optional[ChecksumLog] = None  # content checksums, appended as units finish
         self._dask_client = None  # distributed.Client, with --dask or load(client=...)
-        self._dask = None  # clfsload.dask_driver.DaskRun, once TRANSFER or RECONCILE starts
+        self._dask = None  # clfsload.execute.dask_driver.DaskRun, once TRANSFER or RECONCILE starts
         self._extra: Deque = collections.deque()  # units made while others ran (batches), queued first
         self._splits: Dict[int, "_SplitProgress"] = {}  # directories whose parts are out, by unit
         self._files: Dict[bytes, FileAssembly] = {}  # huge files whose ranges are out, by fh
@@ -245,7 +246,7 @@ class Loader:
         crashpoints.check_process_group()
         check_paths(s.state_dir, s.source)
         if s.uses_dask:
-            from .dask_driver import connect
+            from ..execute.dask_driver import connect
 
             # Before any state is written: a wrong address stops the run with nothing to clean up.
             self._dask_client = s.dask_client if s.dask_client is not None else connect(s.dask)  # type: ignore[arg-type]
@@ -424,7 +425,7 @@ class Loader:
 
     def _start_dask(self, config: WorkerConfig):
         """Join the Dask cluster's workers to this run (each checks it sees SOURCE)."""
-        from .dask_driver import DaskRun
+        from ..execute.dask_driver import DaskRun
 
         assert self.state is not None
         transfer = hashlib.blake2b(self.state.get("bucket_uuid", "").encode(), digest_size=8).hexdigest()  # type: ignore[union-attr]
@@ -680,7 +681,7 @@ class Loader:
 
     def _directory_writer(self) -> Worker:
         """Stores split directories and the inodes of ranged files, through the driver's target."""
-        from .upload import DirectUploader
+        from ..work.upload import DirectUploader
 
         assert self.target is not None
         params = self.params()

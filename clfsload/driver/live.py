@@ -2,7 +2,7 @@
 
 Shown when standard output is a terminal (and not with ``--azcopy``, whose
 reader parses lines); otherwise the periodic log lines of
-:mod:`clfsload.progress` are all there is. The bars (tqdm) show the phase,
+:mod:`clfsload.driver.progress` are all there is. The bars (tqdm) show the phase,
 what is done out of the totals of a dry run (or of what is known so far),
 the rate, the ETA and the error count. Log lines keep going to the console,
 printed above the bars, through the same handler and its redacting filter.
@@ -15,7 +15,7 @@ from typing import List, Optional, TextIO
 
 from tqdm import tqdm
 
-from .logsetup import LOGGER
+from ..logsetup import LOGGER
 
 
 class _AboveBars:

@@ -17,7 +17,8 @@ import sqlite3
 import time
 from typing import Optional
 
-from . import __version__, live
+from .. import __version__
+from . import live
 
 #: what the original counts per directory in ``total_bytes_transferred`` (a directory's st_size on ext4)
 DIRECTORY_BYTES = 4096
@@ -105,7 +106,7 @@ class Progress:
         """Log the run's settings once (and AZCOPY-CONFIG); a run still to initialise begins its Init phase first."""
         compression = self.state.get("compression")
         preserve = self.state.get("preserve_hardlinks") == "1"
-        from ._native import BACKEND, backend_warning
+        from .._native import BACKEND, backend_warning
 
         self.log.info("clfsload version %s (%s backend)", __version__, BACKEND)
         warning = backend_warning()

@@ -15,9 +15,9 @@ Typical use::
 
 from typing import Dict, List, Optional
 
-from .clfs.container import Container
-from .targets.base import BlobTarget
-from .targets.factory import CredentialLike, open_target
+from ..clfs.container import Container
+from ..targets.base import BlobTarget
+from ..targets.factory import CredentialLike, open_target
 
 __all__ = ["TargetSource", "TargetContainer", "open_container"]
 

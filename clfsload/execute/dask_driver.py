@@ -1,12 +1,12 @@
 """The driver side of a load on Dask (``--dask ADDRESS``, or ``load(..., client=...)``).
 
 The driver keeps every phase but TRANSFER's and RECONCILE's units, and the
-one state database; those units become Dask tasks (:mod:`clfsload.dask_worker`).
+one state database; those units become Dask tasks (:mod:`clfsload.execute.dask_worker`).
 :class:`DaskRun` is one run's use of the cluster: it connects, checks that
 every worker sees SOURCE as the driver does (its inode number and the names
 in it, read back on each worker), hands each
 worker the run's config directly, and gives each phase a
-:class:`DaskUnitPool`, which looks like :class:`clfsload.pool.UnitPool` to
+:class:`DaskUnitPool`, which looks like :class:`clfsload.execute.pool.UnitPool` to
 the engine.
 
 Faults:
@@ -19,7 +19,7 @@ Faults:
 * a unit whose workers die ``distributed.scheduler.allowed-failures`` times
   is recorded as a problem of its directory (rerun to retry it);
 * a worker that starts after the run began is joined when its first unit
-  comes back with :class:`~clfsload.dask_worker.NotJoined`;
+  comes back with :class:`~clfsload.execute.dask_worker.NotJoined`;
 * the scheduler lost, or the driver killed: the state is saved; the same
   command resumes.
 """
@@ -33,11 +33,11 @@ import time
 from concurrent.futures import Future
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .errors import ClfsLoadError
+from ..errors import ClfsLoadError
 from .pool import Outcome, Unit, WorkerConfig
-from .scan import Problem
-from .ranges import FileRange
-from .transfer import DirTask, DirWrite, EntryBatch
+from ..work.scan import Problem
+from ..work.ranges import FileRange
+from ..work.transfer import DirTask, DirWrite, EntryBatch
 
 log = logging.getLogger("clfsload")
 
@@ -249,7 +249,7 @@ async def _call_each(client, addresses: List[str], function, args: Tuple) -> Dic
 
 
 class DaskUnitPool:
-    """Runs units as Dask tasks; the engine sees :class:`clfsload.pool.UnitPool`'s interface."""
+    """Runs units as Dask tasks; the engine sees :class:`clfsload.execute.pool.UnitPool`'s interface."""
 
     def __init__(self, run: DaskRun):
         self._run = run

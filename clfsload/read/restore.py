@@ -41,9 +41,9 @@ import stat
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
-from .clfs.constants import SYMLINK_TARGET_MAX, Btype
-from .clfs.container import Container, Inode, WalkEntry, bad_name
-from .errors import ClfsLoadError
+from ..clfs.constants import SYMLINK_TARGET_MAX, Btype
+from ..clfs.container import Container, Inode, WalkEntry, bad_name
+from ..errors import ClfsLoadError
 from .verify import display_path
 
 __all__ = ["RestoreReport", "DestinationExistsError", "restore"]

@@ -14,15 +14,15 @@ import os
 import sys
 from typing import List, Optional, Union
 
-from . import __version__
-from .errors import ClfsLoadError
-from .logsetup import console
-from .proctitle import hide_secrets
-from .proctitle import looks_secret as _looks_secret
-from .settings import COMPRESSIONS, Settings, default_upload_threads
-from .targets.credentials import Credential
-from .targets.endpoint import LocalFolder, parse_account
-from .targets.redaction import REDACTED, redact
+from .. import __version__
+from ..errors import ClfsLoadError
+from ..logsetup import console
+from ..proctitle import hide_secrets
+from ..proctitle import looks_secret as _looks_secret
+from ..settings import COMPRESSIONS, Settings, default_upload_threads
+from ..targets.credentials import Credential
+from ..targets.endpoint import LocalFolder, parse_account
+from ..targets.redaction import REDACTED, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ENV_SAS = "CLFSLOAD_SAS_TOKEN"
@@ -115,7 +115,7 @@ def version_text() -> str:
     """The ``--version`` line, in the original's shape ``CLFSLoad X (Python ...)``, with the backend added."""
     import lz4
 
-    from ._native import BACKEND
+    from .._native import BACKEND
 
     return "CLFSLoad %s (Python %s; %s backend, lz4 %s)" % (
         __version__,
@@ -277,14 +277,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     # With --output json, stdout carries the summary object alone; the log goes to stderr
     # (not under AzCopy, which reads stdout only).
     log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
-    from .engine import LoadResult, run_load
+    from ..driver.engine import LoadResult, run_load
 
     try:
         settings = settings_from(args, log)
     except ClfsLoadError as exc:
         log.error("%s", exc)
         if args.azcopy:
-            from .progress import azcopy_final
+            from ..driver.progress import azcopy_final
 
             azcopy_final(log, LoadResult(), "Failed")
         return EXIT_FAILED

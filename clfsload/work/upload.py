@@ -10,7 +10,7 @@ Two uploaders with one interface (``submit`` returns a future, ``close``):
   the SDK's client CPU per Put Blob. Memory stays bounded:
   :meth:`Uploader.submit` blocks while more than ``max_bytes`` of payload wait.
   While a slow server holds many of them, the loop's turns are spaced out
-  so it handles answers in batches (:mod:`clfsload.pacing`).
+  so it handles answers in batches (:mod:`clfsload.work.pacing`).
 * :class:`DirectUploader`, for the local-folder target: a write there is a
   few system calls, cheaper than handing the blob to another thread, so the
   caller's thread writes it at once and gets back a future already done.
@@ -23,16 +23,16 @@ import threading
 from concurrent.futures import Future, wait
 from typing import Awaitable, Callable, Iterable, Optional, Tuple
 
-from .clfs.objects import Blob, seal
+from ..clfs.objects import Blob, seal
 from .pacing import TurnPacer
-from .targets.base import AsyncBlobTarget, BlobTarget
+from ..targets.base import AsyncBlobTarget, BlobTarget
 
 Opener = Callable[[], Awaitable[AsyncBlobTarget]]
 
 
 #: Set to 1 to run uploads on asyncio's own event loop even when uvloop is installed.
 NO_UVLOOP_ENV = "CLFSLOAD_NO_UVLOOP"
-#: Set to 1 to let the upload loop wake for every answer (no turn pacing, :mod:`clfsload.pacing`).
+#: Set to 1 to let the upload loop wake for every answer (no turn pacing, :mod:`clfsload.work.pacing`).
 NO_PACING_ENV = "CLFSLOAD_NO_PACING"
 
 

@@ -9,16 +9,16 @@ The directory is read back from the target (:mod:`clfsload.clfs.stored`),
 its entry list edited, and it is written again under the same names with
 the same attributes: segments first, the inode last, then the segments it
 no longer uses are deleted. Segment ids come from the run's
-:class:`~clfsload.ids.IdMint`, so an edit run twice writes the same blobs.
+:class:`~clfsload.work.ids.IdMint`, so an edit run twice writes the same blobs.
 """
 
 from typing import Iterable, List, Sequence, Set, Tuple
 
-from .clfs.constants import ROOT_ID, TMP_PREFIX, Ftype
-from .clfs.objects import InodeName, directory_blobs, seal
-from .clfs.stored import directory_entries, find_inode_blob, parent_of, read_inode
-from .ids import IdMint
-from .targets.base import BlobTarget
+from ..clfs.constants import ROOT_ID, TMP_PREFIX, Ftype
+from ..clfs.objects import InodeName, directory_blobs, seal
+from ..clfs.stored import directory_entries, find_inode_blob, parent_of, read_inode
+from ..work.ids import IdMint
+from ..targets.base import BlobTarget
 
 Entry = Tuple[bytes, bytes]  # (name, fh)
 

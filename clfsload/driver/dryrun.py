@@ -9,7 +9,7 @@ import os
 import time
 
 from . import history
-from .scan import describe_oserror
+from ..work.scan import describe_oserror
 
 GIB = 1 << 30
 
@@ -52,7 +52,7 @@ def dry_run(state, settings, log: logging.Logger, kind: str = "local") -> None:
     """Store the totals of a dry run (counted, or given with --dry_run_count/--dry_run_gb).
 
     With totals known, logs an estimate of the transfer time from the
-    speeds of earlier loads into the same ``kind`` of target (:mod:`clfsload.history`).
+    speeds of earlier loads into the same ``kind`` of target (:mod:`clfsload.driver.history`).
     """
     if settings.dry_run:
         start = time.monotonic()

@@ -20,7 +20,7 @@ transfer and kept in the state store:
   non-directory's ``dmid_src`` and ``dmid_tgt`` are its parent's
   ``dmid_tgt``; a directory's ``dmid_tgt`` is ``k mod 48`` for the value
   ``k`` of the run-wide directory counter the driver reserved for it (see
-  :class:`clfsload.transfer.DirTask`); a hard-linked inode takes the
+  :class:`clfsload.work.transfer.DirTask`); a hard-linked inode takes the
   ``dmid_tgt`` of the directory its first backpointer names, which is known
   only once every directory has been scanned, so its handle is settled by
   the driver before RECONCILE (:meth:`IdMint.settled_linked_fh`);
@@ -33,9 +33,9 @@ the same, so it overwrites its blobs instead of orphaning them.
 
 import hashlib
 import struct
-from .clfs.constants import DIRMGR_COUNT, Ftype
-from .clfs.handles import dmid_of, make_fh
-from ._native import hashing
+from ..clfs.constants import DIRMGR_COUNT, Ftype
+from ..clfs.handles import dmid_of, make_fh
+from .._native import hashing
 
 UNIT_SHIFT = 28  # children per directory unit: 2^28 - 1
 #: directory units stay below 2^34, so ``unit << 28 | rank`` stays below LINKED_SEQ_BIT

@@ -14,7 +14,7 @@ The file is append-only: a unit loaded again appends again and the last
 record of a filehandle wins; a record cut short by a crash is ignored. It
 holds no path and no secret (mode 0600 in the private state dir).
 
-A file loaded in ranges (:mod:`clfsload.ranges`) is read by several workers,
+A file loaded in ranges (:mod:`clfsload.work.ranges`) is read by several workers,
 so no one of them sees all its bytes in order. Its digest is the XXH3-128
 of the concatenated XXH3-128 digests of its ranges, where range 0 is bytes
 ``[0, 16 KiB + S)`` and range k is ``[16 KiB + k*S, 16 KiB + (k+1)*S)`` for
@@ -32,7 +32,7 @@ from typing import BinaryIO, Dict, Iterable, NamedTuple, Sequence, Tuple, Union
 
 import xxhash
 
-from .clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
+from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
 
 FILE_NAME = "checksums.xxh3"
 RECORD = struct.Struct("24s16s")  # filehandle, XXH3-128 digest (big-endian, as xxhash gives it)

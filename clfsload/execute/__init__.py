@@ -1,0 +1,4 @@
+"""Where units of work run: the local process pool (:mod:`.pool`), the Dask driver and the Dask worker side.
+
+Imports ``work`` and the layers below; never ``driver`` or ``cli``.
+"""
