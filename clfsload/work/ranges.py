@@ -37,6 +37,7 @@ from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
 from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
 from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
+from .reasons import READ_ATTEMPTS, store_failure, torn_read
 from .upload import first_error
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 #: data segments per range (1 GiB); a file with more segments is loaded in ranges
 RANGE_SEGMENTS = 128
-#: times a file loaded in ranges is planned again when it changed while read
-READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -194,8 +193,6 @@ def _read_range(worker: "Worker", task: FileRange, fd: int, before: EntryStat,
     if short or not same_content(before, after):
         return RangeDone(task.first, after, b"", b"", nbytes, changed=True)
     if error is not None:
-        from .transfer import store_failure
-
         return Problem(task.path, store_failure(error))
     return RangeDone(task.first, before, head, hasher.digest(), nbytes)
 
@@ -259,7 +256,7 @@ class FileAssembly:
             return "vanished"
         if self._changed is not None:
             if self.attempt >= READ_ATTEMPTS:
-                return Problem(self.huge.path, "changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
+                return Problem(self.huge.path, torn_read())
             self._plan(self._changed)
             return "again"
         return "store"

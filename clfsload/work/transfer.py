@@ -34,7 +34,7 @@ from ..clfs.objects import (
     symlink_size,
 )
 from ..clfs.vattr import VAttr, ftype_of_mode, vattr_from_stat
-from ..errors import ClfsLoadError, EncodeError, TargetError, TerminalError
+from ..errors import ClfsLoadError, EncodeError, TerminalError
 from .ids import IdMint
 from .scan import (
     EntryStat,
@@ -46,10 +46,9 @@ from .scan import (
     scan_directory,
 )
 from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, HugeFile, RangeOutcome, is_huge, store_range
+from .reasons import READ_ATTEMPTS, store_failure, torn_read
 from .upload import DirectUploader, Uploader, first_error
 
-#: times a regular file is read again when it changes while being read
-READ_ATTEMPTS = 3
 VANISHED = "vanished since its directory was scanned; left out"
 RECONCILED_VERSION = 11  # FMT §4.3: 9 at transfer, 11 once reconciled
 
@@ -643,7 +642,7 @@ class Worker:
                 return [future], size
             first_error(futures)  # let this attempt's PUTs land before the next overwrites them
             self._dirty = True  # the next attempt may write fewer segments
-        raise SourceError("changed while being read, %d times; not stored torn" % READ_ATTEMPTS)
+        raise SourceError(torn_read())
 
     # --- RECONCILE -----------------------------------------------------------
 
@@ -683,11 +682,3 @@ def _check_same_directory(path: bytes, scanned: EntryStat, now: EntryStat) -> No
         raise UnitFailed(
             Problem(path, "was replaced by another directory since it was found (device/inode changed); not loaded")
         )
-
-
-def store_failure(error: BaseException) -> str:
-    """The reason line of an object whose upload failed."""
-    if isinstance(error, TargetError):
-        return "could not be stored: %s" % error
-    return "could not be stored: %s: %s" % (type(error).__name__, error)
-
