@@ -137,6 +137,8 @@ CLFS_NAME_MAX = 255
 #: the loader writes targets past CLFS_SYMLINK_LENGTH_MAX (§20.6), so that is not the reader's bound
 SYMLINK_TARGET_MAX = 4095
 DIRMGR_COUNT = 48
+#: the reference hands out filehandle seqs from 1001 up (FMT §2.2); no seq is lower
+MIN_SEQ = 1001
 FH_SEQ_FIRST = 1001
 
 # --- ext-attrs (§9.5, §9.9) --------------------------------------------------

@@ -22,11 +22,9 @@ import collections
 import struct
 from typing import Counter, Dict, List, Optional, Set, Tuple
 
-from .constants import DIRMGR_COUNT, FH_LEN
+from .constants import DIRMGR_COUNT, FH_LEN, MIN_SEQ
 from .container import Container
 
-#: the reference's first seq (FMT §2.2)
-MIN_SEQ = 1001
 _SEQ = struct.Struct("<Q")
 
 

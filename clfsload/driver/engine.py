@@ -41,13 +41,13 @@ from . import history
 from .._native import BACKEND, envelope
 from ..work.checksums import FILE_NAME as CHECKSUM_FILE
 from ..work.checksums import ChecksumLog
-from ..clfs.constants import BUCKET_UUID_KEY, FH_LEN, ROOT_ID, TMP_PREFIX
+from ..clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
 from ..clfs.decode import decode_payload
 from ..clfs.objects import bucket_blob, final_root_name, seal
 from ..errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from ..logsetup import attach_file, detach
 from ..execute.pool import UnitPool, WorkerConfig, start_forkserver
-from ..work.ids import LINKED_SEQ_BIT, IdMint, seq_of
+from ..work.ids import IdMint, is_linked
 from .progress import Progress, azcopy_final
 from .relist import edit_directory, group_by_parent
 from ..work.scan import EntryStat, Problem
@@ -502,7 +502,7 @@ class Loader:
         state = self.state
         assert state is not None
         rows = state.deferred_dirs(limit, after)
-        keys = [fh for _, _, listing, _ in rows for _, fh in listing if len(fh) == FH_LEN and seq_of(fh) & LINKED_SEQ_BIT]
+        keys = [fh for _, _, listing, _ in rows for _, fh in listing if is_linked(fh)]
         handles = state.link_handles(keys)
         writes = []
         for task, st, listing, subdir_count in rows:
@@ -510,7 +510,7 @@ class Loader:
             for name, fh in listing:
                 if fh in handles:
                     fh = handles[fh]
-                elif not fh or (len(fh) == FH_LEN and seq_of(fh) & LINKED_SEQ_BIT):
+                elif not fh or is_linked(fh):
                     raise LoadError("internal error: %s lists '%s' with no settled handle; run again to resume"
                                     % (os.fsdecode(task.path), os.fsdecode(name)))
                 children.append((name, fh))
@@ -542,7 +542,7 @@ class Loader:
         if "dir-nlink" not in self._noted:
             self._noted.add("dir-nlink")
             log.info("%s: has more subdirectories than its link count says; such directories are stored at the "
-                     "end of TRANSFER", os.fsdecode(task.path))
+                     "start of RECONCILE", os.fsdecode(task.path))
         base = state.take_dir_counter(len(unminted))
         mint = self._id_mint()
         minted = {sub.name: mint.dir_fh(task.fh, sub.seq, base + index + 1) for index, sub in enumerate(unminted)}

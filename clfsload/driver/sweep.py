@@ -45,7 +45,7 @@ from ..clfs.handles import fh_word
 from ..clfs.container import BlobName, parse_blob_name
 from ..clfs.stored import directory_entries, find_inode_blob, read_inode
 from ..errors import BlobNotFoundError
-from ..work.ids import LINKED_SEQ_BIT, IdMint
+from ..work.ids import IdMint, is_linked
 from ..targets.base import BlobTarget
 
 _BLOCK_BTYPES = (Btype.SEGMENT, Btype.INDIRECT)
@@ -53,11 +53,6 @@ _BLOCK_BTYPES = (Btype.SEGMENT, Btype.INDIRECT)
 
 def _is_dir(fh: bytes) -> bool:
     return len(fh) > 6 and fh[6] == Ftype.DIR
-
-
-def _is_linked(fh: bytes) -> bool:
-    # fh bytes 8..15 hold the seq (FMT §2.2); a linked object's seq has bit 63 set (ids.py)
-    return len(fh) == 24 and int.from_bytes(fh[8:16], "little") & LINKED_SEQ_BIT != 0
 
 
 Owned = Dict[int, List[BlobName]]  # owner hash -> the V2 names owned
@@ -109,7 +104,7 @@ class Sweeper:
                             self._delete(name.blob)
                     elif name.obj_id != fh and self._made_by_run(name.obj_id):
                         self._delete(name.blob)
-                        if not _is_linked(name.obj_id):
+                        if not is_linked(name.obj_id):
                             next_dead.add(name.obj_id)  # a linked object lives on under its other names
             check, dead = {}, next_dead
         self._sweep_orphan_blocks()
@@ -192,11 +187,11 @@ class Sweeper:
                 if name.blob not in blocks and self._made_for(d, name, owned):
                     self._delete(name.blob)
             elif name.obj_id in live:
-                if not _is_dir(name.obj_id) and not _is_linked(name.obj_id):
+                if not _is_dir(name.obj_id) and not is_linked(name.obj_id):
                     check.setdefault(name.obj_id, name.blob)
             elif self._made_by_run(name.obj_id):
                 self._delete(name.blob)
-                if not _is_linked(name.obj_id):
+                if not is_linked(name.obj_id):
                     dead.add(name.obj_id)  # a linked object lives on under its other names
 
     # --- blocks of one object ------------------------------------------------------

@@ -33,7 +33,7 @@ the same, so it overwrites its blobs instead of orphaning them.
 
 import hashlib
 import struct
-from ..clfs.constants import DIRMGR_COUNT, Ftype
+from ..clfs.constants import DIRMGR_COUNT, MIN_SEQ, Ftype
 from ..clfs.handles import dmid_of, make_fh
 from .._native import hashing
 
@@ -42,8 +42,6 @@ UNIT_SHIFT = 28  # children per directory unit: 2^28 - 1
 MAX_UNIT = (1 << (62 - UNIT_SHIFT)) - 1
 #: marks the seq of a hard-linked inode; bit 63 stays clear (seqs are positive as signed integers)
 LINKED_SEQ_BIT = 1 << 62
-#: the reference hands out seqs from 1001 up (FMT §2.2); no seq of ours is lower
-MIN_SEQ = 1001
 _U64 = struct.Struct("<Q")
 
 
@@ -133,6 +131,11 @@ class IdMint:
 def seq_of(fh: bytes) -> int:
     """The seq field (bytes 8-15, little-endian) of a generated 24-byte filehandle."""
     return _U64.unpack_from(fh, 8)[0]
+
+
+def is_linked(fh: bytes) -> bool:
+    """True for the handle (or key) of a hard-linked object: a 24-byte fh whose seq has LINKED_SEQ_BIT."""
+    return len(fh) == 24 and seq_of(fh) & LINKED_SEQ_BIT != 0
 
 
 class BlockIds:
