@@ -531,8 +531,9 @@ class Loader:
         That happens where the source's directory link counts do not count
         subdirectories (btrfs, some FUSE and network filesystems): the
         counter still hands out consecutive values, so the spread over the
-        48 directory managers stays even; the directory is stored by the
-        driver before RECONCILE.
+        48 directory managers stays even. The directory is stored after its
+        unit: at the start of RECONCILE (a :class:`DirWrite` unit), or by the
+        driver once the parts of a split directory are back.
         """
         unminted = [sub for sub in result.subdirs if not sub.fh]
         if not unminted:
@@ -541,8 +542,8 @@ class Loader:
         assert state is not None
         if "dir-nlink" not in self._noted:
             self._noted.add("dir-nlink")
-            log.info("%s: has more subdirectories than its link count says; such directories are stored at the "
-                     "start of RECONCILE", os.fsdecode(task.path))
+            log.info("%s: has more subdirectories than its link count says; the driver names them, and such "
+                     "directories are stored after their unit", os.fsdecode(task.path))
         base = state.take_dir_counter(len(unminted))
         mint = self._id_mint()
         minted = {sub.name: mint.dir_fh(task.fh, sub.seq, base + index + 1) for index, sub in enumerate(unminted)}
