@@ -37,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Deque, Dict, List, Optional, Set, Union
 
 from .. import __version__, crashpoints
-from . import history
+from . import handles, history
 from .._native import BACKEND, envelope
 from ..work.checksums import FILE_NAME as CHECKSUM_FILE
 from ..work.checksums import ChecksumLog
@@ -47,7 +47,7 @@ from ..clfs.objects import bucket_blob, final_root_name, seal
 from ..errors import BlobNotFoundError, ClfsLoadError, FormatError, TerminalError
 from ..logsetup import attach_file, detach
 from ..execute.pool import UnitPool, WorkerConfig, start_forkserver
-from ..work.ids import IdMint, is_linked
+from ..work.ids import IdMint
 from .progress import Progress, azcopy_final
 from .relist import edit_directory, group_by_parent
 from ..work.scan import EntryStat, Problem
@@ -471,15 +471,10 @@ class Loader:
 
     def _settle_link_handles(self) -> None:
         """Give every hard-linked object its handle: the dmid of the directory its first backpointer names (FMT §2.2)."""
-        state = self.state
-        assert state is not None
-        dropped = state.drop_pathless_links()
+        assert self.state is not None
+        dropped = handles.settle_link_handles(self.state, self._id_mint())
         if dropped:
             log.debug("%d hard-linked objects no path names any more are forgotten", dropped)
-        mint = self._id_mint()
-        handles = [(key, mint.settled_linked_fh(key, parent)) for key, parent in state.unsettled_links()]
-        if handles or dropped:
-            state.settle_links(handles)
 
     def _store_deferred_dirs(self) -> None:
         """Store the directories whose listings name handles settled after their unit ran.
@@ -494,28 +489,8 @@ class Loader:
         if not total:
             return
         log.info("storing %d directories that list hard-linked objects or subdirectories named by the driver", total)
-        self._drain(fetch=lambda cursor, n: [(w.task.fh, w) for w in self._dir_writes(n, cursor or b"")],
+        self._drain(fetch=lambda cursor, n: [(w.task.fh, w) for w in handles.dir_writes(state, n, cursor or b"")],
                     record=self._record_dir_write)
-
-    def _dir_writes(self, limit: int, after: bytes) -> List[DirWrite]:
-        """The next deferred directories, with the settled handles of the hard-linked objects they list."""
-        state = self.state
-        assert state is not None
-        rows = state.deferred_dirs(limit, after)
-        keys = [fh for _, _, listing, _ in rows for _, fh in listing if is_linked(fh)]
-        handles = state.link_handles(keys)
-        writes = []
-        for task, st, listing, subdir_count in rows:
-            children = []
-            for name, fh in listing:
-                if fh in handles:
-                    fh = handles[fh]
-                elif not fh or is_linked(fh):
-                    raise LoadError("internal error: %s lists '%s' with no settled handle; run again to resume"
-                                    % (os.fsdecode(task.path), os.fsdecode(name)))
-                children.append((name, fh))
-            writes.append(DirWrite(task, st, tuple(children), subdir_count))
-        return writes
 
     def _record_dir_write(self, task: DirWrite, outcome: Optional[Problem]) -> int:
         """A deferred directory is stored; one that could not be stops the run (a rerun stores it)."""
@@ -524,34 +499,6 @@ class Loader:
             raise LoadError("%s; run the same command again to resume" % outcome.line())
         self.state.complete_deferred_dir(task.task.fh)
         return 0
-
-    def _mint_subdirs(self, task: DirTask, result: DirResult) -> None:
-        """Mint the handles of the subdirectories past the unit's reservation (FMT §2.2 counter values).
-
-        That happens where the source's directory link counts do not count
-        subdirectories (btrfs, some FUSE and network filesystems): the
-        counter still hands out consecutive values, so the spread over the
-        48 directory managers stays even. The directory is stored after its
-        unit: at the start of RECONCILE (a :class:`DirWrite` unit), or by the
-        driver once the parts of a split directory are back.
-        """
-        unminted = [sub for sub in result.subdirs if not sub.fh]
-        if not unminted:
-            return
-        state = self.state
-        assert state is not None
-        if "dir-nlink" not in self._noted:
-            self._noted.add("dir-nlink")
-            log.info("%s: has more subdirectories than its link count says; the driver names them, and such "
-                     "directories are stored after their unit", os.fsdecode(task.path))
-        base = state.take_dir_counter(len(unminted))
-        mint = self._id_mint()
-        minted = {sub.name: mint.dir_fh(task.fh, sub.seq, base + index + 1) for index, sub in enumerate(unminted)}
-        result.subdirs = [sub if sub.fh else sub._replace(fh=minted[sub.name]) for sub in result.subdirs]
-        if result.split is not None:
-            result.split.subdirs = [(pos, name, fh or minted[name]) for pos, name, fh in result.split.subdirs]
-        if result.deferred is not None:
-            result.deferred.children = [(name, fh or minted[name]) for name, fh in result.deferred.children]
 
     def _id_mint(self) -> IdMint:
         state = self.state
@@ -566,7 +513,11 @@ class Loader:
         if isinstance(task, FileRange):
             return self._record_range(task, outcome)
         if isinstance(outcome, DirResult):
-            self._mint_subdirs(task, outcome)
+            assert state is not None
+            if handles.name_subdirs(state, self._id_mint(), task, outcome) and "dir-nlink" not in self._noted:
+                self._noted.add("dir-nlink")
+                log.info("%s: has more subdirectories than its link count says; the driver names them, and such "
+                         "directories are stored after their unit", os.fsdecode(task.path))
         if isinstance(outcome, DirResult) and outcome.split is not None:
             # Its batches or huge files run as units of their own; the
             # directory completes (and is stored) once all are back. Until then
