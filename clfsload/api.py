@@ -42,6 +42,8 @@ def load(
     publish_with_errors: bool = False,
     processes: Optional[int] = None,
     upload_threads: int = 0,
+    source_concurrency: Optional[int] = None,
+    source_timeout: float = 300.0,
     client: Optional[Any] = None,
 ) -> LoadResult:
     """Load ``source`` into ``container`` (or resume the load kept in ``state_dir``).
@@ -54,7 +56,11 @@ def load(
     ``state_dir`` is resumed. ``compression`` ("LZ4" or "DISABLED") and
     ``preserve_hardlinks`` are fixed when a transfer starts; None keeps the
     default (or the stored value on a resume). ``processes`` defaults to the
-    number of cores, 0 runs everything in this process. ``client``, a
+    number of cores, 0 runs everything in this process.
+    ``source_concurrency`` caps the source operations (lstat, open, read
+    ...) in flight on this node, or per Dask worker (``--source_concurrency``;
+    default 64), and ``source_timeout`` is the seconds after which an
+    operation still outstanding is reported (``--source_timeout``). ``client``, a
     ``distributed.Client``, runs the directory units on its Dask cluster
     instead (``--dask`` on the command line); every worker must see
     ``source`` at the same path, and the client stays open.
@@ -68,6 +74,8 @@ def load(
     """
     if compression is not None and compression not in COMPRESSIONS:
         raise ValueError("compression must be one of %s, not %r" % (", ".join(COMPRESSIONS), compression))
+    if source_concurrency is not None and source_concurrency < 1:
+        raise ValueError("source_concurrency must be 1 or more, not %d" % source_concurrency)
     if max_errors < 0:
         raise ValueError("max_errors must be 0 (no limit) or more, not %d" % max_errors)
     settings = Settings(
@@ -84,6 +92,8 @@ def load(
         publish_with_errors=publish_with_errors,
         processes=processes,
         upload_threads=upload_threads,
+        source_concurrency=source_concurrency,
+        source_timeout=source_timeout,
         live_progress=False,
         dask_client=client,
     )

@@ -40,6 +40,12 @@ class Settings:
     upload_threads: int = 0
     #: worker processes; 0 runs every unit in the driver process
     processes: Optional[int] = None
+    #: source operations in flight per node (per Dask worker), spread over the worker
+    #: processes; None: 64, or one per worker process if more. A cap below the
+    #: worker processes lowers them to it, so the cap holds.
+    source_concurrency: Optional[int] = None
+    #: seconds a source operation may be outstanding before a WARNING names it
+    source_timeout: float = 300.0
     dry_run: bool = False
     dry_run_gb: Optional[float] = None
     dry_run_count: Optional[int] = None
@@ -64,5 +70,9 @@ class Settings:
             self.upload_threads = default_upload_threads()
         if self.processes is None:
             self.processes = os.cpu_count() or 1
+        if self.source_concurrency is None:
+            self.source_concurrency = max(64, self.processes)
+        elif not self.uses_dask and self.processes > self.source_concurrency:
+            self.processes = self.source_concurrency  # each process keeps one operation in flight at least
         if self.progress_interval is None:
             self.progress_interval = 2.0 if self.azcopy else 30.0

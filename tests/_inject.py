@@ -46,10 +46,10 @@ def _main() -> int:
 
     original = transfer.scan_directory
 
-    def scan_directory(path):
+    def scan_directory(path, *args):
         if "before_scan" in hook:
             hook["before_scan"](path)
-        found = original(path)
+        found = original(path, *args)
         if "after_scan" in hook:
             hook["after_scan"](path)
         return found

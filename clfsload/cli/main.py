@@ -47,6 +47,26 @@ def _error_budget(text: str) -> int:
     return value
 
 
+def _source_concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, got %d" % value)
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds, got %r" % text) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0, got %s" % text)
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its error messages scrubbed: a usage error may quote any word of argv, the SAS too."""
 
@@ -178,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", default=None,
                    help="run the load on the Dask cluster whose scheduler is at this address (e.g. tcp://host:8786); "
                    "every worker must see SOURCE at the same path (pip install \"clfsload[dask]\")")
+    p.add_argument("--source_concurrency", "--source-concurrency", type=_source_concurrency, default=None,
+                   metavar="N", help="source operations (lstat, open, read ...) in flight per node, or per Dask "
+                   "worker (default 64): raise it for a fast parallel file system, lower it to spare a filer")
+    p.add_argument("--source_timeout", "--source-timeout", type=_positive_seconds, default=300.0, metavar="SECONDS",
+                   help="warn about a source operation outstanding this long (default 300), again at a slowing rate")
     p.add_argument("--worker_thread_count", "--worker-thread-count", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--processes", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--progress_interval", type=float, default=None, help=argparse.SUPPRESS)
@@ -245,6 +270,8 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
         log_level=args.log_level,
         upload_threads=threads or default_upload_threads(),
         processes=args.processes,
+        source_concurrency=args.source_concurrency,
+        source_timeout=args.source_timeout,
         dry_run=args.dry_run,
         dry_run_gb=args.dry_run_gb,
         dry_run_count=args.dry_run_count,

@@ -59,6 +59,7 @@ from ..targets.endpoint import LocalFolder, parse_account
 from ..targets.base import BlobTarget
 from ..targets.local import LocalFolderTarget
 from ..work.ranges import RANGE_SEGMENTS, FileAssembly, FileRange, RangeDone
+from ..work.source_reads import DEFAULT_BUDGET, DEFAULT_CONCURRENCY, per_process
 from ..work.transfer import (
     BATCH_ENTRIES,
     VANISHED,
@@ -393,7 +394,15 @@ class Loader:
             preserve_hardlinks=state.get("preserve_hardlinks") == "1",
             batch_entries=_env_count("CLFSLOAD_BATCH_ENTRIES", BATCH_ENTRIES),
             range_segments=_env_count("CLFSLOAD_RANGE_SEGMENTS", RANGE_SEGMENTS),
+            **self._source_limits(),
         )
+
+    def _source_limits(self) -> dict:
+        """One worker process's share of the node's source concurrency and read-ahead budget (a Dask worker's: all)."""
+        s = self.settings
+        share = 1 if s.uses_dask else max(1, s.processes or 0)
+        return {"source_concurrency": per_process(s.source_concurrency or DEFAULT_CONCURRENCY, share),
+                "source_budget": per_process(DEFAULT_BUDGET, share), "source_timeout": s.source_timeout}
 
     def _init(self) -> None:
         state, target = self.state, self.target

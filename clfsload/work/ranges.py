@@ -38,6 +38,7 @@ from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
 from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
 from .reasons import READ_ATTEMPTS, store_failure, torn_read
+from .source_reads import AheadReader, read_exact
 from .upload import first_error
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def store_range(worker: "Worker", task: FileRange) -> RangeOutcome:
     Every PUT it started has landed (or failed) when it returns, whatever it returns.
     """
     try:
-        fd, opened = open_for_reading(task.path)
+        fd, opened = worker.reads.call("open", task.path, open_for_reading, task.path)
     except FileNotFoundError:
         return RangeVanished(task.path)
     except OSError as exc:
@@ -168,28 +169,36 @@ def _read_range(worker: "Worker", task: FileRange, fd: int, before: EntryStat,
     nbytes = 0
     short = False
     if task.first == 1:
-        head = _pread_exact(fd, FIRST_SEGMENT_BYTES, 0)
+        head = worker.reads.call("read", task.path, _pread_exact, fd, FIRST_SEGMENT_BYTES, 0)
         hasher.update(head)
         nbytes = len(head)
         short = len(head) != min(size, FIRST_SEGMENT_BYTES)
     ids = worker.mint.block_ids(task.fh)
-    for index in range(task.first, task.last + 1):
-        if short:
-            break
-        offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
-        want = min(OTHER_SEGMENT_BYTES, size - offset)
-        data = _pread_exact(fd, want, offset)
-        if len(data) != want:  # the file shrank while read
-            short = True
-            break
-        hasher.update(data)
-        nbytes += len(data)
-        futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
-        crashpoints.reached("file-segment")
+    # The range's segments are contiguous: one reader runs their preads ahead, many in
+    # flight (a segment in several pieces), within the budget of data read ahead.
+    start = segment_offset(task.first, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+    end = min(size, segment_offset(task.last + 1, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES))
+    reader = AheadReader(worker.reads, fd, end, start, task.path)
+    try:
+        for index in range(task.first, task.last + 1):
+            if short:
+                break
+            offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+            want = min(OTHER_SEGMENT_BYTES, size - offset)
+            data = read_exact(reader, want)
+            if len(data) != want:  # the file shrank while read
+                short = True
+                break
+            hasher.update(data)
+            nbytes += len(data)
+            futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
+            crashpoints.reached("file-segment")
+    finally:
+        reader.close()  # its reads are over before the descriptor is closed
     error = first_error(futures)  # every PUT lands before the range reports, changed or not
     if isinstance(error, TerminalError):
         raise error
-    after = EntryStat.of(os.fstat(fd))
+    after = EntryStat.of(worker.reads.call("fstat", task.path, os.fstat, fd))
     if short or not same_content(before, after):
         return RangeDone(task.first, after, b"", b"", nbytes, changed=True)
     if error is not None:

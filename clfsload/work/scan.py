@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 import struct
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from ..clfs.constants import Ftype
 from ..clfs.vattr import ftype_of_mode
@@ -133,14 +133,24 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def scan_directory(path: bytes) -> Tuple[List[Entry], List[Problem]]:
+#: paths -> the lstat of each, or the OSError it raised, in order
+LstatAll = Callable[[List[bytes]], List[Union[os.stat_result, OSError]]]
+
+
+def scan_directory(path: bytes, lstat_all: Optional[LstatAll] = None) -> Tuple[List[Entry], List[Problem]]:
     """List a directory in readdir order with each child's ``lstat``.
 
     Raises OSError if the directory itself cannot be read; problems with
-    single children are returned, not raised.
+    single children are returned, not raised. ``lstat_all`` (paths -> each
+    stat or its OSError, in order) takes the children's lstats many at a
+    time (:func:`clfsload.work.prefetch.lstat_all`): the listing is read
+    first, then the lstats run in parallel; entries, problems and their
+    order are the same.
     """
     entries: List[Entry] = []
     problems: List[Problem] = []
+    listed: List[Tuple[bytes, bytes]] = []
+    failed: Optional[Problem] = None
     with os.scandir(path) as it:
         while True:
             try:
@@ -148,20 +158,38 @@ def scan_directory(path: bytes) -> Tuple[List[Entry], List[Problem]]:
             except StopIteration:
                 break
             except OSError as exc:  # a readdir error part way: keep what we have
-                problems.append(Problem(path, "directory listing failed part way: %s" % describe_oserror(exc)))
+                failed = Problem(path, "directory listing failed part way: %s" % describe_oserror(exc))
                 break
-            child = dirent.path
+            if lstat_all is not None:
+                listed.append((dirent.name, dirent.path))
+                continue
             try:
-                st = EntryStat.of(dirent.stat(follow_symlinks=False))
-                ftype = ftype_of_mode(st.st_mode)
+                raw: Union[os.stat_result, OSError] = dirent.stat(follow_symlinks=False)
             except OSError as exc:
-                problems.append(Problem(child, describe_oserror(exc)))
-                continue
-            except EncodeError as exc:
-                problems.append(Problem(child, str(exc)))
-                continue
-            entries.append(Entry(dirent.name, child, st, ftype))
+                raw = exc
+            _add_entry(dirent.name, dirent.path, raw, entries, problems)
+    if listed:
+        assert lstat_all is not None
+        for (name, child), raw in zip(listed, lstat_all([child for _, child in listed])):
+            _add_entry(name, child, raw, entries, problems)
+    if failed is not None:
+        problems.append(failed)
     return entries, problems
+
+
+def _add_entry(name: bytes, child: bytes, raw: Union[os.stat_result, OSError], entries: List[Entry],
+               problems: List[Problem]) -> None:
+    """One child of a scan: an Entry, or the Problem that keeps it out."""
+    if isinstance(raw, OSError):
+        problems.append(Problem(child, describe_oserror(raw)))
+        return
+    try:
+        st = EntryStat.of(raw)
+        ftype = ftype_of_mode(st.st_mode)
+    except EncodeError as exc:
+        problems.append(Problem(child, str(exc)))
+        return
+    entries.append(Entry(name, child, st, ftype))
 
 
 def check_directory_readable(path: bytes) -> Optional[str]:

@@ -45,6 +45,8 @@ from .scan import (
     same_content,
     scan_directory,
 )
+from .prefetch import EntriesAhead, lstat_all, readable_all
+from .source_reads import AheadReader, SourceReads, shared
 from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, HugeFile, RangeOutcome, is_huge, store_range
 from .reasons import READ_ATTEMPTS, store_failure, torn_read
 from .upload import DirectUploader, Uploader, first_error
@@ -70,6 +72,12 @@ class RunParams:
     batch_entries: int = BATCH_ENTRIES
     #: data segments per range of a huge regular file (0: never split; :mod:`clfsload.work.ranges`)
     range_segments: int = RANGE_SEGMENTS
+    #: source operations in flight in this process (0: the default; :mod:`clfsload.work.source_reads`)
+    source_concurrency: int = 0
+    #: bytes read ahead of the consumer in this process (0: the default)
+    source_budget: int = 0
+    #: seconds before an outstanding source operation is reported stuck (0: the default)
+    source_timeout: float = 0
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,28 @@ class Worker:
         self.uploader = uploader
         self._dirty = False  # set when this unit wrote some object twice
         self._checksums: List[Tuple[bytes, bytes]] = []  # of the files stored since the last unit began
+        self._ahead: Optional[EntriesAhead] = None  # the entries of the unit running, read ahead
+        self._path = b""  # the regular file being read
+
+    @property
+    def reads(self) -> SourceReads:
+        """This process's pipeline of source operations (:mod:`clfsload.work.source_reads`)."""
+        p = self.params
+        return shared(p.source_concurrency, p.source_budget, p.source_timeout)
+
+    def _store_entries(self, parent_fh: bytes, items: List["BatchEntry"], result: "DirResult", slots) -> None:
+        """:meth:`_store_entry` for each item in order, their source reads issued ahead."""
+        linked = self.params.preserve_hardlinks
+        with EntriesAhead(self.reads, [
+            (item.path, item.ftype, item.stat.st_size) for item in items
+            if not (linked and item.stat.st_nlink != 1 and item.stat.st_nlink <= CLFS_LINK_MAX)
+        ]) as ahead:
+            self._ahead = ahead
+            try:
+                for item in items:
+                    self._store_entry(parent_fh, item, result, slots)
+            finally:
+                self._ahead = None
 
     def attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
         """The VATTR of an object of this stat, size and link count in this run."""
@@ -292,10 +322,11 @@ class Worker:
         try:
             # Attributes from the directory itself, now, to match the listing
             # that follows (not from the parent's scan, which may be old).
-            dir_stat = EntryStat.of(os.lstat(task.path))
+            reads = self.reads
+            dir_stat = EntryStat.of(reads.call("lstat", task.path, os.lstat, task.path))
             if task.stat:
                 _check_same_directory(task.path, EntryStat.unpack(task.stat), dir_stat)
-            entries, problems = scan_directory(task.path)
+            entries, problems = scan_directory(task.path, lambda paths: lstat_all(reads, paths))
         except (FileNotFoundError, NotADirectoryError):
             if task.fh == ROOT_ID:
                 raise UnitFailed(Problem(task.path, "the source directory is gone")) from None
@@ -313,13 +344,16 @@ class Worker:
         slots: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []  # pos, name, fh, futures, path
         files: List[BatchEntry] = []
         subdir_count = 0
+        # every subdirectory's readability checked at once, in parallel
+        subdir_paths = [e.path for e in entries if e.ftype == Ftype.DIR]
+        unreadable = dict(zip(subdir_paths, readable_all(reads, subdir_paths)))
         for pos, entry in enumerate(entries):
             seq = self.mint.child_seq(task.unit, ranks[entry.name])
             if entry.ftype != Ftype.DIR:
                 files.append(BatchEntry(pos, entry.name, entry.path, entry.stat, entry.ftype, seq))
                 continue
             fh = known.get(entry.name) or self._subdir_fh(task, seq, dir_ranks[entry.name])
-            reason = check_directory_readable(entry.path)
+            reason = unreadable[entry.path]
             if reason is not None:
                 result.problems.append(Problem(entry.path, "cannot list directory: %s" % reason))
                 continue
@@ -342,15 +376,13 @@ class Worker:
                 ]
             else:
                 stored: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []
-                for item in files:
-                    self._store_entry(task.fh, item, result, stored)
+                self._store_entries(task.fh, files, result, stored)
                 result.children = self._settle(stored, result)
                 result.dirty = self._dirty
             result.split = SplitDir(dir_stat.pack(), batches, [(p, n, fh) for p, n, fh, _, _ in slots], subdir_count,
                                     huge)
             return result
-        for item in files:
-            self._store_entry(task.fh, item, result, slots)
+        self._store_entries(task.fh, files, result, slots)
         slots.sort(key=lambda slot: slot[0])  # scan order, as the listing is stored
         children = [(name, fh) for _, name, fh in self._settle(slots, result)]
         if result.links or any(not fh for _, fh in children):
@@ -398,8 +430,7 @@ class Worker:
         self._dirty = False
         self._checksums = []
         slots: List[Tuple[int, bytes, bytes, List["Future[None]"], bytes]] = []
-        for item in batch.entries:
-            self._store_entry(batch.fh, item, result, slots)
+        self._store_entries(batch.fh, list(batch.entries), result, slots)
         result.children = self._settle(slots, result)
         result.dirty = self._dirty
         return result
@@ -554,7 +585,8 @@ class Worker:
             if ftype == Ftype.REG:
                 return self._store_file(path, fh, backpointers, name, where)
             if ftype == Ftype.LNK:
-                target = os.readlink(path)
+                ahead = self._ahead.take(path) if self._ahead is not None else None
+                target = ahead.result() if ahead is not None else self.reads.call("readlink", path, os.readlink, path)
                 if len(target) > CLFS_SYMLINK_LENGTH_MAX:
                     raise SourceError(
                         "symlink target of %d bytes exceeds the CLFS limit of %d bytes"
@@ -576,15 +608,32 @@ class Worker:
             raise SourceError(str(exc)) from None
 
     def _store_file(self, path, fh, backpointers, name, where) -> Tuple[List["Future[None]"], int]:
-        """Read and store a regular file; read again if it changed meanwhile (never torn)."""
-        fd, opened = open_for_reading(path)
+        """Read and store a regular file; read again if it changed meanwhile (never torn).
+
+        A file of the unit running was opened (and, if small, read whole) ahead
+        by the pipeline (:func:`clfsload.work.prefetch.open_file`, the same
+        rule as :meth:`_store_small_file`); others are opened here.
+        """
+        self._path = path  # names the file in a report of a hung operation
+        ahead = self._ahead.take(path) if self._ahead is not None else None
+        if ahead is not None:
+            got = ahead.result()  # what open_file raised, raised here
+            if got.data is not None:
+                return self._submit_small_file(got.data, got.opened, fh, backpointers, name, where)
+            fd, opened = got.fd, got.opened
+        else:
+            fd, opened = self.reads.call("open", path, open_for_reading, path)
         try:
-            if opened.st_size < FIRST_SEGMENT_BYTES:
+            if ahead is None and opened.st_size < FIRST_SEGMENT_BYTES:
                 stored = self._store_small_file(fd, opened, fh, backpointers, name, where)
                 if stored is not None:
                     return stored
-            with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:
+            # reads run ahead in parallel preads; closed (its reads over) before the descriptor
+            stream = AheadReader(self.reads, fd, opened.st_size, path=path)
+            try:
                 return self._store_file_stream(fd, stream, fh, backpointers, name, where)
+            finally:
+                stream.close()
         finally:
             os.close(fd)
 
@@ -596,11 +645,16 @@ class Worker:
         size, mtime and ctime). Anything else (a file growing, shrinking or
         being written) goes to :meth:`_store_file_stream`, which retries.
         """
-        data = os.read(fd, FIRST_SEGMENT_BYTES)
+        reads = self.reads
+        data = reads.call("read", self._path, os.read, fd, FIRST_SEGMENT_BYTES)
         if len(data) != opened.st_size:
             return None
-        if not same_content(opened, os.fstat(fd)):
+        if not same_content(opened, reads.call("fstat", self._path, os.fstat, fd)):
             return None
+        return self._submit_small_file(data, opened, fh, backpointers, name, where)
+
+    def _submit_small_file(self, data, opened, fh, backpointers, name, where):
+        """Submit the inode of a small file read whole (the torn-read rule checked)."""
         attrs = self.attrs(opened, len(data), len(backpointers))
         future = self.uploader.submit(small_file_blob(data, attrs, fh, backpointers, name, where))
         crashpoints.reached("inode")
@@ -610,7 +664,7 @@ class Worker:
         """Store a file of any size, segment by segment; read again if it changed meanwhile."""
         for _attempt in range(READ_ATTEMPTS):
             stream.seek(0)
-            before = EntryStat.of(os.fstat(fd))
+            before = EntryStat.of(self.reads.call("fstat", self._path, os.fstat, fd))
             attrs = self.attrs(before, 0, len(backpointers))
             reader = HashingReader(stream, new_hasher())
             gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
@@ -626,7 +680,7 @@ class Worker:
                     futures.append(self.uploader.submit(inode))
                     crashpoints.reached("file-segment")
                 inode = blob
-            after = EntryStat.of(os.fstat(fd))
+            after = EntryStat.of(self.reads.call("fstat", self._path, os.fstat, fd))
             if before.same_content(after) and size == after.st_size:
                 # The inode goes last, once every segment is stored (FMT §11.5).
                 error = first_error(futures)

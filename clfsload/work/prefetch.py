@@ -1,0 +1,109 @@
+"""What a walk reads ahead through the pipeline (:mod:`clfsload.work.source_reads`).
+
+* :func:`lstat_all`: the ``lstat`` of every name of a directory listing, in
+  parallel, results in listing order;
+* :func:`readable_all`: the readability check of each subdirectory;
+* :class:`EntriesAhead`: for the non-directories a unit stores in order,
+  regular files opened and, if small, read whole (open, fstat, read, fstat,
+  close) and symlinks' targets read, ahead of the consumer.
+
+Each operation is the one the consumer would have made, on a pool thread:
+its result or its exception reaches the consumer unchanged.
+"""
+
+import os
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from ..clfs.constants import FIRST_SEGMENT_BYTES, Ftype
+from .scan import check_directory_readable, open_for_reading, same_content
+from .source_reads import OrderedAhead, SourceReads
+
+
+def lstat_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Union[os.stat_result, OSError]]:
+    """``os.lstat`` of each path, in parallel; each result or its OSError, in the order given."""
+    out: List[Union[os.stat_result, OSError]] = []
+    for future in reads.map("lstat", os.lstat, paths):
+        try:
+            out.append(future.result())
+        except OSError as exc:
+            out.append(exc)
+    return out
+
+
+def readable_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Optional[str]]:
+    """:func:`clfsload.work.scan.check_directory_readable` of each path, in parallel, in order."""
+    return [future.result() for future in reads.map("opendir", check_directory_readable, paths)]
+
+
+class Opened(NamedTuple):
+    """A regular file opened ahead: ``data`` is its whole content when the small-file read
+    succeeded (``fd`` then closed, -1); else ``fd`` is open for the stream path."""
+
+    fd: int
+    opened: os.stat_result
+    data: Optional[bytes]
+
+
+def open_file(path: bytes) -> Opened:
+    """Open a regular file and, if it fits its inode, read it whole.
+
+    The torn-read rule of the small-file path: the content is whole only when
+    one read returned exactly the size fstat gave before it and a second
+    fstat shows the file unchanged; otherwise the descriptor is returned
+    open, for the stream path and its retries. Raises what the calls raise
+    (the descriptor closed).
+    """
+    fd, opened = open_for_reading(path)
+    try:
+        if opened.st_size < FIRST_SEGMENT_BYTES:
+            data = os.read(fd, FIRST_SEGMENT_BYTES)
+            if len(data) == opened.st_size and same_content(opened, os.fstat(fd)):
+                os.close(fd)
+                return Opened(-1, opened, data)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Opened(fd, opened, None)
+
+
+def _discard(result: Any) -> None:
+    """Close the descriptor of an Opened the consumer never took."""
+    if isinstance(result, Opened) and result.fd >= 0:
+        os.close(result.fd)
+
+
+class EntriesAhead:
+    """Regular files and symlinks of a unit read ahead of the consumer that stores them in order.
+
+    ``entries`` are ``(path, ftype, size)`` in the order the consumer takes
+    them; :meth:`take` gives the future of the next one (None when it was
+    not read ahead: the consumer reads it itself). :meth:`close` drops what
+    was not taken, closing descriptors left open.
+    """
+
+    def __init__(self, reads: SourceReads, entries: Iterable[Tuple[bytes, int, int]]):
+        items = []
+        for path, ftype, size in entries:
+            if ftype == Ftype.REG:
+                # a small file's bytes wait for the consumer: they count against the budget
+                items.append((path, "open+read", open_file, (path,), size if size < FIRST_SEGMENT_BYTES else 0))
+            elif ftype == Ftype.LNK:
+                items.append((path, "readlink", os.readlink, (path,), 0))
+        self._ahead = OrderedAhead(reads, items, _discard)
+
+    def take(self, path: bytes):
+        """The future of ``path``'s read if it was read ahead, else None."""
+        return self._ahead.take(path)
+
+    def close(self) -> None:
+        """Drop everything not taken."""
+        self._ahead.close()
+
+    def __enter__(self) -> "EntriesAhead":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = ["EntriesAhead", "Opened", "lstat_all", "open_file", "readable_all"]

@@ -1,0 +1,424 @@
+"""The read pipeline: source operations issued many at a time, ahead of an in-order consumer.
+
+On an NFS filer or a parallel file system every ``lstat``, ``open`` and
+``read`` is a round trip of a millisecond or more; issued one after another
+they leave the source idle and the loader waits (issue 19). A
+:class:`SourceReads` is one process's pool of threads for them, bounded two
+ways:
+
+* a **count** (``--source_concurrency``, spread over a node's worker
+  processes): every source operation, whether a pool thread runs it ahead or
+  the consumer runs it itself (:meth:`SourceReads.call`), holds one of
+  ``depth`` slots while it runs, so the file system never sees more from
+  this process;
+* a **byte budget** for data read ahead but not yet taken by the consumer,
+  so memory stays bounded however far the reads run ahead.
+
+The consumer (encoding, compression, upload submission) stays on the unit's
+thread and takes results in scan order, so ids, order and containers are
+exactly those of reading one entry at a time. Results and exceptions of an
+operation are those of the plain call: a FileNotFoundError or OSError comes
+out of ``future.result()`` as it would have come out of the call, so the
+callers map them exactly as before.
+
+An operation outstanding longer than ``timeout`` seconds (a hung NFS hard
+mount) is reported through ``on_stuck`` (path, operation, seconds waited),
+again at a slowing rate, until it returns; the load goes on around it within
+the budget and ends only when it returns or fails (:class:`HangWatch`).
+"""
+
+import collections
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+#: source operations in flight per node by default (``--source_concurrency``)
+DEFAULT_CONCURRENCY = 64
+#: bytes read ahead but not yet consumed, per node by default (spread like the count)
+DEFAULT_BUDGET = 64 << 20
+#: seconds before an outstanding source operation is reported stuck (``--source_timeout``)
+DEFAULT_TIMEOUT = 300.0
+#: the size of one read of a big file's data: an 8 MiB segment is read as several in flight
+CHUNK = 1 << 20
+
+log = logging.getLogger("clfsload")
+
+
+def per_process(total: int, processes: int) -> int:
+    """One worker process's share of a node's ``total`` (at least 1)."""
+    return max(1, total // max(1, processes))
+
+
+class _Op(NamedTuple):
+    op: str
+    path: Any
+    start: float
+
+
+class HangWatch:
+    """Reports source operations outstanding longer than a timeout, at a slowing rate.
+
+    The first report comes ``timeout`` seconds after the operation started,
+    the next after twice as long again, and so on (1x, 2x, 4x ... the
+    timeout), so a source gone for hours fills no log. ``stuck()`` counts
+    those past the timeout now (the progress line shows it).
+    """
+
+    def __init__(self, timeout: float, on_stuck: Optional[Callable[[Any, str, float], None]] = None) -> None:
+        self.timeout = timeout
+        self.on_stuck = on_stuck or _log_stuck
+        self._ops: Dict[int, _Op] = {}
+        self._next_report: Dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._ids = iter(range(1, 1 << 62))
+        self._thread: Optional[threading.Thread] = None
+
+    def enter(self, op: str, path: Any) -> int:
+        """Record an operation starting now; returns its token for :meth:`leave`."""
+        now = time.monotonic()
+        with self._lock:
+            token = next(self._ids)
+            self._ops[token] = _Op(op, path, now)
+            if self._thread is None and self.timeout > 0:
+                self._thread = threading.Thread(target=self._watch, name="clfsload-source-watch", daemon=True)
+                self._thread.start()
+        return token
+
+    def leave(self, token: int) -> None:
+        """The operation of ``token`` returned or failed."""
+        with self._lock:
+            self._ops.pop(token, None)
+            self._next_report.pop(token, None)
+
+    def stuck(self) -> int:
+        """Operations outstanding longer than the timeout now."""
+        limit = time.monotonic() - self.timeout
+        with self._lock:
+            return sum(1 for op in self._ops.values() if op.start <= limit)
+
+    def check(self, now: Optional[float] = None) -> List[Tuple[Any, str, float]]:
+        """Report what is due now; returns the (path, op, waited) reported."""
+        now = time.monotonic() if now is None else now
+        due = []
+        with self._lock:
+            for token, op in self._ops.items():
+                waited = now - op.start
+                if waited < self.timeout:
+                    continue
+                if now >= self._next_report.get(token, op.start + self.timeout):
+                    # next report after twice the time waited so far: timeout, 2x, 4x, ...
+                    self._next_report[token] = op.start + 2 * waited
+                    due.append((op.path, op.op, waited))
+        for path, op, waited in due:
+            self.on_stuck(path, op, waited)
+        return due
+
+    def _watch(self) -> None:
+        tick = max(0.05, min(5.0, self.timeout / 4))
+        while True:
+            time.sleep(tick)
+            try:
+                self.check()
+            except Exception:  # a reporting failure must not end the watch
+                pass
+
+
+def _log_stuck(path: Any, op: str, waited: float) -> None:
+    log.warning("'%s': source operation %s has not returned for %.0f s (the source may be hung); still waiting",
+                os.fsdecode(path) if isinstance(path, bytes) else path, op, waited)
+
+
+class SourceReads:
+    """One process's pool for source operations: at most ``depth`` at a time, ``budget`` bytes read ahead.
+
+    ``call`` runs an operation on the calling thread (counted), ``submit``
+    on a pool thread (counted); :class:`OrderedAhead` and :class:`AheadReader`
+    run a sequence of them ahead of their consumer.
+    """
+
+    def __init__(self, depth: int = DEFAULT_CONCURRENCY, budget: int = DEFAULT_BUDGET,
+                 timeout: float = DEFAULT_TIMEOUT, on_stuck: Optional[Callable[[Any, str, float], None]] = None):
+        self.depth = max(1, depth)
+        self.budget = max(CHUNK, budget)
+        # invariant: every source operation of this process holds one slot while it runs
+        self._slots = threading.BoundedSemaphore(self.depth)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool_lock = threading.Lock()
+        self._bytes_lock = threading.Lock()
+        self._ahead_bytes = 0  # reserved by reads ahead, not yet released by their consumer
+        self.watch = HangWatch(timeout, on_stuck)
+
+    # --- one operation ---------------------------------------------------------------
+
+    def call(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on this thread, holding a slot; ``op`` and ``path`` name it if it hangs."""
+        with self._slots:
+            token = self.watch.enter(op, path)
+            try:
+                return fn(*args)
+            finally:
+                self.watch.leave(token)
+
+    def submit(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        """``fn(*args)`` on a pool thread, holding a slot while it runs."""
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.depth, thread_name_prefix="clfsload-source")
+                pool = self._pool
+        return pool.submit(self.call, op, path, fn, *args)
+
+    def map(self, op: str, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator["Future[Any]"]:
+        """Futures of ``fn(item)`` in order, at most twice ``depth`` submitted ahead of the one taken."""
+        return OrderedAhead(self, [(item, op, fn, (item,), 0) for item in items]).futures()
+
+    # --- the byte budget ---------------------------------------------------------------
+
+    def reserve(self, nbytes: int, force: bool = False) -> bool:
+        """Take ``nbytes`` of the read-ahead budget; False (nothing taken) if it would overflow, unless ``force``."""
+        with self._bytes_lock:
+            if not force and self._ahead_bytes and self._ahead_bytes + nbytes > self.budget:
+                return False
+            self._ahead_bytes += nbytes
+            return True
+
+    def release(self, nbytes: int) -> None:
+        """Give back what :meth:`reserve` took (the consumer took the data, or it was dropped)."""
+        with self._bytes_lock:
+            self._ahead_bytes -= nbytes
+
+    @property
+    def ahead_bytes(self) -> int:
+        """Bytes read (or being read) ahead and not yet consumed."""
+        return self._ahead_bytes
+
+    def shutdown(self) -> None:
+        """Stop the pool threads once their operations end."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+_shared: Dict[Tuple[int, int, float], SourceReads] = {}
+_shared_lock = threading.Lock()
+#: how stuck operations are reported in this process (a worker process sends them to the driver)
+STUCK_REPORTER: List[Optional[Callable[[Any, str, float], None]]] = [None]
+
+
+def shared(depth: int, budget: int, timeout: float) -> SourceReads:
+    """This process's pool for these limits (one per process: the units it runs share it)."""
+    key = (depth or DEFAULT_CONCURRENCY, budget or DEFAULT_BUDGET, timeout if timeout else DEFAULT_TIMEOUT)
+    with _shared_lock:
+        reads = _shared.get(key)
+        if reads is None:
+            reads = _shared[key] = SourceReads(*key, on_stuck=STUCK_REPORTER[0])
+        return reads
+
+
+def stuck_operations() -> int:
+    """Source operations of this process outstanding past their timeout now."""
+    with _shared_lock:
+        pools = list(_shared.values())
+    return sum(reads.watch.stuck() for reads in pools)
+
+
+# --- ahead of an in-order consumer ----------------------------------------------------------
+
+
+class OrderedAhead:
+    """Operations run ahead of a consumer that takes their results in order.
+
+    ``items`` are ``(key, op, fn, args, nbytes)``: ``nbytes`` is taken from
+    the budget while the result waits for its consumer. At most twice the
+    pool's depth are submitted ahead, fewer when the budget is spent; the
+    next one the consumer needs is always submitted. ``close`` drops what
+    the consumer never took, handing each dropped result to ``discard``
+    (which closes a descriptor an operation left open).
+    """
+
+    def __init__(self, reads: SourceReads, items: List[Tuple[Any, str, Callable[..., Any], tuple, int]],
+                 discard: Optional[Callable[[Any], None]] = None):
+        self.reads = reads
+        self._items = collections.deque(items)
+        self._ahead: Deque[Tuple[Any, "Future[Any]", int]] = collections.deque()
+        self._window = 2 * reads.depth
+        self._discard = discard
+
+    def _fill(self) -> None:
+        while self._items and len(self._ahead) < self._window:
+            key, op, fn, args, nbytes = self._items[0]
+            if not self.reads.reserve(nbytes, force=not self._ahead):
+                break
+            self._items.popleft()
+            self._ahead.append((key, self.reads.submit(op, key, fn, *args), nbytes))
+
+    def futures(self) -> Iterator["Future[Any]"]:
+        """Every item's future, in order (the budget is given back as each is yielded)."""
+        try:
+            while True:
+                self._fill()
+                if not self._ahead:
+                    return
+                _, future, nbytes = self._ahead.popleft()
+                self.reads.release(nbytes)
+                yield future
+        finally:
+            self.close()
+
+    def take(self, key: Any) -> Optional["Future[Any]"]:
+        """The future of ``key`` if it is the next one (items before it are dropped); None if not ahead."""
+        self._fill()
+        while self._ahead and self._ahead[0][0] != key:
+            if not any(k == key for k, _, _ in self._ahead) and not any(k[0] == key for k in self._items):
+                return None
+            self._drop(*self._ahead.popleft())
+            self._fill()
+        if not self._ahead:
+            return None
+        _, future, nbytes = self._ahead.popleft()
+        self.reads.release(nbytes)
+        self._fill()
+        return future
+
+    def _drop(self, key: Any, future: "Future[Any]", nbytes: int) -> None:
+        self.reads.release(nbytes)
+        if future.cancel() or self._discard is None:
+            return
+        discard = self._discard
+
+        def done(f: "Future[Any]") -> None:
+            if f.exception() is None:
+                discard(f.result())
+
+        future.add_done_callback(done)
+
+    def close(self) -> None:
+        """Drop every result not taken (cancelled, or discarded when it comes)."""
+        self._items.clear()
+        while self._ahead:
+            self._drop(*self._ahead.popleft())
+
+
+class AheadReader:
+    """A sequential reader of a descriptor whose reads run ahead as parallel ``pread``s.
+
+    Reads behave like ``os.read`` on a descriptor at the current offset:
+    up to ``size`` bytes, fewer only where a read came back short, ``b""``
+    at end of file. Reads ahead cover ``[pos, end)`` in ``CHUNK`` pieces
+    (``end``: the size known when it was made; past it, and after any short
+    read, each read is one plain ``pread`` at the current offset, as a
+    stream would do). Nothing is read before the first :meth:`read`, so a
+    caller's ``fstat`` taken before it brackets every byte read. Call
+    :meth:`close` before closing the descriptor: it waits for reads running
+    on it, so a descriptor number is never reused under a read.
+    """
+
+    def __init__(self, reads: SourceReads, fd: int, end: int, pos: int = 0, path: Any = b""):
+        self.reads = reads
+        self.fd = fd
+        self.end = end
+        self.path = path
+        self.pos = pos
+        self._next = pos  # offset of the next read ahead to submit
+        self._ahead: Deque[Tuple[int, int, "Future[bytes]"]] = collections.deque()  # (offset, size, future)
+        self._plain = False  # a short read was seen: no more reads ahead
+        self._buf = b""  # the part of a piece read ahead not yet returned (it starts at ``pos``)
+        self._window = 2 * reads.depth
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Move to ``pos`` (from the start only); reads ahead are dropped."""
+        assert whence == 0
+        self._drop_all()
+        self._buf = b""
+        self.pos = self._next = pos
+        self._plain = False
+        return pos
+
+    def _fill(self) -> None:
+        while not self._plain and self._next < self.end and len(self._ahead) < self._window:
+            size = min(CHUNK, self.end - self._next)
+            if not self.reads.reserve(size, force=not self._ahead):
+                break
+            self._ahead.append((self._next, size, self.reads.submit("read", self.path, os.pread, self.fd, size,
+                                                                    self._next)))
+            self._next += size
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes at the current offset (all that is left for -1)."""
+        if size is None or size < 0:
+            parts = []
+            while True:
+                part = self.read(CHUNK)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        if self._buf:  # the rest of a piece read ahead, taken in part before
+            data, self._buf = self._buf[:size], self._buf[size:]
+            self.pos += len(data)
+            return data
+        self._fill()
+        if not self._ahead or self._ahead[0][0] != self.pos:
+            self._drop_all()
+            data = self.reads.call("read", self.path, os.pread, self.fd, size, self.pos)
+            self.pos += len(data)
+            return data
+        _, asked, future = self._ahead.popleft()
+        self.reads.release(asked)
+        data = future.result()  # an OSError comes out here as it would from the read itself
+        if len(data) < asked:
+            self._plain = True  # the end moved: from here on, plain reads at the offset, as a stream
+            self._drop_all()
+        if len(data) > size:
+            data, self._buf = data[:size], data[size:]
+        self.pos += len(data)
+        self._next = max(self._next, self.pos + len(self._buf))
+        return data
+
+    def _drop_all(self) -> None:
+        while self._ahead:
+            _, asked, future = self._ahead.popleft()
+            if not future.cancel():
+                try:
+                    future.result()  # a read running on the descriptor ends before it may be closed
+                except BaseException:
+                    pass
+            self.reads.release(asked)
+        self._next = self.pos + len(self._buf)
+
+    def close(self) -> None:
+        """Drop reads ahead, waiting for those running (call before closing the descriptor)."""
+        self._drop_all()
+
+
+def read_exact(reader: AheadReader, size: int) -> bytes:
+    """Up to ``size`` bytes from ``reader``, short only at end of file (like ``clfs.objects.read_exact``)."""
+    chunks = []
+    while size > 0:
+        chunk = reader.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+__all__ = [
+    "AheadReader",
+    "CHUNK",
+    "DEFAULT_BUDGET",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_TIMEOUT",
+    "HangWatch",
+    "OrderedAhead",
+    "STUCK_REPORTER",
+    "SourceReads",
+    "per_process",
+    "read_exact",
+    "shared",
+    "stuck_operations",
+]
