@@ -126,9 +126,15 @@ class HangWatch:
                 pass
 
 
+def describe_stuck(path: Any, op: str, waited: float) -> str:
+    """The warning line of a source operation outstanding ``waited`` seconds."""
+    return "'%s': source operation %s has not returned for %s s (the source may be hung); still waiting" % (
+        os.fsdecode(path).encode("utf-8", "backslashreplace").decode() if isinstance(path, bytes) else path,
+        op, "%.1f" % waited if waited < 10 else "%.0f" % waited)
+
+
 def _log_stuck(path: Any, op: str, waited: float) -> None:
-    log.warning("'%s': source operation %s has not returned for %.0f s (the source may be hung); still waiting",
-                os.fsdecode(path) if isinstance(path, bytes) else path, op, waited)
+    log.warning("%s", describe_stuck(path, op, waited))
 
 
 class SourceReads:

@@ -1,0 +1,189 @@
+"""The read pipeline (issue 19): depth the source sees, the cap, containers unchanged, hung operations.
+
+Loads go through latencyfs (bench/fusefs), a FUSE passthrough that adds a
+delay to every operation and counts the operations in flight. Not timing
+tests: the depth is the peak the file system itself counted. Where
+/dev/fuse is missing, the module is skipped with that one reason, as
+tests/test_latencyfs.py is.
+"""
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clfsload.api import load
+from clfsload.clfs.canonical import canonical_form, diff_canonical
+from clfsload.clfs.container import Container, FolderSource
+from clfsload.work.source_reads import AheadReader, HangWatch, SourceReads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from fusefs.mount import LatencyFS, fuse_available  # noqa: E402
+
+_WHY_NOT = fuse_available()
+if _WHY_NOT:
+    pytest.skip(_WHY_NOT, allow_module_level=True)
+
+#: containers of two loads of one tree differ only in these (another containerid, another run)
+MASK = frozenset({"fileid", "ctime", "compression"})
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """4 directories of 40 small files, a symlink, a file of a few segments' worth of reads."""
+    root = tmp_path / "src"
+    for d in range(4):
+        sub = root / ("d%d" % d)
+        sub.mkdir(parents=True)
+        for i in range(40):
+            (sub / ("f%02d" % i)).write_bytes(b"%d.%d " % (d, i) * (50 + 37 * i))
+        (sub / "link").symlink_to("f01")
+    (root / "big").write_bytes(os.urandom(3 << 20) + b"tail")
+    return root
+
+
+def _load(src: Path, out: Path, state: Path, **kwargs):
+    out.mkdir()
+    result = load(str(state), str(src), "file:" + str(out), "c", None, new=True, **kwargs)
+    assert result.ok, (result.message, [p.line() for p in result.problem_list])
+    return Container(FolderSource(str(out / "c")))
+
+
+def test_the_source_sees_the_configured_depth(tree: Path, tmp_path: Path) -> None:
+    with LatencyFS(tree, delay_us=2000, cache=False) as fs:
+        _load(fs.mountpoint, tmp_path / "out", tmp_path / "state", source_concurrency=16, processes=2)
+        peak = fs.stats()["peak"]
+    # 8 per worker process, both busy: the file system saw (close to) 16 at once,
+    # never the one or two of a walk that reads entry after entry
+    assert peak >= 13, "the source saw at most %d operations in flight" % peak
+
+
+def test_a_cap_of_one_keeps_one_operation_in_flight(tree: Path, tmp_path: Path) -> None:
+    with LatencyFS(tree, delay_us=500, cache=False) as fs:
+        _load(fs.mountpoint, tmp_path / "out", tmp_path / "state", source_concurrency=1, processes=2)
+        stats = fs.stats()
+    # the kernel sends a file's RELEASE after close() returned, so one may overlap the next operation
+    assert stats["peak"] <= 2, stats
+
+
+def test_containers_are_the_same_whatever_the_depth(tree: Path, tmp_path: Path) -> None:
+    forms = []
+    with LatencyFS(tree, delay_us=200, cache=False) as fs:
+        for depth in (1, 64):
+            container = _load(fs.mountpoint, tmp_path / ("out%d" % depth), tmp_path / ("state%d" % depth),
+                              source_concurrency=depth)
+            forms.append(canonical_form(container, mask=MASK))
+    assert diff_canonical(forms[0], forms[1]) == []
+
+
+def test_a_hung_read_is_reported_and_the_load_waits_for_it(tree: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level("WARNING", logger="clfsload")
+    with LatencyFS(tree, delay_us=0, cache=False) as fs:
+        fs.hold("d2/f07", ops=("read",))
+        done = threading.Event()
+        outcome = {}
+
+        def run() -> None:
+            try:
+                outcome["container"] = _load(fs.mountpoint, tmp_path / "out", tmp_path / "state",
+                                             source_concurrency=8, source_timeout=0.3, processes=0)
+            finally:
+                done.set()
+
+        loader = threading.Thread(target=run)
+        loader.start()
+        assert not done.wait(2.5), "the load ended while a read was held"
+        fs.release()
+        loader.join(60)
+    assert done.is_set()
+    lines = [r.getMessage() for r in caplog.records if "has not returned" in r.getMessage()]
+    assert lines and all("d2/f07" in line and "read" in line for line in lines), lines
+    assert 2 <= len(lines) <= 5, lines  # repeated, at a slowing rate (0.3, 0.6, 1.2, 2.4 s ...)
+    assert b"f07" in [name for name, _ in outcome["container"].listdir(b"d2")]
+
+
+# --- the pipeline's parts, no FUSE needed --------------------------------------------------
+
+
+def test_hang_watch_reports_at_a_slowing_rate_and_counts_stuck_operations() -> None:
+    seen = []
+    watch = HangWatch(10.0, lambda path, op, waited: seen.append((path, op, round(waited))))
+    token = watch.enter("read", b"/x")
+    start = watch._ops[token].start
+    for t in range(0, 100):
+        watch.check(start + t)
+    assert seen == [(b"/x", "read", 10), (b"/x", "read", 20), (b"/x", "read", 40), (b"/x", "read", 80)]
+    assert watch.stuck() == 0  # the real clock: not 10 s yet
+    watch.leave(token)
+    assert watch.check(start + 1000) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (5 << 20) + 3])
+def test_ahead_reader_reads_like_a_stream(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    reads = SourceReads(4, budget=2 << 20, timeout=60)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = AheadReader(reads, fd, size)
+        got = []
+        for want in [10, 3 << 20, 7, 1 << 20, 1 << 30]:
+            got.append(reader.read(want))
+        assert b"".join(got) == data[:len(b"".join(got))]
+        rest = reader.read()
+        assert b"".join(got) + rest == data
+        assert reader.read(5) == b""
+        reader.seek(0)
+        assert reader.read() == data
+        reader.close()
+        assert reads.ahead_bytes == 0
+    finally:
+        os.close(fd)
+        reads.shutdown()
+
+
+def test_ahead_reader_goes_on_past_a_file_that_grew(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 3000)
+    reads = SourceReads(4, timeout=60)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = AheadReader(reads, fd, 1000)  # the size known when it was made: smaller than the file now
+        out = b""
+        while True:
+            part = reader.read(700)
+            if not part:
+                break
+            out += part
+        assert out == b"a" * 3000
+        reader.close()
+    finally:
+        os.close(fd)
+        reads.shutdown()
+
+
+def test_the_cap_holds_for_operations_of_the_caller_and_of_the_pool() -> None:
+    reads = SourceReads(3, timeout=60)
+    now, peak = [0], [0]
+    lock = threading.Lock()
+
+    def op(_):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.005)
+        with lock:
+            now[0] -= 1
+
+    futures = [reads.submit("x", i, op, i) for i in range(30)]
+    for i in range(10):
+        reads.call("y", i, op, i)
+    for f in futures:
+        f.result()
+    reads.shutdown()
+    assert peak[0] == 3
