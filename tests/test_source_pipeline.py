@@ -103,7 +103,7 @@ def test_a_hung_read_is_reported_and_the_load_waits_for_it(tree: Path, tmp_path:
     lines = [r.getMessage() for r in caplog.records if "has not returned" in r.getMessage()]
     assert lines and all("d2/f07" in line and "read" in line for line in lines), lines
     assert 2 <= len(lines) <= 5, lines  # repeated, at a slowing rate (0.3, 0.6, 1.2, 2.4 s ...)
-    assert b"f07" in [name for name, _ in outcome["container"].listdir(b"d2")]
+    assert b"f07" in outcome["container"].listdir(b"d2")  # stored once its read returned
 
 
 # --- the pipeline's parts, no FUSE needed --------------------------------------------------
@@ -187,3 +187,24 @@ def test_the_cap_holds_for_operations_of_the_caller_and_of_the_pool() -> None:
         f.result()
     reads.shutdown()
     assert peak[0] == 3
+
+
+def test_a_hung_read_in_a_worker_process_is_reported_by_the_driver(tree: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level("INFO", logger="clfsload")
+    from clfsload.settings import Settings
+
+    with LatencyFS(tree, delay_us=0, cache=False) as fs:
+        fs.hold("d1/f03", ops=("read",))
+        threading.Timer(2.0, fs.release).start()
+        (tmp_path / "out").mkdir()
+        from clfsload.driver.engine import run_load
+        from clfsload.targets.credentials import Credential
+
+        settings = Settings(state_dir=str(tmp_path / "state"), source=str(fs.mountpoint),
+                            account="file:" + str(tmp_path / "out"), container="c", credential=Credential.none(),
+                            new=True, processes=2, source_timeout=0.3, progress_interval=0.2, live_progress=False)
+        result = run_load(settings, result_only=True)
+    assert result.ok, result.message
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("d1/f03" in m and "has not returned" in m for m in messages), messages
+    assert any("stuck=1 source operations" in m for m in messages), messages

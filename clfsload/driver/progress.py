@@ -19,6 +19,7 @@ from typing import Optional
 
 from .. import __version__
 from . import live
+from ..work.source_reads import stuck_operations
 
 #: what the original counts per directory in ``total_bytes_transferred`` (a directory's st_size on ext4)
 DIRECTORY_BYTES = 4096
@@ -207,6 +208,9 @@ class Progress:
         self._note_directories()
         if errors:
             parts.append("errors=%d" % errors)
+        stuck = stuck_operations()
+        if stuck:  # a hung source (an NFS server gone): each is named in a WARNING
+            parts.append("stuck=%d source operations" % stuck)
         self.log.info(" ".join(parts))
         self._azcopy(
             "AZCOPY",

@@ -7,6 +7,7 @@ ranges of a huge file's segments, hard-linked objects) and returns their
 outcome. The driver alone writes the state store.
 """
 
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -22,6 +23,7 @@ from ..work.scan import Problem
 from ..targets import open_async_target, open_target
 from ..targets.credentials import Credential
 from ..targets.endpoint import LocalFolder, parse_account
+from ..work import source_reads
 from ..work.ranges import FileRange, RangeDone, RangeVanished
 from ..work.transfer import DirResult, DirTask, DirWrite, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
 from ..work.upload import DirectUploader, Uploader
@@ -120,10 +122,15 @@ def _die_with_driver(driver: int) -> None:
     threading.Thread(target=watch, name="clfsload-driver-watch", daemon=True).start()
 
 
-def _init_process(config: WorkerConfig, driver: int) -> None:
+def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
     global _worker
     _die_with_parent()
     _die_with_driver(driver)
+    if reports is not None:  # stuck source operations: the driver logs and counts them
+        pid = os.getpid()
+        source_reads.REPORTERS["stuck"] = lambda path, op, waited: reports.put(
+            ("stuck", pid, source_reads.describe_stuck(path, op, waited)))
+        source_reads.REPORTERS["count"] = lambda count: reports.put(("count", pid, count))
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = _open_worker(config)
@@ -172,13 +179,19 @@ class UnitPool:
         self.processes = processes
         if processes > 0:
             context = start_forkserver()
+            self._reports = context.SimpleQueue()
             self._executor = ProcessPoolExecutor(
-                max_workers=processes, mp_context=context, initializer=_init_process, initargs=(config, os.getpid())
+                max_workers=processes, mp_context=context, initializer=_init_process,
+                initargs=(config, os.getpid(), self._reports),
             )
             self._inline: Optional[Worker] = None
+            self._listener: Optional[threading.Thread] = threading.Thread(
+                target=_relay_reports, args=(self._reports,), name="clfsload-stuck-reports", daemon=True)
+            self._listener.start()
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-unit")
             self._inline = _open_worker(config)
+            self._listener = None
 
     @property
     def capacity(self) -> int:
@@ -200,3 +213,22 @@ class UnitPool:
         self._executor.shutdown(wait=True, cancel_futures=cancel)
         if self._inline is not None:
             self._inline.uploader.close()
+        if self._listener is not None:
+            self._reports.put(None)
+            self._listener.join()
+            self._listener = None
+            source_reads.REMOTE_STUCK.clear()
+
+
+def _relay_reports(reports) -> None:
+    """The driver's side of the workers' stuck-operation reports: log each, keep the counts."""
+    log = logging.getLogger("clfsload")
+    while True:
+        item = reports.get()
+        if item is None:
+            return
+        kind, pid, value = item
+        if kind == "stuck":
+            log.warning("%s", value)
+        else:
+            source_reads.REMOTE_STUCK[pid] = value

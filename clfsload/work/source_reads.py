@@ -67,9 +67,12 @@ class HangWatch:
     those past the timeout now (the progress line shows it).
     """
 
-    def __init__(self, timeout: float, on_stuck: Optional[Callable[[Any, str, float], None]] = None) -> None:
+    def __init__(self, timeout: float, on_stuck: Optional[Callable[[Any, str, float], None]] = None,
+                 on_count: Optional[Callable[[int], None]] = None) -> None:
         self.timeout = timeout
         self.on_stuck = on_stuck or _log_stuck
+        self.on_count = on_count  # told the number stuck whenever it changes
+        self._last_count = 0
         self._ops: Dict[int, _Op] = {}
         self._next_report: Dict[int, float] = {}
         self._lock = threading.Lock()
@@ -122,6 +125,10 @@ class HangWatch:
             time.sleep(tick)
             try:
                 self.check()
+                count = self.stuck()
+                if count != self._last_count and self.on_count is not None:
+                    self.on_count(count)
+                self._last_count = count
             except Exception:  # a reporting failure must not end the watch
                 pass
 
@@ -146,7 +153,8 @@ class SourceReads:
     """
 
     def __init__(self, depth: int = DEFAULT_CONCURRENCY, budget: int = DEFAULT_BUDGET,
-                 timeout: float = DEFAULT_TIMEOUT, on_stuck: Optional[Callable[[Any, str, float], None]] = None):
+                 timeout: float = DEFAULT_TIMEOUT, on_stuck: Optional[Callable[[Any, str, float], None]] = None,
+                 on_count: Optional[Callable[[int], None]] = None):
         self.depth = max(1, depth)
         self.budget = max(CHUNK, budget)
         # invariant: every source operation of this process holds one slot while it runs
@@ -155,7 +163,7 @@ class SourceReads:
         self._pool_lock = threading.Lock()
         self._bytes_lock = threading.Lock()
         self._ahead_bytes = 0  # reserved by reads ahead, not yet released by their consumer
-        self.watch = HangWatch(timeout, on_stuck)
+        self.watch = HangWatch(timeout, on_stuck, on_count)
 
     # --- one operation ---------------------------------------------------------------
 
@@ -212,8 +220,11 @@ class SourceReads:
 
 _shared: Dict[Tuple[int, int, float], SourceReads] = {}
 _shared_lock = threading.Lock()
-#: how stuck operations are reported in this process (a worker process sends them to the driver)
-STUCK_REPORTER: List[Optional[Callable[[Any, str, float], None]]] = [None]
+#: how this process reports stuck operations: "stuck" (path, op, waited) and "count" (stuck now);
+#: None logs here. A worker process sends both to the driver (:mod:`clfsload.execute.pool`).
+REPORTERS: Dict[str, Optional[Callable[..., None]]] = {"stuck": None, "count": None}
+#: stuck operations of the worker processes, by process id (the driver's view, kept by the pool)
+REMOTE_STUCK: Dict[int, int] = {}
 
 
 def shared(depth: int, budget: int, timeout: float) -> SourceReads:
@@ -222,15 +233,15 @@ def shared(depth: int, budget: int, timeout: float) -> SourceReads:
     with _shared_lock:
         reads = _shared.get(key)
         if reads is None:
-            reads = _shared[key] = SourceReads(*key, on_stuck=STUCK_REPORTER[0])
+            reads = _shared[key] = SourceReads(*key, on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"])
         return reads
 
 
 def stuck_operations() -> int:
-    """Source operations of this process outstanding past their timeout now."""
+    """Source operations outstanding past their timeout now: this process's and its worker processes'."""
     with _shared_lock:
         pools = list(_shared.values())
-    return sum(reads.watch.stuck() for reads in pools)
+    return sum(reads.watch.stuck() for reads in pools) + sum(REMOTE_STUCK.values())
 
 
 # --- ahead of an in-order consumer ----------------------------------------------------------
@@ -421,8 +432,10 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "HangWatch",
     "OrderedAhead",
-    "STUCK_REPORTER",
+    "REMOTE_STUCK",
+    "REPORTERS",
     "SourceReads",
+    "describe_stuck",
     "per_process",
     "read_exact",
     "shared",
