@@ -4,6 +4,7 @@
 usage: python bench/source_latency.py [--delays 0,0.5,2] [--cache off,on] [--sets small,large]
                                      [--small N] [--dirs N] [--large-files N] [--large-mib N]
                                      [--readahead-kib N] [--threads 64] [--repeat N] [--keep]
+                                     [--baseline CHECKOUT] [--caps 1,8] [--no-single]
 
 Builds its trees on /dev/shm and reads them through latencyfs (bench/fusefs),
 which adds DELAY milliseconds to every operation, as an NFS filer or a
@@ -19,7 +20,10 @@ about a third of the round trips), three measurements, each on a fresh mount
 * floor, THREADS threads: the directories listed, then every file lstat'ed,
   opened, read to the end and closed (files above 1 MiB in 1 MiB preads of
   one descriptor each, so four big files still keep every thread busy);
-* floor, 1 thread: the same, one call after another.
+* floor, 1 thread: the same, one call after another;
+* with ``--baseline CHECKOUT``: the loader of another checkout (a worktree of
+  ``main``), and with ``--caps 1,8`` this loader at those
+  ``--source_concurrency`` caps, interleaved with the rest.
 
 For each: files/s, MB/s, client CPU per file (the loader's process tree, or
 this process for a floor), the FUSE daemon's CPU per file apart (it shares
@@ -154,15 +158,18 @@ def floor(fs: LatencyFS, dirs: List[str], files: List[Tuple[str, int]], threads:
 # --- the loader ------------------------------------------------------------------------------
 
 
-def load(fs: LatencyFS, scratch: Path) -> Tuple[float, float]:
-    """(wall, CPU of the loader's process tree) for one load of the mount into a folder on tmpfs."""
+def load(fs: LatencyFS, scratch: Path, repo: Path = REPO, options: Tuple[str, ...] = ()) -> Tuple[float, float]:
+    """(wall, CPU of the loader's process tree) for one load of the mount into a folder on tmpfs.
+
+    ``repo``: the checkout whose loader runs (``--baseline``); ``options``: more loader options.
+    """
     state, out = scratch / "state", scratch / "out"
     shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    usage = run_measured([sys.executable, str(REPO / "CLFSLoad.py"), "--new", str(state), str(fs.mountpoint),
-                          "file:" + str(out), "c", "-"], env=env)
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    usage = run_measured([sys.executable, str(repo / "CLFSLoad.py"), "--new", str(state), str(fs.mountpoint),
+                          "file:" + str(out), "c", "-", *options], env=env)
     if usage.returncode != 0:
         raise RuntimeError("load failed:\n" + usage.output[-3000:])
     shutil.rmtree(state, ignore_errors=True)
@@ -220,6 +227,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--threads", type=int, default=64, help="threads of the parallel floor")
     p.add_argument("--repeat", type=int, default=1, help="runs of each measurement; the table shows the median")
     p.add_argument("--keep", action="store_true", help="keep the trees (under /dev/shm) for a look")
+    p.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                   help="also run the loader of this checkout (e.g. a worktree of main), interleaved")
+    p.add_argument("--caps", default="", help="also run the loader with these --source_concurrency values, "
+                   "comma-separated (what a low cap costs)")
+    p.add_argument("--no-single", action="store_true", help="leave out the 1-thread floor (slow at 2 ms)")
     args = p.parse_args(argv)
     why = fuse_available()
     if why:
@@ -248,9 +260,16 @@ def main(argv: Optional[List[str]] = None) -> None:
                              for d, _, fs in os.walk(tree) for f in fs)
             for cache in caches:
                 for delay in delays:
-                    runs = [("loader", lambda fs: load(fs, scratch)),
-                            ("%d threads" % args.threads, lambda fs: floor(fs, dirs, listing, args.threads)),
-                            ("1 thread", lambda fs: floor(fs, dirs, listing, 1))]
+                    runs = [("loader", lambda fs: load(fs, scratch))]
+                    if args.baseline is not None:
+                        runs.append(("loader (%s)" % args.baseline.name,
+                                     lambda fs: load(fs, scratch, args.baseline.resolve())))
+                    for cap in [c for c in args.caps.split(",") if c.strip()]:
+                        runs.append(("loader, cap %s" % cap.strip(),
+                                     lambda fs, cap=cap: load(fs, scratch, options=("--source_concurrency", cap.strip()))))
+                    runs.append(("%d threads" % args.threads, lambda fs: floor(fs, dirs, listing, args.threads)))
+                    if not args.no_single:
+                        runs.append(("1 thread", lambda fs: floor(fs, dirs, listing, 1)))
                     seen: List[List[Result]] = [[] for _ in runs]
                     for _ in range(args.repeat):  # interleaved, so a busy spell hits every side alike
                         for (what, run), results in zip(runs, seen):

@@ -6,45 +6,56 @@ does not abort the run: it is reported and the count goes on.
 
 import logging
 import os
+import stat
 import time
+from typing import Optional
 
 from . import history
+from ..work.prefetch import list_and_lstat
 from ..work.scan import describe_oserror
+from ..work.source_reads import SourceReads, shared
 
 GIB = 1 << 30
 
 
-def count_tree(root: str, preserve_hardlinks: bool, log: logging.Logger):
-    """(objects, bytes of regular files, unreadable entries) under ``root``, the root included."""
+def count_tree(root: str, preserve_hardlinks: bool, log: logging.Logger, reads: Optional[SourceReads] = None):
+    """(objects, bytes of regular files, unreadable entries) under ``root``, the root included.
+
+    Each directory is listed, then its entries' lstats run in parallel
+    through ``reads`` (:mod:`clfsload.work.source_reads`; a pool of the
+    default depth if None): on a filer, one round trip per entry one after
+    another would take days for a tree of a hundred million.
+    """
+    reads = reads or shared(0, 0, 0)
     objects, size, unreadable = 1, 0, 0
     seen = set()
     stack = [os.fsencode(root)]
     while stack:
         path = stack.pop()
         try:
-            with os.scandir(path) as it:
-                for entry in it:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        unreadable += 1
-                        log.warning("dry run: '%s': %s", os.fsdecode(entry.path), describe_oserror(exc))
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        objects += 1
-                        stack.append(entry.path)
-                        continue
-                    if preserve_hardlinks and st.st_nlink > 1:
-                        key = (st.st_dev, st.st_ino)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    objects += 1
-                    if entry.is_file(follow_symlinks=False):
-                        size += st.st_size
+            entries, failed = list_and_lstat(reads, path)
         except OSError as exc:
+            entries, failed = [], exc
+        for _name, child, st in entries:
+            if isinstance(st, OSError):
+                unreadable += 1
+                log.warning("dry run: '%s': %s", os.fsdecode(child), describe_oserror(st))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                objects += 1
+                stack.append(child)
+                continue
+            if preserve_hardlinks and st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            objects += 1
+            if stat.S_ISREG(st.st_mode):
+                size += st.st_size
+        if failed is not None:
             unreadable += 1
-            log.warning("dry run: '%s': %s", os.fsdecode(path), describe_oserror(exc))
+            log.warning("dry run: '%s': %s", os.fsdecode(path), describe_oserror(failed))
     return objects, size, unreadable
 
 
@@ -57,7 +68,8 @@ def dry_run(state, settings, log: logging.Logger, kind: str = "local") -> None:
     if settings.dry_run:
         start = time.monotonic()
         log.info("perform dry run on %s", settings.source)
-        count, size, unreadable = count_tree(settings.source, state.get("preserve_hardlinks") == "1", log)
+        reads = shared(settings.source_concurrency or 0, 0, settings.source_timeout)
+        count, size, unreadable = count_tree(settings.source, state.get("preserve_hardlinks") == "1", log, reads)
         log.info(
             "dry run result count=%d GB=%.6f elapsed=%.3f%s",
             count,

@@ -62,9 +62,11 @@ differing offset is reported), which decodes and checks every data segment.
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from ..work.checksums import Recorded, matches
+from ..work.prefetch import list_and_lstat
+from ..work.source_reads import shared
 from ..clfs.constants import FIRST_SEGMENT_BYTES, FTYPE_TO_BTYPE, Btype
 from ..clfs.container import Container, Inode
 from ..clfs.vattr import ftype_of_mode, split_time
@@ -175,6 +177,13 @@ def _guarded(label: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise _ReadFailure("%s: %s" % (label, exc)) from None
 
 
+def _raised(st: Union[os.stat_result, OSError]) -> os.stat_result:
+    """The stat, or raise the OSError that took its place."""
+    if isinstance(st, OSError):
+        raise st
+    return st
+
+
 class _TreeSide:
     """A local tree read with ``lstat`` (symlinks are never followed)."""
 
@@ -188,6 +197,7 @@ class _TreeSide:
         top = os.lstat(self.root)
         if not stat.S_ISDIR(top.st_mode):
             raise NotADirectoryError("not a directory: %r" % root)
+        reads = shared(0, 0, 0)  # this process's source pipeline, the default depth
         stats = {b"": top}
         subdirs: Dict[bytes, int] = {}
         stack = [b""]
@@ -195,8 +205,11 @@ class _TreeSide:
             path = stack.pop()
             subdirs[path] = 0
             try:
-                with os.scandir(self.local(path)) as listing:
-                    children = [(e.name, e.stat(follow_symlinks=False)) for e in listing]
+                # the listing, then its lstats many at a time (a filer costs a round trip each)
+                listed, failed = list_and_lstat(reads, self.local(path))
+                if failed is not None:
+                    raise failed
+                children = [(name, _raised(st)) for name, _, st in listed]
             except OSError as exc:
                 self.unlisted.add(path)
                 self.errors.append(Difference(path, "read error", None, "%s: cannot list: %s" % (label, exc.strerror)))

@@ -1,7 +1,8 @@
 """What a walk reads ahead through the pipeline (:mod:`clfsload.work.source_reads`).
 
 * :func:`lstat_all`: the ``lstat`` of every name of a directory listing, in
-  parallel, results in listing order;
+  parallel, results in listing order (:func:`list_and_lstat` lists first:
+  the dry run and ``verify`` walk with it);
 * :func:`readable_all`: the readability check of each subdirectory;
 * :class:`EntriesAhead`: for the non-directories a unit stores in order,
   regular files opened and, if small, read whole (open, fstat, read, fstat,
@@ -33,6 +34,52 @@ def lstat_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Union[os.stat_
 def readable_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Optional[str]]:
     """:func:`clfsload.work.scan.check_directory_readable` of each path, in parallel, in order."""
     return [future.result() for future in reads.map("opendir", check_directory_readable, paths)]
+
+
+def list_directory(path: bytes) -> Tuple[List[Tuple[bytes, bytes]], Optional[OSError]]:
+    """A directory's ``(name, path)`` in readdir order, and the OSError that cut the listing short, if one did.
+
+    Raises the OSError of a directory that cannot be opened at all.
+    """
+    listed: List[Tuple[bytes, bytes]] = []
+    with os.scandir(path) as it:
+        while True:
+            try:
+                dirent = next(it)
+            except StopIteration:
+                return listed, None
+            except OSError as exc:  # part way: keep what was listed
+                return listed, exc
+            listed.append((dirent.name, dirent.path))
+
+
+class ParallelScan:
+    """What :func:`clfsload.work.scan.scan_directory` reads through the pipeline: the listing, then the lstats."""
+
+    def __init__(self, reads: SourceReads) -> None:
+        self.reads = reads
+
+    def listing(self, path: bytes) -> Tuple[List[Tuple[bytes, bytes]], Optional[OSError]]:
+        """:func:`list_directory`, counted as one source operation."""
+        return self.reads.call("readdir", path, list_directory, path)
+
+    def lstat_all(self, paths: Sequence[bytes]) -> List[Union[os.stat_result, OSError]]:
+        """:func:`lstat_all` through this pipeline."""
+        return lstat_all(self.reads, paths)
+
+
+def list_and_lstat(reads: SourceReads, path: bytes) -> Tuple[List[Tuple[bytes, bytes, Union[os.stat_result, OSError]]],
+                                                          Optional[OSError]]:
+    """A directory's ``(name, path, lstat or its OSError)`` in readdir order, the lstats in parallel.
+
+    Also the OSError that cut the listing short, if one did (the entries
+    listed before it are returned). Raises the OSError of a directory that
+    cannot be opened at all.
+    """
+    scan = ParallelScan(reads)
+    listed, failed = scan.listing(path)
+    stats = scan.lstat_all([child for _, child in listed])
+    return [(name, child, st) for (name, child), st in zip(listed, stats)], failed
 
 
 class Opened(NamedTuple):
@@ -106,4 +153,4 @@ class EntriesAhead:
         self.close()
 
 
-__all__ = ["EntriesAhead", "Opened", "lstat_all", "open_file", "readable_all"]
+__all__ = ["EntriesAhead", "Opened", "ParallelScan", "list_and_lstat", "list_directory", "lstat_all", "open_file", "readable_all"]

@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 import struct
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Protocol, Tuple, Union
 
 from ..clfs.constants import Ftype
 from ..clfs.vattr import ftype_of_mode
@@ -133,24 +133,34 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-#: paths -> the lstat of each, or the OSError it raised, in order
-LstatAll = Callable[[List[bytes]], List[Union[os.stat_result, OSError]]]
+class Scanner(Protocol):
+    """How a scan reads through the pipeline (:class:`clfsload.work.prefetch.ParallelScan`)."""
+
+    def listing(self, path: bytes) -> Tuple[List[Tuple[bytes, bytes]], Optional[OSError]]:
+        """``(name, path)`` in readdir order, and the OSError that cut the listing short (None if none)."""
+
+    def lstat_all(self, paths: List[bytes]) -> List[Union[os.stat_result, OSError]]:
+        """The lstat of each path, or the OSError it raised, in order."""
 
 
-def scan_directory(path: bytes, lstat_all: Optional[LstatAll] = None) -> Tuple[List[Entry], List[Problem]]:
+def scan_directory(path: bytes, scanner: Optional[Scanner] = None) -> Tuple[List[Entry], List[Problem]]:
     """List a directory in readdir order with each child's ``lstat``.
 
     Raises OSError if the directory itself cannot be read; problems with
-    single children are returned, not raised. ``lstat_all`` (paths -> each
-    stat or its OSError, in order) takes the children's lstats many at a
-    time (:func:`clfsload.work.prefetch.lstat_all`): the listing is read
-    first, then the lstats run in parallel; entries, problems and their
-    order are the same.
+    single children are returned, not raised. With a ``scanner`` the listing
+    is read first, then the children's lstats run many at a time
+    (:class:`clfsload.work.prefetch.ParallelScan`); entries, problems and
+    their order are the same.
     """
     entries: List[Entry] = []
     problems: List[Problem] = []
-    listed: List[Tuple[bytes, bytes]] = []
-    failed: Optional[Problem] = None
+    if scanner is not None:
+        listed, failed = scanner.listing(path)
+        for (name, child), raw in zip(listed, scanner.lstat_all([child for _, child in listed])):
+            _add_entry(name, child, raw, entries, problems)
+        if failed is not None:
+            problems.append(Problem(path, "directory listing failed part way: %s" % describe_oserror(failed)))
+        return entries, problems
     with os.scandir(path) as it:
         while True:
             try:
@@ -158,22 +168,13 @@ def scan_directory(path: bytes, lstat_all: Optional[LstatAll] = None) -> Tuple[L
             except StopIteration:
                 break
             except OSError as exc:  # a readdir error part way: keep what we have
-                failed = Problem(path, "directory listing failed part way: %s" % describe_oserror(exc))
+                problems.append(Problem(path, "directory listing failed part way: %s" % describe_oserror(exc)))
                 break
-            if lstat_all is not None:
-                listed.append((dirent.name, dirent.path))
-                continue
             try:
                 raw: Union[os.stat_result, OSError] = dirent.stat(follow_symlinks=False)
             except OSError as exc:
                 raw = exc
             _add_entry(dirent.name, dirent.path, raw, entries, problems)
-    if listed:
-        assert lstat_all is not None
-        for (name, child), raw in zip(listed, lstat_all([child for _, child in listed])):
-            _add_entry(name, child, raw, entries, problems)
-    if failed is not None:
-        problems.append(failed)
     return entries, problems
 
 

@@ -32,7 +32,8 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 #: source operations in flight per node by default (``--source_concurrency``)
@@ -159,7 +160,7 @@ class SourceReads:
         self.budget = max(CHUNK, budget)
         # invariant: every source operation of this process holds one slot while it runs
         self._slots = threading.BoundedSemaphore(self.depth)
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Optional[_Threads] = None
         self._pool_lock = threading.Lock()
         self._bytes_lock = threading.Lock()
         self._ahead_bytes = 0  # reserved by reads ahead, not yet released by their consumer
@@ -182,7 +183,7 @@ class SourceReads:
         if pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.depth, thread_name_prefix="clfsload-source")
+                    self._pool = _Threads(self.depth)
                 pool = self._pool
         return pool.submit(self.call, op, path, fn, *args)
 
@@ -215,7 +216,58 @@ class SourceReads:
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown()
+
+
+#: stack of a pool thread: its calls are shallow (a syscall or five); the default 8 MiB
+#: each would put 64 threads at 512 MiB of address space (a command under RLIMIT_AS)
+THREAD_STACK = 512 << 10
+_stack_lock = threading.Lock()
+
+
+class _Threads:
+    """A fixed set of daemon threads running submitted calls, started at once with small stacks."""
+
+    def __init__(self, count: int) -> None:
+        self._queue: "queue.SimpleQueue[Optional[Tuple[Future, Callable[..., Any], tuple]]]" = queue.SimpleQueue()
+        self._threads = []
+        with _stack_lock:
+            old = threading.stack_size(THREAD_STACK)
+            try:
+                for i in range(count):
+                    thread = threading.Thread(target=self._run, name="clfsload-source-%d" % i, daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+            finally:
+                threading.stack_size(old)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        """``fn(*args)`` on a thread of the set; its future."""
+        future: "Future[Any]" = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """End the threads once the calls queued before are done."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
 _shared: Dict[Tuple[int, int, float], SourceReads] = {}

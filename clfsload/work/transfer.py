@@ -45,7 +45,7 @@ from .scan import (
     same_content,
     scan_directory,
 )
-from .prefetch import EntriesAhead, lstat_all, readable_all
+from .prefetch import EntriesAhead, ParallelScan, readable_all
 from .source_reads import AheadReader, SourceReads, shared
 from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, HugeFile, RangeOutcome, is_huge, store_range
 from .reasons import READ_ATTEMPTS, store_failure, torn_read
@@ -326,7 +326,7 @@ class Worker:
             dir_stat = EntryStat.of(reads.call("lstat", task.path, os.lstat, task.path))
             if task.stat:
                 _check_same_directory(task.path, EntryStat.unpack(task.stat), dir_stat)
-            entries, problems = scan_directory(task.path, lambda paths: lstat_all(reads, paths))
+            entries, problems = scan_directory(task.path, ParallelScan(reads))
         except (FileNotFoundError, NotADirectoryError):
             if task.fh == ROOT_ID:
                 raise UnitFailed(Problem(task.path, "the source directory is gone")) from None
