@@ -225,25 +225,54 @@ THREAD_STACK = 512 << 10
 _stack_lock = threading.Lock()
 
 
+#: malloc arenas of the process once pool threads run (glibc gives each new thread its own, up
+#: to 8 per core, each reserving 64 MiB of address space; the pool's calls hardly allocate)
+ARENAS = 2
+
+
+def _share_malloc_arenas() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, ARENAS)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to share
+
+
 class _Threads:
-    """A fixed set of daemon threads running submitted calls, started at once with small stacks."""
+    """A fixed set of daemon threads running submitted calls, started at once with small stacks.
+
+    Where no thread can be started (a command under a tight RLIMIT_AS or
+    RLIMIT_NPROC), calls run on the caller's thread: slower, never an error.
+    """
 
     def __init__(self, count: int) -> None:
         self._queue: "queue.SimpleQueue[Optional[Tuple[Future, Callable[..., Any], tuple]]]" = queue.SimpleQueue()
-        self._threads = []
+        self._threads: List[threading.Thread] = []
+        _share_malloc_arenas()
         with _stack_lock:
             old = threading.stack_size(THREAD_STACK)
             try:
                 for i in range(count):
                     thread = threading.Thread(target=self._run, name="clfsload-source-%d" % i, daemon=True)
-                    thread.start()
+                    try:
+                        thread.start()
+                    except RuntimeError:  # can't start new thread: make do with those running
+                        break
                     self._threads.append(thread)
             finally:
                 threading.stack_size(old)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
-        """``fn(*args)`` on a thread of the set; its future."""
+        """``fn(*args)`` on a thread of the set (on this one if there is none); its future."""
         future: "Future[Any]" = Future()
+        if not self._threads:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
         self._queue.put((future, fn, args))
         return future
 
