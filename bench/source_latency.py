@@ -168,7 +168,10 @@ def load(fs: LatencyFS, scratch: Path, repo: Path = REPO, options: Tuple[str, ..
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     env = dict(os.environ, PYTHONPATH=str(repo))
-    usage = run_measured([sys.executable, str(repo / "CLFSLoad.py"), "--new", str(state), str(fs.mountpoint),
+    # another checkout runs with its own venv: this one's editable install would win over PYTHONPATH
+    python = repo / ".venv" / "bin" / "python"
+    python_exe = str(python) if repo != REPO and python.exists() else sys.executable
+    usage = run_measured([python_exe, str(repo / "CLFSLoad.py"), "--new", str(state), str(fs.mountpoint),
                           "file:" + str(out), "c", "-", *options], env=env)
     if usage.returncode != 0:
         raise RuntimeError("load failed:\n" + usage.output[-3000:])
@@ -228,7 +231,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--repeat", type=int, default=1, help="runs of each measurement; the table shows the median")
     p.add_argument("--keep", action="store_true", help="keep the trees (under /dev/shm) for a look")
     p.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
-                   help="also run the loader of this checkout (e.g. a worktree of main), interleaved")
+                   help="also run the loader of this checkout (e.g. a worktree of main), interleaved, with "
+                   "CHECKOUT/.venv/bin/python (this venv's editable install would shadow PYTHONPATH)")
     p.add_argument("--caps", default="", help="also run the loader with these --source_concurrency values, "
                    "comma-separated (what a low cap costs)")
     p.add_argument("--no-single", action="store_true", help="leave out the 1-thread floor (slow at 2 ms)")

@@ -18,6 +18,7 @@ import pytest
 from clfsload.api import load
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
+from clfsload.work import source_reads
 from clfsload.work.source_reads import AheadReader, HangWatch, SourceReads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -112,7 +113,7 @@ def test_a_hung_read_is_reported_and_the_load_waits_for_it(tree: Path, tmp_path:
 def test_hang_watch_reports_at_a_slowing_rate_and_counts_stuck_operations() -> None:
     seen = []
     watch = HangWatch(10.0, lambda path, op, waited: seen.append((path, op, round(waited))))
-    token = watch.enter("read", b"/x")
+    token = watch.enter("read", b"/x", time.monotonic())
     start = watch._ops[token].start
     for t in range(0, 100):
         watch.check(start + t)
@@ -122,8 +123,27 @@ def test_hang_watch_reports_at_a_slowing_rate_and_counts_stuck_operations() -> N
     assert watch.check(start + 1000) == []
 
 
+def test_fast_operations_run_on_the_callers_thread_slow_ones_ahead() -> None:
+    reads = SourceReads(8, timeout=60)
+    here = threading.get_ident()
+    threads = [f.result() for f in reads.map("fast", lambda _: threading.get_ident(), range(5))]
+    assert threads == [here] * 5
+    threads = [f.result() for f in reads.map("slow", lambda _: (time.sleep(0.002), threading.get_ident())[1],
+                                             range(40))]
+    assert threads[0] == here and set(threads[5:]).isdisjoint({here})  # ahead once its latency is known
+    reads.shutdown()
+
+
+@pytest.fixture(params=["ahead", "inline"])
+def ahead(request, monkeypatch):
+    """Both ways: reads issued ahead whatever their latency, and only when worth it (never, on tmpfs)."""
+    if request.param == "ahead":
+        monkeypatch.setattr(source_reads, "AHEAD_LATENCY", -1.0)
+    return request.param
+
+
 @pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (5 << 20) + 3])
-def test_ahead_reader_reads_like_a_stream(tmp_path: Path, size: int) -> None:
+def test_ahead_reader_reads_like_a_stream(tmp_path: Path, size: int, ahead) -> None:
     data = os.urandom(size)
     path = tmp_path / "f"
     path.write_bytes(data)
@@ -147,7 +167,7 @@ def test_ahead_reader_reads_like_a_stream(tmp_path: Path, size: int) -> None:
         reads.shutdown()
 
 
-def test_ahead_reader_goes_on_past_a_file_that_grew(tmp_path: Path) -> None:
+def test_ahead_reader_goes_on_past_a_file_that_grew(tmp_path: Path, ahead) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"a" * 3000)
     reads = SourceReads(4, timeout=60)
@@ -168,6 +188,7 @@ def test_ahead_reader_goes_on_past_a_file_that_grew(tmp_path: Path) -> None:
 
 
 def test_the_cap_holds_for_operations_of_the_caller_and_of_the_pool() -> None:
+    """depth - 1 pool threads, and the caller: never more than depth at once."""
     reads = SourceReads(3, timeout=60)
     now, peak = [0], [0]
     lock = threading.Lock()

@@ -28,6 +28,7 @@ the budget and ends only when it returns or fails (:class:`HangWatch`).
 """
 
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -75,48 +76,52 @@ class HangWatch:
         self.on_stuck = on_stuck or _log_stuck
         self.on_count = on_count  # told the number stuck whenever it changes
         self._last_count = 0
+        # Written by every thread without a lock (one dict store or pop, atomic under
+        # the GIL: the hot path of a fast source pays a few hundred ns); read by the watch.
         self._ops: Dict[int, _Op] = {}
-        self._next_report: Dict[int, float] = {}
+        self._next_report: Dict[int, float] = {}  # the watch thread's own
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._ids = iter(range(1, 1 << 62))
         self._thread: Optional[threading.Thread] = None
 
-    def enter(self, op: str, path: Any) -> int:
-        """Record an operation starting now; returns its token for :meth:`leave`."""
-        now = time.monotonic()
+    def enter(self, op: str, path: Any, now: float) -> int:
+        """Record an operation started at ``now``; returns its token for :meth:`leave`."""
+        token = next(self._ids)
+        self._ops[token] = _Op(op, path, now)
+        if self._thread is None:
+            self._start()
+        return token
+
+    def _start(self) -> None:
         with self._lock:
-            token = next(self._ids)
-            self._ops[token] = _Op(op, path, now)
             if self._thread is None and self.timeout > 0:
                 self._thread = threading.Thread(target=self._watch, name="clfsload-source-watch", daemon=True)
                 self._thread.start()
-        return token
 
     def leave(self, token: int) -> None:
         """The operation of ``token`` returned or failed."""
-        with self._lock:
-            self._ops.pop(token, None)
-            self._next_report.pop(token, None)
+        self._ops.pop(token, None)
 
     def stuck(self) -> int:
         """Operations outstanding longer than the timeout now."""
         limit = time.monotonic() - self.timeout
-        with self._lock:
-            return sum(1 for op in self._ops.values() if op.start <= limit)
+        return sum(1 for op in list(self._ops.values()) if op.start <= limit)
 
     def check(self, now: Optional[float] = None) -> List[Tuple[Any, str, float]]:
         """Report what is due now; returns the (path, op, waited) reported."""
         now = time.monotonic() if now is None else now
         due = []
-        with self._lock:
-            for token, op in self._ops.items():
-                waited = now - op.start
-                if waited < self.timeout:
-                    continue
-                if now >= self._next_report.get(token, op.start + self.timeout):
-                    # next report after twice the time waited so far: timeout, 2x, 4x, ...
-                    self._next_report[token] = op.start + 2 * waited
-                    due.append((op.path, op.op, waited))
+        ops = dict(self._ops)  # a copy: other threads add and remove meanwhile
+        for token in [t for t in self._next_report if t not in ops]:
+            del self._next_report[token]
+        for token, op in ops.items():
+            waited = now - op.start
+            if waited < self.timeout:
+                continue
+            if now >= self._next_report.get(token, op.start + self.timeout):
+                # next report after twice the time waited so far: timeout, 2x, 4x, ...
+                self._next_report[token] = op.start + 2 * waited
+                due.append((op.path, op.op, waited))
         for path, op, waited in due:
             self.on_stuck(path, op, waited)
         return due
@@ -146,12 +151,24 @@ def _log_stuck(path: Any, op: str, waited: float) -> None:
     log.warning("%s", describe_stuck(path, op, waited))
 
 
+#: an operation kind whose recent fastest took longer than this (seconds) is issued ahead;
+#: faster ones (tmpfs, a local disk, a page cache) run on the consumer's thread, as a plain
+#: walk would: handing them to a thread would cost more than they take
+AHEAD_LATENCY = 150e-6
+
+
 class SourceReads:
     """One process's pool for source operations: at most ``depth`` at a time, ``budget`` bytes read ahead.
 
-    ``call`` runs an operation on the calling thread (counted), ``submit``
-    on a pool thread (counted); :class:`OrderedAhead` and :class:`AheadReader`
-    run a sequence of them ahead of their consumer.
+    ``call`` runs an operation on the calling thread, ``submit`` on one of
+    ``depth - 1`` pool threads; the consumer waits while the pool works and
+    works while it waits, so with one consumer at most ``depth`` are in
+    flight (a depth of 1: no pool, every operation on the consumer's
+    thread). :class:`OrderedAhead` and :class:`AheadReader` run a sequence
+    of them ahead of their consumer, but only for operations worth it
+    (:meth:`worth_ahead`): each kind's latency is tracked as a decaying
+    minimum of its durations, so waits for the GIL do not count and a fast
+    source is walked exactly as before.
     """
 
     def __init__(self, depth: int = DEFAULT_CONCURRENCY, budget: int = DEFAULT_BUDGET,
@@ -159,8 +176,8 @@ class SourceReads:
                  on_count: Optional[Callable[[int], None]] = None):
         self.depth = max(1, depth)
         self.budget = max(CHUNK, budget)
-        # invariant: every source operation of this process holds one slot while it runs
-        self._slots = threading.BoundedSemaphore(self.depth)
+        #: operation kind -> its latency estimate in seconds (decaying minimum)
+        self.latency: Dict[str, float] = {}
         self._pool: Optional[_Threads] = None
         self._pool_lock = threading.Lock()
         self._bytes_lock = threading.Lock()
@@ -170,13 +187,23 @@ class SourceReads:
     # --- one operation ---------------------------------------------------------------
 
     def call(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on this thread, holding a slot; ``op`` and ``path`` name it if it hangs."""
-        with self._slots:
-            token = self.watch.enter(op, path)
-            try:
-                return fn(*args)
-            finally:
-                self.watch.leave(token)
+        """``fn(*args)`` on this thread; ``op`` and ``path`` name it if it hangs, ``op`` keeps its latency."""
+        start = time.monotonic()
+        token = self.watch.enter(op, path, start)
+        try:
+            return fn(*args)
+        finally:
+            self.watch.leave(token)
+            took = time.monotonic() - start
+            kind = op.partition("+")[0]  # "open+read": an open, then reads (an open's latency)
+            known = self.latency.get(kind, 0.0)
+            # a faster one sets it, a slower one raises it slowly: the estimate is the
+            # source's round trip, not the waits of a busy process
+            self.latency[kind] = took if took < known else known + (took - known) * 0.05
+
+    def worth_ahead(self, op: str) -> bool:
+        """True if operations of this kind are slow enough to issue ahead (and there is a pool)."""
+        return self.depth > 1 and self.latency.get(op.partition("+")[0], 0.0) > AHEAD_LATENCY
 
     def submit(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
         """``fn(*args)`` on a pool thread, holding a slot while it runs."""
@@ -184,7 +211,7 @@ class SourceReads:
         if pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = _Threads(self.depth)
+                    self._pool = _Threads(self.depth - 1)
                 pool = self._pool
         return pool.submit(self.call, op, path, fn, *args)
 
@@ -357,21 +384,30 @@ class OrderedAhead:
     def _fill(self) -> None:
         while self._items and len(self._ahead) < self._window:
             key, op, fn, args, nbytes = self._items[0]
+            if not self.reads.worth_ahead(op):
+                break  # fast: the consumer does it itself (take returns None)
             if not self.reads.reserve(nbytes, force=not self._ahead):
                 break
             self._items.popleft()
             self._ahead.append((key, self.reads.submit(op, key, fn, *args), nbytes))
 
     def futures(self) -> Iterator["Future[Any]"]:
-        """Every item's future, in order (the budget is given back as each is yielded)."""
+        """Every item's future, in order (the budget is given back as each is yielded).
+
+        An item not worth issuing ahead is run on the consumer's thread as it is taken.
+        """
         try:
             while True:
                 self._fill()
-                if not self._ahead:
+                if self._ahead:
+                    _, future, nbytes = self._ahead.popleft()
+                    self.reads.release(nbytes)
+                    yield future
+                elif self._items:
+                    key, op, fn, args, _ = self._items.popleft()
+                    yield _run_here(self.reads, op, key, fn, args)
+                else:
                     return
-                _, future, nbytes = self._ahead.popleft()
-                self.reads.release(nbytes)
-                yield future
         finally:
             self.close()
 
@@ -466,7 +502,8 @@ class AheadReader:
             data, self._buf = self._buf[:size], self._buf[size:]
             self.pos += len(data)
             return data
-        self._fill()
+        if self.reads.worth_ahead("read"):
+            self._fill()
         if not self._ahead or self._ahead[0][0] != self.pos:
             self._drop_all()
             data = self.reads.call("read", self.path, os.pread, self.fd, size, self.pos)
@@ -498,6 +535,16 @@ class AheadReader:
     def close(self) -> None:
         """Drop reads ahead, waiting for those running (call before closing the descriptor)."""
         self._drop_all()
+
+
+def _run_here(reads: SourceReads, op: str, key: Any, fn: Callable[..., Any], args: tuple) -> "Future[Any]":
+    """``fn(*args)`` run now on this thread, as a completed future."""
+    future: "Future[Any]" = Future()
+    try:
+        future.set_result(reads.call(op, key, fn, *args))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
 
 
 def read_exact(reader: AheadReader, size: int) -> bytes:
