@@ -168,11 +168,12 @@ def load(fs: LatencyFS, scratch: Path, repo: Path = REPO, options: Tuple[str, ..
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     env = dict(os.environ, PYTHONPATH=str(repo))
-    # another checkout runs with its own venv: this one's editable install would win over PYTHONPATH
+    # another checkout runs with its own venv and from its own directory: this one's editable
+    # install, or a clfsload/ in the working directory (the forkserver imports from there), would win
     python = repo / ".venv" / "bin" / "python"
     python_exe = str(python) if repo != REPO and python.exists() else sys.executable
     usage = run_measured([python_exe, str(repo / "CLFSLoad.py"), "--new", str(state), str(fs.mountpoint),
-                          "file:" + str(out), "c", "-", *options], env=env)
+                          "file:" + str(out), "c", "-", *options], env=env, cwd=str(repo))
     if usage.returncode != 0:
         raise RuntimeError("load failed:\n" + usage.output[-3000:])
     shutil.rmtree(state, ignore_errors=True)
