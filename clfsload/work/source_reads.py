@@ -78,7 +78,7 @@ class HangWatch:
         self._last_count = 0
         # Written by every thread without a lock (one dict store or pop, atomic under
         # the GIL: the hot path of a fast source pays a few hundred ns); read by the watch.
-        self._ops: Dict[int, _Op] = {}
+        self._ops: Dict[int, Tuple[str, Any, float]] = {}  # token -> (op, path, start), as _Op
         self._next_report: Dict[int, float] = {}  # the watch thread's own
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -105,7 +105,7 @@ class HangWatch:
     def stuck(self) -> int:
         """Operations outstanding longer than the timeout now."""
         limit = time.monotonic() - self.timeout
-        return sum(1 for op in list(self._ops.values()) if op.start <= limit)
+        return sum(1 for op in list(self._ops.values()) if op[2] <= limit)
 
     def check(self, now: Optional[float] = None) -> List[Tuple[Any, str, float]]:
         """Report what is due now; returns the (path, op, waited) reported."""
@@ -114,14 +114,14 @@ class HangWatch:
         ops = dict(self._ops)  # a copy: other threads add and remove meanwhile
         for token in [t for t in self._next_report if t not in ops]:
             del self._next_report[token]
-        for token, op in ops.items():
-            waited = now - op.start
+        for token, (op, path, start) in ops.items():
+            waited = now - start
             if waited < self.timeout:
                 continue
-            if now >= self._next_report.get(token, op.start + self.timeout):
+            if now >= self._next_report.get(token, start + self.timeout):
                 # next report after twice the time waited so far: timeout, 2x, 4x, ...
-                self._next_report[token] = op.start + 2 * waited
-                due.append((op.path, op.op, waited))
+                self._next_report[token] = start + 2 * waited
+                due.append((path, op, waited))
         for path, op, waited in due:
             self.on_stuck(path, op, waited)
         return due
@@ -157,6 +157,11 @@ def _log_stuck(path: Any, op: str, waited: float) -> None:
 AHEAD_LATENCY = 150e-6
 
 
+_now = time.monotonic
+#: operations whose latency is another's: open+read (an open, then the reads of a small file) an open's
+_KINDS = {"open+read": "open"}
+
+
 class SourceReads:
     """One process's pool for source operations: at most ``depth`` at a time, ``budget`` bytes read ahead.
 
@@ -188,22 +193,29 @@ class SourceReads:
 
     def call(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on this thread; ``op`` and ``path`` name it if it hangs, ``op`` keeps its latency."""
-        start = time.monotonic()
-        token = self.watch.enter(op, path, start)
+        # The hot path of a fast source (a few microseconds per lstat on tmpfs): the
+        # watch's bookkeeping inlined, one dict store and one pop, no lock.
+        watch = self.watch
+        start = _now()
+        token = next(watch._ids)
+        watch._ops[token] = (op, path, start)  # an _Op's fields, without building one
+        if watch._thread is None:
+            watch._start()
         try:
             return fn(*args)
         finally:
-            self.watch.leave(token)
-            took = time.monotonic() - start
-            kind = op.partition("+")[0]  # "open+read": an open, then reads (an open's latency)
-            known = self.latency.get(kind, 0.0)
+            del watch._ops[token]
+            took = _now() - start
+            latency = self.latency
+            kind = _KINDS.get(op, op)
+            known = latency.get(kind, 0.0)
             # a faster one sets it, a slower one raises it slowly: the estimate is the
             # source's round trip, not the waits of a busy process
-            self.latency[kind] = took if took < known else known + (took - known) * 0.05
+            latency[kind] = took if took < known else known + (took - known) * 0.05
 
     def worth_ahead(self, op: str) -> bool:
         """True if operations of this kind are slow enough to issue ahead (and there is a pool)."""
-        return self.depth > 1 and self.latency.get(op.partition("+")[0], 0.0) > AHEAD_LATENCY
+        return self.depth > 1 and self.latency.get(_KINDS.get(op, op), 0.0) > AHEAD_LATENCY
 
     def submit(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
         """``fn(*args)`` on a pool thread, holding a slot while it runs."""
