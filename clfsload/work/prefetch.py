@@ -22,18 +22,12 @@ from .source_reads import OrderedAhead, SourceReads
 
 def lstat_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Union[os.stat_result, OSError]]:
     """``os.lstat`` of each path, in parallel; each result or its OSError, in the order given."""
-    out: List[Union[os.stat_result, OSError]] = []
-    for future in reads.map("lstat", os.lstat, paths):
-        try:
-            out.append(future.result())
-        except OSError as exc:
-            out.append(exc)
-    return out
+    return reads.results("lstat", os.lstat, paths)
 
 
 def readable_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Optional[str]]:
     """:func:`clfsload.work.scan.check_directory_readable` of each path, in parallel, in order."""
-    return [future.result() for future in reads.map("opendir", check_directory_readable, paths)]
+    return reads.results("opendir", check_directory_readable, paths, catch=())  # type: ignore[arg-type]
 
 
 def list_directory(path: bytes) -> Tuple[List[Tuple[bytes, bytes]], Optional[OSError]]:

@@ -36,7 +36,7 @@ import time
 import queue
 import sys
 from concurrent.futures import Future
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 #: source operations in flight per node by default (``--source_concurrency``)
 DEFAULT_CONCURRENCY = 64
@@ -231,6 +231,29 @@ class SourceReads:
         """Futures of ``fn(item)`` in order, at most twice ``depth`` submitted ahead of the one taken."""
         return OrderedAhead(self, [(item, op, fn, (item,), 0) for item in items]).futures()
 
+    def results(self, op: str, fn: Callable[[Any], Any], items: Sequence[Any],
+                catch: type = OSError) -> List[Any]:
+        """``fn(item)`` of each item in order, or the ``catch`` exception it raised.
+
+        Run on this thread while ``op`` is fast (no future, no hand-over: a
+        walk of tmpfs costs what it did), through :meth:`map` once it is slow.
+        """
+        out: List[Any] = []
+        call = self.call
+        for index, item in enumerate(items):
+            if self.worth_ahead(op):
+                for future in self.map(op, fn, items[index:]):
+                    try:
+                        out.append(future.result())
+                    except catch as exc:
+                        out.append(exc)
+                break
+            try:
+                out.append(call(op, item, fn, item))
+            except catch as exc:
+                out.append(exc)
+        return out
+
     # --- the byte budget ---------------------------------------------------------------
 
     def reserve(self, nbytes: int, force: bool = False) -> bool:
@@ -424,19 +447,24 @@ class OrderedAhead:
             self.close()
 
     def take(self, key: Any) -> Optional["Future[Any]"]:
-        """The future of ``key`` if it is the next one (items before it are dropped); None if not ahead."""
-        self._fill()
-        while self._ahead and self._ahead[0][0] != key:
-            if not any(k == key for k, _, _ in self._ahead) and not any(k[0] == key for k in self._items):
-                return None
-            self._drop(*self._ahead.popleft())
+        """The future of ``key`` if it was issued ahead, else None (the consumer runs it itself).
+
+        Keys are taken in order; items before ``key`` not taken are dropped.
+        """
+        ahead = self._ahead
+        while ahead and ahead[0][0] != key:
+            self._drop(*ahead.popleft())
+        if ahead:
+            _, future, nbytes = ahead.popleft()
+            self.reads.release(nbytes)
             self._fill()
-        if not self._ahead:
-            return None
-        _, future, nbytes = self._ahead.popleft()
-        self.reads.release(nbytes)
+            return future
+        items = self._items
+        while items:  # not issued ahead (fast, or out of budget): it and those before leave the queue
+            if items.popleft()[0] == key:
+                break
         self._fill()
-        return future
+        return None
 
     def _drop(self, key: Any, future: "Future[Any]", nbytes: int) -> None:
         self.reads.release(nbytes)
