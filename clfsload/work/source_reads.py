@@ -209,9 +209,10 @@ class SourceReads:
             latency = self.latency
             kind = _KINDS.get(op, op)
             known = latency.get(kind, 0.0)
-            # a faster one sets it, a slower one raises it slowly: the estimate is the
-            # source's round trip, not the waits of a busy process
-            latency[kind] = took if took < known else known + (took - known) * 0.05
+            # A faster one sets it; a slower one raises it by a quarter (and 5 us) at most:
+            # about ten slow ones in a row make a kind slow, a stray one (a page fault, a
+            # busy machine) does not, and a process's waits for the GIL never keep it so
+            latency[kind] = took if took < known else min(took, known * 1.25 + 5e-6)
 
     def worth_ahead(self, op: str) -> bool:
         """True if operations of this kind are slow enough to issue ahead (and there is a pool)."""

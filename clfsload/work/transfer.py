@@ -287,12 +287,16 @@ class Worker:
         self._checksums: List[Tuple[bytes, bytes]] = []  # of the files stored since the last unit began
         self._ahead: Optional[EntriesAhead] = None  # the entries of the unit running, read ahead
         self._path = b""  # the regular file being read
+        self._reads: Optional[SourceReads] = None
 
     @property
     def reads(self) -> SourceReads:
         """This process's pipeline of source operations (:mod:`clfsload.work.source_reads`)."""
-        p = self.params
-        return shared(p.source_concurrency, p.source_budget, p.source_timeout)
+        reads = self._reads
+        if reads is None:
+            p = self.params
+            reads = self._reads = shared(p.source_concurrency, p.source_budget, p.source_timeout)
+        return reads
 
     def _store_entries(self, parent_fh: bytes, items: List["BatchEntry"], result: "DirResult", slots) -> None:
         """:meth:`_store_entry` for each item in order, their source reads issued ahead."""
