@@ -63,6 +63,7 @@ def _load() -> Optional[Tuple[str, int, str]]:
     global _plan, _parsed, _log_dir, _tickets
     if not _parsed:
         _parsed = True
+        # Read here, not at the edge: a test hook armed in the environment of whichever process reaches a point.
         spec = os.environ.get(ENV, "").strip()
         if spec:
             point, _, rest = spec.partition("@")

@@ -31,12 +31,13 @@ import time
 from typing import Callable, Dict, List, Tuple
 
 from .main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS
-from .main import _looks_secret, _Parser, credential_from
+from .main import _looks_secret, _Parser, credential_from, is_local_target
 from ..clfs.constants import Btype
 from ..clfs.container import Container, WalkEntry
 from ..errors import ClfsLoadError, FormatError
 from ..read.readback import TargetContainer, open_container
 from ..read.restore import DestinationExistsError, restore
+from ..settings import Switches
 from ..targets.credentials import Credential
 from ..targets.redaction import redact
 from ..work.checksums import FILE_NAME as CHECKSUM_FILE
@@ -142,7 +143,10 @@ def _credential(args: argparse.Namespace) -> Credential:
 
 
 def _open(args: argparse.Namespace) -> TargetContainer:
-    return open_container(args.account, args.container, _credential(args), allow_unfinished=args.allow_unfinished)
+    # The loader's retry settings (CLFSLOAD_TEST_RETRY), read here at the edge.
+    options = Switches.from_environ(os.environ).target_options(is_local_target(args.account))
+    return open_container(args.account, args.container, _credential(args), allow_unfinished=args.allow_unfinished,
+                          options=options)
 
 
 def _key(path_text: str) -> bytes:

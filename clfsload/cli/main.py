@@ -19,7 +19,7 @@ from ..errors import ClfsLoadError
 from ..logsetup import console
 from ..proctitle import hide_secrets
 from ..proctitle import looks_secret as _looks_secret
-from ..settings import COMPRESSIONS, Settings, default_upload_threads
+from ..settings import COMPRESSIONS, Settings, Switches, default_upload_threads
 from ..targets.credentials import Credential
 from ..targets.endpoint import LocalFolder, parse_account
 from ..targets.redaction import REDACTED, redact
@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _is_local_target(account: str) -> bool:
+def is_local_target(account: str) -> bool:
+    """True when ``account`` names a local folder (``file:``); False for Azure or a value the target layer rejects."""
     try:
         return isinstance(parse_account(account), LocalFolder)
     except ClfsLoadError:
@@ -209,7 +210,7 @@ def credential_from(args: argparse.Namespace, environ=os.environ, log: Optional[
             raise ClfsLoadError("cannot read --sas_token_file '%s': %s" % (args.sas_token_file, exc.strerror)) from None
     if args.sas_token.strip() not in ("", "-"):
         return Credential.sas(args.sas_token)
-    if _is_local_target(args.target_storage_account):
+    if is_local_target(args.target_storage_account):
         present = [name for name in (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING) if environ.get(name)]
         if present and log is not None:
             log.info("a file: target takes no credential; $%s ignored", ", $".join(present))
@@ -224,7 +225,7 @@ def credential_from(args: argparse.Namespace, environ=os.environ, log: Optional[
 
 
 def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.environ) -> Settings:
-    """Typed settings from parsed arguments."""
+    """Typed settings from parsed arguments and ``environ`` (the credential variables and the :class:`Switches`)."""
     threads = args.worker_thread_count
     if threads is not None and not 1 <= threads <= 200:
         clamped = min(200, max(1, threads))
@@ -236,6 +237,7 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
         account=args.target_storage_account,
         container=args.target_container,
         credential=credential_from(args, environ, log),
+        switches=Switches.from_environ(environ),
         new=args.new,
         compression=args.compression,
         preserve_hardlinks=args.preserve_hardlinks,

@@ -249,7 +249,7 @@ class Loader:
             from ..execute.dask_driver import connect
 
             # Before any state is written: a wrong address stops the run with nothing to clean up.
-            self._dask_client = s.dask_client if s.dask_client is not None else connect(s.dask)  # type: ignore[arg-type]
+            self._dask_client = s.dask_client if s.dask_client is not None else connect(s.dask, s.switches.dask_timeout_s)  # type: ignore[arg-type]
         elif s.processes:
             start_forkserver()  # its imports overlap the checks below
         if not s.new:
@@ -258,7 +258,8 @@ class Loader:
             self._log_file = attach_file(s.state_dir, LOG_FILE)
         # A local folder target is created on --new; an Azure container never is (it must exist).
         local = isinstance(parse_account(s.account), LocalFolder) if s.account.strip() else False
-        self.target = open_target(s.account, s.container, s.credential, create=s.new and local)
+        self.target = open_target(s.account, s.container, s.credential, create=s.new and local,
+                                  options=s.switches.target_options(local))
         self.target.check_access()
         if s.new:
             if not self.target.is_empty():
@@ -391,8 +392,8 @@ class Loader:
             secret=bytes.fromhex(state.get("id_secret")),  # type: ignore[arg-type]
             compress=state.get("compression") == "LZ4",
             preserve_hardlinks=state.get("preserve_hardlinks") == "1",
-            batch_entries=_env_count("CLFSLOAD_BATCH_ENTRIES", BATCH_ENTRIES),
-            range_segments=_env_count("CLFSLOAD_RANGE_SEGMENTS", RANGE_SEGMENTS),
+            batch_entries=_or_default(self.settings.switches.batch_entries, BATCH_ENTRIES),
+            range_segments=_or_default(self.settings.switches.range_segments, RANGE_SEGMENTS),
         )
 
     def _init(self) -> None:
@@ -416,7 +417,7 @@ class Loader:
 
     def _pool(self) -> UnitPool:
         s = self.settings
-        config = WorkerConfig(s.account, s.container, s.credential, self.params(), s.upload_threads)
+        config = WorkerConfig(s.account, s.container, s.credential, self.params(), s.upload_threads, s.switches)
         if self._dask is None and self._dask_client is not None:
             self._dask = self._start_dask(config)  # the first phase with units; later phases reuse the run
         if self._dask is not None:
@@ -451,7 +452,8 @@ class Loader:
         if state.count_units() != 0:
             raise LoadError("internal error: transfer ended with %d directories pending; run again to resume" % state.count_units())
         progress = self.progress
-        history.record(self._target_kind(), progress.objects, progress.source_bytes, progress.phase_seconds())
+        history.record(self._target_kind(), progress.objects, progress.source_bytes, progress.phase_seconds(),
+                       self.settings.switches.history)
         state.set_phase("RECONCILE")
 
     def _reconcile(self) -> None:
@@ -930,10 +932,9 @@ def _remove_temp_files(target: BlobTarget) -> None:
             log.info("removed %d partial blob files left by an interrupted run", removed)
 
 
-def _env_count(name: str, default: int) -> int:
-    """A count from the environment (``CLFSLOAD_BATCH_ENTRIES``, ``CLFSLOAD_RANGE_SEGMENTS``), else ``default``."""
-    text = os.environ.get(name, "").strip()
-    return int(text) if text.isdigit() else default
+def _or_default(count: Optional[int], default: int) -> int:
+    """A count the switches set (``CLFSLOAD_BATCH_ENTRIES``, ``CLFSLOAD_RANGE_SEGMENTS``), else ``default``."""
+    return default if count is None else count
 
 
 def _uuid4() -> str:

@@ -41,10 +41,6 @@ from ..work.transfer import DirTask, DirWrite, EntryBatch
 
 log = logging.getLogger("clfsload")
 
-#: seconds to wait for the first worker of a cluster that has none yet
-WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
-#: seconds to wait for the scheduler to answer
-CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
 #: seconds between looks at the cluster's size (each look is a round trip to the scheduler)
 CAPACITY_REFRESH_S = 2.0
 #: seconds the driver gives the workers to let go of a run as it ends
@@ -67,11 +63,15 @@ def _distributed():
     return distributed
 
 
-def connect(address: str):
-    """A ``distributed.Client`` of the scheduler at ``address``; DaskError if it cannot be reached."""
+def connect(address: str, timeout: float):
+    """A ``distributed.Client`` of the scheduler at ``address``; DaskError if it cannot be reached.
+
+    ``timeout``: seconds to wait for the scheduler to answer (``CLFSLOAD_DASK_TIMEOUT``,
+    :attr:`clfsload.settings.Switches.dask_timeout_s`).
+    """
     distributed = _distributed()
     try:
-        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise DaskError(
             "cannot reach the Dask scheduler at '%s' (%s); start it or give its address to --dask" % (address, exc)
@@ -104,9 +104,10 @@ class DaskRun:
         from .dask_worker import SourceCheck, listing_digest
 
         self._config = config
+        wait = config.switches.dask_wait_s  # CLFSLOAD_DASK_WAIT; first: a malformed one fails before any wait
         real = os.path.realpath(source)
         st = os.stat(real)
-        workers = self._wait_for_workers()
+        workers = self._wait_for_workers(wait)
         self._check = SourceCheck(real, st.st_ino, st.st_dev, listing_digest(real))
         self._join(workers, first=True)
         self._check = SourceCheck(real, st.st_ino, st.st_dev)  # later joiners: the tree may have changed since
@@ -117,17 +118,18 @@ class DaskRun:
         info = self.client.scheduler_info()
         return {addr: w.get("nthreads", 1) for addr, w in info.get("workers", {}).items()}
 
-    def _wait_for_workers(self) -> List[str]:
+    def _wait_for_workers(self, wait: float) -> List[str]:
+        """The workers' addresses, once there is one; DaskError after ``wait`` seconds without any."""
         workers = list(self._threads())
         if workers:
             return workers
-        log.info("waiting up to %d s for the Dask cluster's first worker", WAIT_FOR_WORKERS_S)
+        log.info("waiting up to %d s for the Dask cluster's first worker", wait)
         try:
-            self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+            self.client.wait_for_workers(1, timeout=wait)
         except (TimeoutError, OSError):
             raise DaskError(
                 "the Dask cluster at '%s' has no worker after %d s; start workers (cluster.scale(N)) and run again"
-                % (self.client.scheduler.address, WAIT_FOR_WORKERS_S)
+                % (self.client.scheduler.address, wait)
             ) from None
         return list(self._threads())
 

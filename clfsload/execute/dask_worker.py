@@ -16,6 +16,14 @@ A run reaches a Dask worker in two ways:
   restarted after a crash) raises :class:`NotJoined`; the driver then joins
   it and submits the unit again.
 
+The config carries the driver's run-time switches
+(:class:`clfsload.settings.Switches`). A Dask worker runs in a process of its
+own, started with an environment of its own, and it used to read the
+worker-side switches (``CLFSLOAD_MAX_IN_FLIGHT``, ``CLFSLOAD_NO_UVLOOP``,
+``CLFSLOAD_NO_PACING``, ``CLFSLOAD_TEST_RETRY``) there, e.g. from
+``LocalCluster(env=...)``: it still does, at :func:`join` (the worker's own
+edge), and a variable set there wins over the driver's value.
+
 A driver killed and started again joins the workers under a new token. Each
 worker first waits for the units of the earlier run of the same transfer
 that are still running on it (a thread cannot be stopped), so no unit of
@@ -23,14 +31,16 @@ the dead run writes after the new run has looked at the container.
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from .pool import Outcome, Unit, WorkerConfig, _open_worker, run_task
+from ..settings import Switches
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
 from ..work.transfer import Worker
@@ -138,6 +148,12 @@ _runs: Dict[str, _Run] = {}
 _runs_lock = threading.Lock()
 
 
+def with_own_switches(config: WorkerConfig, environ: Mapping[str, str]) -> WorkerConfig:
+    """``config`` with the worker-side switches this worker's own environment sets put over the driver's."""
+    switches = config.switches.overlaid(Switches.from_environ(environ))
+    return config if switches is config.switches else dataclasses.replace(config, switches=switches)
+
+
 async def join(token: str, transfer: str, config: WorkerConfig, check: SourceCheck) -> str:
     """Take part in run ``token``: '' once ready, else why this worker cannot.
 
@@ -145,6 +161,8 @@ async def join(token: str, transfer: str, config: WorkerConfig, check: SourceChe
     blocking parts go to a thread.
     """
     register_secret(config.credential.secret)  # unpickling a Credential registers nothing
+    # The exception to "the environment is read at the edge": this is a Dask worker's own edge (module notes).
+    config = with_own_switches(config, os.environ)
     earlier = [(t, r) for t, r in list(_runs.items()) if r.transfer == transfer and t != token]
     for _, other in earlier:
         while other.running:

@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 from ..errors import TerminalError
 from ..work.scan import Problem
+from ..settings import Switches
 from ..targets import open_async_target, open_target
 from ..targets.credentials import Credential
 from ..targets.endpoint import LocalFolder, parse_account
@@ -41,28 +42,31 @@ class WorkerConfig:
     params: RunParams
     #: uploads in flight per worker process
     upload_threads: int
+    #: the run-time switches the edge read (the workers read no environment)
+    switches: Switches = Switches()
 
 
 _worker: Optional[Worker] = None
 
 
-def uploads_in_flight(upload_threads: int) -> int:
+def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) -> int:
     """Requests one worker process keeps in flight to a network target.
 
     The reference ran ``worker_thread_count`` threads, one synchronous PUT
     each. One event loop carries many more for the same CPU, and a server
     far away needs many in flight to be kept busy; more requests per loop
     turn also make each cheaper. So: four per reference thread, at least 64.
-    ``CLFSLOAD_MAX_IN_FLIGHT=N`` sets it outright (a benchmark's stand-in
-    for a node's network cap, or a shared link to spare).
+    ``max_in_flight`` (``CLFSLOAD_MAX_IN_FLIGHT=N``, :class:`~clfsload.settings.Switches`)
+    sets it outright (a benchmark's stand-in for a node's network cap, or a
+    shared link to spare).
     """
-    fixed = os.environ.get("CLFSLOAD_MAX_IN_FLIGHT", "").strip()
-    if fixed.isdigit() and int(fixed) > 0:
-        return int(fixed)
+    if max_in_flight is not None and max_in_flight > 0:
+        return max_in_flight
     return max(64, 4 * upload_threads)
 
 
 def _open_worker(config: WorkerConfig) -> Worker:
+    switches = config.switches
     uploader: Union[Uploader, DirectUploader]
     if isinstance(parse_account(config.account), LocalFolder):
         # Writing a file is cheaper than handing it to an event loop thread.
@@ -70,9 +74,12 @@ def _open_worker(config: WorkerConfig) -> Worker:
                                   config.params.compress)
     else:
         def opener():
-            return open_async_target(config.account, config.container, config.credential)
+            return open_async_target(config.account, config.container, config.credential,
+                                     options=switches.target_options(local=False))
 
-        uploader = Uploader(opener, config.params.compress, max_in_flight=uploads_in_flight(config.upload_threads))
+        uploader = Uploader(opener, config.params.compress,
+                            max_in_flight=uploads_in_flight(config.upload_threads, switches.max_in_flight),
+                            pace=not switches.no_pacing, uvloop=not switches.no_uvloop)
     return Worker(config.params, uploader)
 
 

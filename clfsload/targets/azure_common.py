@@ -14,7 +14,7 @@ from .azure_access import AzureAccess
 from .azure_errors import ErrorMapper
 from .base import RESERVED_PREFIX
 from .redaction import protect_library_loggers
-from .retry import Failure, RetrySettings, default_retry_settings
+from .retry import Failure, RetrySettings
 
 __all__ = ["AzureOptions", "TargetStats", "AzureTargetCore", "PROBE_ETAG", "probe_missed", "probe_name"]
 
@@ -48,10 +48,11 @@ class AzureOptions:
     through azure-storage-blob's aio client; ``http`` sends put/get/delete as
     bare aiohttp requests to a SAS URL (about 4x less client CPU per Put
     Blob); ``auto`` picks ``http`` when a SAS is at hand (SAS token, account
-    key or connection string) and ``sdk`` for Azure AD.
+    key or connection string) and ``sdk`` for Azure AD. ``retry``: the
+    loader passes the edge's (:attr:`clfsload.settings.Switches.retry`).
     """
 
-    retry: RetrySettings = field(default_factory=default_retry_settings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
     max_connections: int = 64
     data_path: str = "auto"
     api_version: str = "2025-01-05"

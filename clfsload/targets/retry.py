@@ -16,13 +16,15 @@ An operation stops after ``max_attempts`` attempts or when the next wait
 would end past ``total_timeout`` seconds from its start, whichever comes
 first. The last failure is then raised.
 
-Test hook: ``CLFSLOAD_TEST_RETRY``. :func:`default_retry_settings` (the
-settings every target gets unless its caller passes others) starts from the
-defaults above and overrides the fields named in this variable, e.g.
+Test hook: ``CLFSLOAD_TEST_RETRY``. :func:`default_retry_settings` starts
+from the defaults above and overrides the fields named in this variable, e.g.
 ``CLFSLOAD_TEST_RETRY="read_timeout=2,connect_timeout=2,base_delay=0.05,max_delay=0.5"``,
 so the fault-injection tests can make a stalled request cost seconds, not
-minutes. It is meant for tests only: the worker processes inherit it with
-the rest of the environment. A malformed value raises ``ValueError`` naming
+minutes. It is meant for tests only. The edge reads it with the other
+switches (:class:`clfsload.settings.Switches`); the loader and the reading
+commands give the result to every Azure target they open, in the driver and
+in the workers (a target opened without options gets plain
+:class:`RetrySettings`). A malformed value raises ``ValueError`` naming
 the field; the value holds only numbers and is never logged.
 """
 
@@ -31,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -89,8 +90,8 @@ class RetrySettings:
         return rng(0.0, ceiling)
 
 
-def default_retry_settings(environ: Mapping[str, str] = os.environ) -> RetrySettings:
-    """The default :class:`RetrySettings`, with the overrides of ``CLFSLOAD_TEST_RETRY`` (a test hook).
+def default_retry_settings(environ: Mapping[str, str]) -> RetrySettings:
+    """The default :class:`RetrySettings`, with the overrides of ``CLFSLOAD_TEST_RETRY`` in ``environ`` (a test hook).
 
     The variable is a comma-separated list of ``field=number`` for fields of
     :class:`RetrySettings`; ``max_attempts`` takes an integer.
