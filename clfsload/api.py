@@ -87,5 +87,4 @@ def load(
         live_progress=False,
         dask_client=client,
     )
-    result: LoadResult = run_load(settings, result_only=True)  # type: ignore[assignment]
-    return result
+    return run_load(settings)
