@@ -11,6 +11,9 @@ blobs under the same names, so a crash or a retry never leaves garbage.
 
 Entries that fail are left out of the directory: a published container
 never lists an entry whose inode is missing.
+
+The unit types are in :mod:`clfsload.work.units`; :class:`UnitRunner` runs
+each of them. Directories are stored by :mod:`clfsload.work.directories`.
 """
 
 import os
@@ -77,13 +80,11 @@ class Vanished(SourceError):
     """The entry is gone since its directory was scanned: left out, with a warning."""
 
 
-class UnitRunner:
-    """Runs units against one target; one per pool process or Dask thread (or per thread in tests).
+class _DirectoryRunner:
+    """The directory units of a :class:`UnitRunner`: listing, numbering, handing out entries, settling their PUTs.
 
-    Not the pool process nor the Dask worker that hosts it: the object that
-    loads one unit (:meth:`run` a directory, :meth:`run_batch`, :meth:`store_range`,
-    :meth:`write_directory`, :meth:`store_linked`; :mod:`clfsload.work.units`
-    says which is which).
+    What stores each non-directory from the source is the subclass's
+    (:meth:`UnitRunner.store_object`).
     """
 
     def __init__(self, params: RunParams, uploader: BlobUploader):
@@ -290,6 +291,22 @@ class UnitRunner:
     def store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
         """Store the unit's directory (:meth:`clfsload.work.directories.DirectoryWriter.store_directory`)."""
         self.directories.store_directory(task, st, children, subdir_count)
+
+    def store_object(self, path: bytes, st: EntryStat, ftype: Ftype, fh: bytes, backpointers: List[bytes],
+                     name: bytes, where: InodeName) -> Tuple[List["Future[None]"], int]:
+        """Submit every blob of one non-directory (:meth:`UnitRunner.store_object`)."""
+        raise NotImplementedError
+
+
+class UnitRunner(_DirectoryRunner):
+    """Runs units against one target; one per pool process or Dask thread (or per thread in tests).
+
+    Not the pool process nor the Dask worker that hosts it: the object that
+    loads one unit (:meth:`run` a directory, :meth:`run_batch`, :meth:`store_range`,
+    :meth:`write_directory`, :meth:`store_linked`; :mod:`clfsload.work.units`
+    says which is which). This class stores each non-directory from the
+    source, never torn; its base walks the directories.
+    """
 
     # --- one non-directory ---------------------------------------------------
 
