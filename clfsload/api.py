@@ -61,8 +61,8 @@ def load(
 
     Returns the :class:`LoadResult`: ``ok``, ``exit_code`` (the command
     line's: 0 complete, 1 not), ``published``, ``objects``, ``source_bytes``,
-    ``problems`` (a count), ``problem_list``, ``elapsed``, ``phase`` and
-    ``message`` (why it stopped, if it did). Raises ValueError for an
+    ``problems`` (a count), ``problem_list``, ``elapsed``, ``phase``,
+    ``status`` and ``message`` (why it stopped, if it did). Raises ValueError for an
     argument that cannot be right; a load that fails is reported in the
     result, not raised.
     """
