@@ -62,10 +62,10 @@ def load(
 
     Returns the :class:`LoadResult`: ``ok``, ``exit_code`` (the command
     line's: 0 complete, 1 not), ``published``, ``objects``, ``source_bytes``,
-    ``problems`` (a count), ``problem_list``, ``elapsed``, ``phase`` and
-    ``message`` (why it stopped, if it did). The run-time switches
-    (``CLFSLOAD_*`` variables, see :class:`clfsload.settings.Switches`) are
-    read from ``os.environ`` at this call. Raises ValueError for an
+    ``problems`` (a count), ``problem_list``, ``elapsed``, ``phase``,
+    ``status`` and ``message`` (why it stopped, if it did). The run-time
+    switches (``CLFSLOAD_*`` variables, see :class:`clfsload.settings.Switches`)
+    are read from ``os.environ`` at this call. Raises ValueError for an
     argument that cannot be right; a load that fails is reported in the
     result, not raised.
     """
@@ -91,5 +91,4 @@ def load(
         dask_client=client,
         switches=Switches.from_environ(os.environ),  # the edge: read at each call, never below
     )
-    result: LoadResult = run_load(settings, result_only=True)  # type: ignore[assignment]
-    return result
+    return run_load(settings)

@@ -22,8 +22,7 @@ from clfsload.execute import dask_worker, pool
 from clfsload.settings import SWITCHES, WORKER_SIDE, Settings, Switches, history_path
 from clfsload.targets.credentials import Credential
 from clfsload.targets.retry import RetrySettings
-from clfsload.work.ranges import RANGE_SEGMENTS
-from clfsload.work.transfer import BATCH_ENTRIES, RunParams
+from clfsload.work.units import BATCH_ENTRIES, RANGE_SEGMENTS, RunParams
 
 PACKAGE = Path(clfsload.__file__).parent
 #: where the environment may be read: the edge
@@ -121,7 +120,8 @@ def test_the_cli_and_the_api_read_the_switches(monkeypatch):
 class _State:
     """The few stored values Loader.params reads."""
 
-    values = {"containerid": "5", "fsid": "6", "id_secret": "00" * 16, "compression": "LZ4", "preserve_hardlinks": "0"}
+    values = {"containerid": "5", "fsid": "6", "id_secret": "00" * 16, "compression": "LZ4", "preserve_hardlinks": "0",
+              "bucket_uuid": "0" * 32}
 
     def get(self, key, default=None):
         return self.values.get(key, default)
@@ -150,7 +150,7 @@ def test_the_switches_reach_the_pool_uploader_and_retry_policy(monkeypatch):
     monkeypatch.setenv("CLFSLOAD_MAX_IN_FLIGHT", "99")
     config = _config(Switches.from_environ(ENVIRON))
     config = pickle.loads(pickle.dumps(config))  # as it reaches a worker process or a Dask worker
-    worker = pool._open_worker(config)
+    worker = pool.open_runner(config)
     try:
         uploader = worker.uploader
         assert uploader._max_in_flight == 5
@@ -161,7 +161,7 @@ def test_the_switches_reach_the_pool_uploader_and_retry_policy(monkeypatch):
         worker.uploader.close()
     for name in ENVIRON:
         monkeypatch.delenv(name)
-    worker = pool._open_worker(_config(Switches()))
+    worker = pool.open_runner(_config(Switches()))
     try:
         uploader = worker.uploader
         assert uploader._max_in_flight == pool.uploads_in_flight(8) == 64

@@ -280,6 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # (not under AzCopy, which reads stdout only).
     log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
     from ..driver.engine import LoadResult, run_load
+    from .report import render
 
     try:
         settings = settings_from(args, log)
@@ -290,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             azcopy_final(log, LoadResult(), "Failed")
         return EXIT_FAILED
-    return run_load(settings, log)
+    return render(run_load(settings, log), settings)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from .. import crashpoints
 from ..clfs.constants import FH_LEN
 from ..errors import ClfsLoadError
 from ..work.scan import EntryStat, Problem
-from ..work.transfer import DirResult, DirTask, LinkTask
+from ..work.units import DirResult, DirTask, LinkTask
 
 FORMAT_VERSION = "2"
 DB_NAME = "state.db"

@@ -34,10 +34,9 @@ from concurrent.futures import Future
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import ClfsLoadError
-from .pool import Outcome, Unit, WorkerConfig
+from .pool import WorkerConfig
 from ..work.scan import Problem
-from ..work.ranges import FileRange
-from ..work.transfer import DirTask, DirWrite, EntryBatch
+from ..work.units import Outcome, Unit
 
 log = logging.getLogger("clfsload")
 
@@ -182,17 +181,7 @@ class DaskRun:
 
     def next_key(self, task: Unit) -> str:
         """A unique Dask key for one submission of ``task``, readable in the dashboard."""
-        if isinstance(task, DirTask):
-            kind = "dir-%d" % task.unit
-        elif isinstance(task, EntryBatch):
-            kind = "dir-%d-batch%d" % (task.unit, task.index)
-        elif isinstance(task, FileRange):
-            kind = "dir-%d-file-%s-seg%d" % (task.unit, task.fh[-8:].hex(), task.first)
-        elif isinstance(task, DirWrite):
-            kind = "dirwrite-%s" % task.task.fh[-8:].hex()
-        else:
-            kind = "link"
-        return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))
+        return "clfsload-%s-%s-%d" % (task.dask_key(), self.token, next(self._keys))
 
     def was_repeated(self, keys: Iterable[str]) -> bool:
         """True if a task under one of ``keys`` was on a worker the scheduler lost."""

@@ -39,11 +39,12 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional
 
-from .pool import Outcome, Unit, WorkerConfig, _open_worker, run_task
+from .pool import WorkerConfig, open_runner, run_task
 from ..settings import Switches
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
-from ..work.transfer import Worker
+from ..work.transfer import UnitRunner
+from ..work.units import Outcome, Unit
 
 #: seconds between looks at units of an earlier run still running here
 _POLL_S = 0.1
@@ -101,36 +102,36 @@ class SourceCheck:
 
 
 class _Run:
-    """One run's config on this worker, and a Worker per thread that runs its units."""
+    """One run's config on this Dask worker, and a UnitRunner per thread that runs its units."""
 
     def __init__(self, transfer: str, config: WorkerConfig):
         self.transfer = transfer
         self.config = config
         self.running = 0
         self.left = False  # the driver is done with the run: close once no unit runs
-        self._idle: List[Worker] = []
-        self._all: List[Worker] = []
+        self._idle: List[UnitRunner] = []
+        self._all: List[UnitRunner] = []
         self._lock = threading.Lock()
 
-    def checkout(self) -> Worker:
+    def checkout(self) -> UnitRunner:
         with self._lock:
             self.running += 1
             if self._idle:
                 return self._idle.pop()
         try:
-            worker = _open_worker(self.config)
+            runner = open_runner(self.config)
         except BaseException:
             with self._lock:
                 self.running -= 1
             raise
         with self._lock:
-            self._all.append(worker)
-        return worker
+            self._all.append(runner)
+        return runner
 
-    def checkin(self, worker: Worker) -> None:
+    def checkin(self, runner: UnitRunner) -> None:
         with self._lock:
             self.running -= 1
-            self._idle.append(worker)
+            self._idle.append(runner)
             last = self.left and not self.running
         if last:  # the driver left while this unit ran (Ctrl-C, an error)
             _forget(self)
@@ -139,9 +140,9 @@ class _Run:
     def close(self) -> None:
         """Close every uploader (call once no unit of the run is running)."""
         with self._lock:
-            workers, self._all, self._idle = self._all, [], []
-        for worker in workers:
-            worker.uploader.close()
+            runners, self._all, self._idle = self._all, [], []
+        for runner in runners:
+            runner.uploader.close()
 
 
 _runs: Dict[str, _Run] = {}
@@ -209,11 +210,11 @@ def run_unit(token: str, task: Unit) -> Outcome:
         from distributed import get_worker
 
         raise NotJoined(get_worker().address)
-    worker = run.checkout()
+    runner = run.checkout()
     try:
-        return run_task(task, worker)
+        return run_task(task, runner)
     finally:
-        run.checkin(worker)
+        run.checkin(runner)
 
 
 __all__ = ["NotJoined", "SourceCheck", "join", "leave", "run_unit"]

@@ -2,7 +2,7 @@
 
 Each worker process opens its own connection to the target once (the
 credential reaches it in the initializer, never in a task), then runs
-units (:data:`Unit`: directories, batches of a huge directory's entries,
+units (:data:`clfsload.work.units.Unit`: directories, batches of a huge directory's entries,
 ranges of a huge file's segments, hard-linked objects) and returns their
 outcome. The driver alone writes the state store.
 """
@@ -15,21 +15,16 @@ import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
-from ..errors import TerminalError
-from ..work.scan import Problem
 from ..settings import Switches
 from ..targets import open_async_target, open_target
 from ..targets.credentials import Credential
 from ..targets.endpoint import LocalFolder, parse_account
-from ..work.ranges import FileRange, RangeDone, RangeVanished
-from ..work.transfer import DirResult, DirTask, DirWrite, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
+from ..work.protocols import BlobUploader
+from ..work.transfer import UnitRunner
+from ..work.units import Outcome, RunParams, Unit
 from ..work.upload import DirectUploader, Uploader
-
-Outcome = Union[DirResult, Problem, LinkDone, RangeDone, RangeVanished, None]
-#: every kind of unit a pool runs
-Unit = Union[DirTask, EntryBatch, FileRange, LinkTask, DirWrite]
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,7 @@ class WorkerConfig:
     switches: Switches = Switches()
 
 
-_worker: Optional[Worker] = None
+_runner: Optional[UnitRunner] = None  # this pool process's
 
 
 def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) -> int:
@@ -65,9 +60,10 @@ def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) 
     return max(64, 4 * upload_threads)
 
 
-def _open_worker(config: WorkerConfig) -> Worker:
+def open_runner(config: WorkerConfig) -> UnitRunner:
+    """A :class:`UnitRunner` with its own connection to the target (one per process or Dask thread)."""
     switches = config.switches
-    uploader: Union[Uploader, DirectUploader]
+    uploader: BlobUploader
     if isinstance(parse_account(config.account), LocalFolder):
         # Writing a file is cheaper than handing it to an event loop thread.
         uploader = DirectUploader(open_target(config.account, config.container, config.credential),
@@ -80,7 +76,7 @@ def _open_worker(config: WorkerConfig) -> Worker:
         uploader = Uploader(opener, config.params.compress,
                             max_in_flight=uploads_in_flight(config.upload_threads, switches.max_in_flight),
                             pace=not switches.no_pacing, uvloop=not switches.no_uvloop)
-    return Worker(config.params, uploader)
+    return UnitRunner(config.params, uploader)
 
 
 def _die_with_parent() -> None:
@@ -128,35 +124,22 @@ def _die_with_driver(driver: int) -> None:
 
 
 def _init_process(config: WorkerConfig, driver: int) -> None:
-    global _worker
+    global _runner
     _die_with_parent()
     _die_with_driver(driver)
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = _open_worker(config)
+    _runner = open_runner(config)
 
 
-def run_task(task: Unit, worker: Optional[Worker] = None) -> Outcome:
-    """Run one unit; a directory that fails outright comes back as its Problem.
+def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
+    """Run one unit (on ``runner``, else this pool process's); a directory that fails outright comes back as its Problem.
 
     TerminalError propagates: the driver stops the run.
     """
-    worker = worker or _worker
-    assert worker is not None, "worker process not initialised"
-    if isinstance(task, LinkTask):
-        return worker.store_linked(task)
-    if isinstance(task, EntryBatch):
-        return worker.run_batch(task)
-    if isinstance(task, FileRange):
-        return worker.store_range(task)
-    if isinstance(task, DirWrite):
-        return worker.write_directory(task)
-    try:
-        return worker.run(task)
-    except UnitFailed as exc:
-        return exc.problem
-    except TerminalError:
-        raise
+    runner = runner or _runner
+    assert runner is not None, "pool process not initialised"
+    return task.run(runner)
 
 
 def start_forkserver() -> "multiprocessing.context.ForkServerContext":
@@ -182,10 +165,10 @@ class UnitPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=processes, mp_context=context, initializer=_init_process, initargs=(config, os.getpid())
             )
-            self._inline: Optional[Worker] = None
+            self._inline: Optional[UnitRunner] = None
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-unit")
-            self._inline = _open_worker(config)
+            self._inline = open_runner(config)
 
     @property
     def capacity(self) -> int:
