@@ -39,8 +39,8 @@ from typing import Deque, Dict, List, Optional, Set, Union
 from .. import __version__, crashpoints
 from . import handles, history
 from .._native import BACKEND, envelope
-from ..work.checksums import FILE_NAME as CHECKSUM_FILE
-from ..work.checksums import ChecksumLog
+from ..work.checksum_log import FILE_NAME as CHECKSUM_FILE
+from ..work.checksum_log import ChecksumLog
 from ..clfs.constants import BUCKET_UUID_KEY, ROOT_ID, TMP_PREFIX
 from ..clfs.decode import decode_payload
 from ..clfs.objects import bucket_blob, final_root_name, seal
