@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .pool import Outcome, Unit, WorkerConfig, _open_worker, run_task
+from .pool import Outcome, Unit, WorkerConfig, open_worker, run_task
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
 from ..work.transfer import Worker
@@ -108,7 +108,7 @@ class _Run:
             if self._idle:
                 return self._idle.pop()
         try:
-            worker = _open_worker(self.config)
+            worker = open_worker(self.config)
         except BaseException:
             with self._lock:
                 self.running -= 1

@@ -62,7 +62,8 @@ def uploads_in_flight(upload_threads: int) -> int:
     return max(64, 4 * upload_threads)
 
 
-def _open_worker(config: WorkerConfig) -> Worker:
+def open_worker(config: WorkerConfig) -> Worker:
+    """The Worker of one pool process (or Dask worker): its uploader opened on the target *config* names."""
     uploader: Union[Uploader, DirectUploader]
     if isinstance(parse_account(config.account), LocalFolder):
         # Writing a file is cheaper than handing it to an event loop thread.
@@ -126,7 +127,7 @@ def _init_process(config: WorkerConfig, driver: int) -> None:
     _die_with_driver(driver)
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = _open_worker(config)
+    _worker = open_worker(config)
 
 
 def run_task(task: Unit, worker: Optional[Worker] = None) -> Outcome:
@@ -178,7 +179,7 @@ class UnitPool:
             self._inline: Optional[Worker] = None
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-unit")
-            self._inline = _open_worker(config)
+            self._inline = open_worker(config)
 
     @property
     def capacity(self) -> int:
