@@ -30,16 +30,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Tuple
 
-from .common import (
-    ENV_ACCOUNT_KEY,
-    ENV_CONNECTION_STRING,
-    ENV_SAS,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    ScrubbingParser,
-    credential_from,
-)
+from .common import ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import ScrubbingParser, credential_from
 from ..clfs.constants import Btype
 from ..clfs.container import Container, WalkEntry
 from ..errors import ClfsLoadError, FormatError

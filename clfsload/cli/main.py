@@ -19,16 +19,8 @@ from ..errors import ClfsLoadError
 from ..logsetup import console
 from ..proctitle import hide_secrets, looks_secret
 from ..settings import COMPRESSIONS, Settings, default_upload_threads
-from .common import (
-    ENV_ACCOUNT_KEY,
-    ENV_CONNECTION_STRING,
-    ENV_SAS,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    ScrubbingParser,
-    credential_from,
-)
+from .common import ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import ScrubbingParser, credential_from
 
 __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "ENV_SAS", "ENV_ACCOUNT_KEY", "ENV_CONNECTION_STRING", "SUBCOMMANDS",
