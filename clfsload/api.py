@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from .driver.engine import LoadResult, run_load
 from .settings import COMPRESSIONS, Settings, Switches
-from .targets.factory import CredentialLike, _credential
+from .targets.factory import CredentialLike, as_credential
 
 __all__ = ["load", "LoadResult"]
 
@@ -78,7 +78,7 @@ def load(
         source=str(source),
         account=account,
         container=container,
-        credential=_credential(credential),
+        credential=as_credential(credential),
         new=new,
         compression=compression,
         preserve_hardlinks=preserve_hardlinks,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clfsload.work.checksums import RangedDigest, read_checksums
+from clfsload.work.checksum_log import RangedDigest, read_checksums
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
 

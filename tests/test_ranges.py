@@ -11,7 +11,7 @@ import pytest
 import clfsload
 from clfsload.work import transfer
 from clfsload._native import hashing
-from clfsload.work.checksums import file_digest, ranged_digest, range_span
+from clfsload.work.checksum_log import file_digest, ranged_digest, range_span
 from clfsload.clfs.blockmap import block_ids_in_order
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource

@@ -17,17 +17,15 @@ from typing import List, Optional, Union
 from .. import __version__
 from ..errors import ClfsLoadError
 from ..logsetup import console
-from ..proctitle import hide_secrets
-from ..proctitle import looks_secret as _looks_secret
+from ..proctitle import hide_secrets, looks_secret
 from ..settings import COMPRESSIONS, Settings, Switches, default_upload_threads
-from ..targets.credentials import Credential
-from ..targets.endpoint import LocalFolder, parse_account
-from ..targets.redaction import REDACTED, redact
+from .common import ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import ScrubbingParser, credential_from
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-ENV_SAS = "CLFSLOAD_SAS_TOKEN"
-ENV_ACCOUNT_KEY = "CLFSLOAD_ACCOUNT_KEY"
-ENV_CONNECTION_STRING = "CLFSLOAD_CONNECTION_STRING"
+__all__ = [
+    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "ENV_SAS", "ENV_ACCOUNT_KEY", "ENV_CONNECTION_STRING", "SUBCOMMANDS",
+    "build_parser", "check_positionals", "credential_from", "settings_from", "version_text", "main",
+]
 
 
 def _bool_int(text: str) -> bool:
@@ -47,29 +45,6 @@ def _error_budget(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its error messages scrubbed: a usage error may quote any word of argv, the SAS too."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.secret_words: List[str] = []
-
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
-        words = sys.argv[1:] if args is None else list(args)
-        self.secret_words = sorted((w for w in words if _looks_secret(w)), key=len, reverse=True)
-        self.azcopy = "--azcopy" in words
-        return super().parse_args(words, namespace)
-
-    def error(self, message: str):  # type: ignore[override]
-        for word in self.secret_words:
-            message = message.replace(word, REDACTED)
-        message = redact(message)
-        if getattr(self, "azcopy", False):
-            # AzCopy reads stdout only and shows the lines holding ERR; stderr goes nowhere.
-            console("INFO", sys.stdout).error("%s: error: %s", self.prog, message)
-        super().error(message)
-
-
 def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse a credential given in place of another argument (exit 2), before it can reach a path or the log.
 
@@ -84,7 +59,7 @@ def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace)
         (args.target_storage_account, "ACCOUNT", True),
         (args.target_container, "CONTAINER", True),
     ):
-        if _looks_secret(value, bare_keys):
+        if looks_secret(value, bare_keys):
             parser.error(
                 "%s looks like a credential (a SAS token or an account key); the arguments are "
                 "STATE_DIR SOURCE ACCOUNT CONTAINER SAS, in that order" % metavar
@@ -138,7 +113,7 @@ class _VersionAction(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (original spellings, with kebab-case aliases)."""
-    p = _Parser(
+    p = ScrubbingParser(
         prog="CLFSLoad.py",
         description="Load a local directory tree into an Azure Blob container (or a local folder) in CLFS format.",
         epilog="ACCOUNT: a storage account name, a blob endpoint URL (https://host/..., http://127.0.0.1:10000/"
@@ -182,46 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--progress_interval", type=float, default=None, help=argparse.SUPPRESS)
     return p
-
-
-def is_local_target(account: str) -> bool:
-    """True when ``account`` names a local folder (``file:``); False for Azure or a value the target layer rejects."""
-    try:
-        return isinstance(parse_account(account), LocalFolder)
-    except ClfsLoadError:
-        return False  # the target layer says what is wrong with it
-
-
-def credential_from(args: argparse.Namespace, environ=os.environ, log: Optional[logging.Logger] = None) -> Credential:
-    """The credential, from the first of: --azure_ad, --sas_token_file, SAS, the environment.
-
-    A ``file:`` target takes no credential. One given explicitly (argv,
-    --sas_token_file, --azure_ad) is an error the target reports; one merely
-    present in the environment is ignored, so an exported
-    ``$CLFSLOAD_SAS_TOKEN`` does not break a local load that passes ``-``.
-    """
-    if args.azure_ad:
-        return Credential.azure_ad()
-    if args.sas_token_file:
-        try:
-            with open(args.sas_token_file, encoding="utf-8") as f:
-                return Credential.sas(f.read())
-        except OSError as exc:
-            raise ClfsLoadError("cannot read --sas_token_file '%s': %s" % (args.sas_token_file, exc.strerror)) from None
-    if args.sas_token.strip() not in ("", "-"):
-        return Credential.sas(args.sas_token)
-    if is_local_target(args.target_storage_account):
-        present = [name for name in (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING) if environ.get(name)]
-        if present and log is not None:
-            log.info("a file: target takes no credential; $%s ignored", ", $".join(present))
-        return Credential.none()
-    if environ.get(ENV_SAS):
-        return Credential.sas(environ[ENV_SAS])
-    if environ.get(ENV_ACCOUNT_KEY):
-        return Credential.account_key(environ[ENV_ACCOUNT_KEY])
-    if environ.get(ENV_CONNECTION_STRING):
-        return Credential.connection_string(environ[ENV_CONNECTION_STRING])
-    return Credential.none()
 
 
 def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.environ) -> Settings:
@@ -268,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """
     words = sys.argv[1:] if argv is None else list(argv)
     if words and words[0] in SUBCOMMANDS:
-        from .commands import main as run_command  # imports this module: not at the top
+        from .commands import main as run_command  # the reading commands load only when asked
 
         return run_command(words, prog=os.path.basename(sys.argv[0]) or "clfsload")
     parser = build_parser()

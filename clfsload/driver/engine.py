@@ -42,7 +42,7 @@ from ..settings import Settings
 from ..targets import open_target
 from ..targets.base import BlobTarget
 from ..targets.endpoint import LocalFolder, parse_account
-from ..work.checksums import FILE_NAME as CHECKSUM_FILE
+from ..work.checksum_log import FILE_NAME as CHECKSUM_FILE
 from ..work.directories import DirectoryWriter
 from ..work.ids import IdMint
 from ..work.scan import EntryStat

@@ -15,7 +15,7 @@ from typing import Any, Callable, Deque, Iterable, Optional, Set, Tuple, Union
 
 from ..execute.base import Pool
 from ..settings import Settings
-from ..work.checksums import ChecksumLog
+from ..work.checksum_log import ChecksumLog
 from ..work.scan import Problem
 from ..work.units import DirResult, DirTask, DirWrite, LinkDone, LinkTask, Records, Unit
 from .progress import Progress

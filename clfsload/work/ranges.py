@@ -22,7 +22,7 @@ changed while read is planned again from its new stat, at most
 Content checksum: each range hashes its bytes (XXH3-128); the file's record
 is the XXH3-128 of its ranges' digests with the range span, which
 ``verify --state`` recomputes from the source
-(:func:`clfsload.work.checksums.ranged_digest`).
+(:func:`clfsload.work.checksum_log.ranged_digest`).
 """
 
 import os
@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import crashpoints
-from .checksums import new_hasher, range_span, tree_digest
+from .checksum_log import new_hasher, range_span, tree_digest
 from ..clfs.blockmap import segment_count, segment_offset
 from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
 from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
@@ -209,7 +209,7 @@ class FileAssembly:
                                 store.mint.block_ids(h.fh))
 
     def checksum(self) -> Tuple[bytes, int, bytes]:
-        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.work.checksums.ranged_digest`)."""
+        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.work.checksum_log.ranged_digest`)."""
         digests = [self._done[first].digest for first, _ in self.ranges]
         return self.huge.fh, range_span(self.range_segments), tree_digest(digests)
 

@@ -22,7 +22,7 @@ from concurrent.futures import Future, wait
 from typing import List, Optional, Tuple, Union
 
 from .. import crashpoints
-from .checksums import HashingReader, new_hasher
+from .checksum_log import HashingReader, new_hasher
 from ..clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
 from ..clfs.objects import (
     Blob,

@@ -329,7 +329,7 @@ class DirResult:
     #: some object was written twice with different content (a file read
     #: again): the sweep must look for what the first write left behind
     dirty: bool = False
-    #: (fh, XXH3-128 of the content stored) per regular file (clfsload.work.checksums)
+    #: (fh, XXH3-128 of the content stored) per regular file (clfsload.work.checksum_log)
     checksums: List[Tuple[bytes, bytes]] = field(default_factory=list)
     #: a huge directory: its entries are to be loaded in these batches, then the directory stored
     split: Optional[SplitDir] = None
