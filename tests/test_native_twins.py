@@ -40,14 +40,9 @@ from clfsload.clfs.constants import (
 from clfsload.clfs.vattr import VAttr
 from clfsload.errors import ClfsLoadError, EncodeError, FormatError
 
-try:  # tests/ may or may not become a package
-    from ._spec_vectors import (
-        DOCS_FH, HELLO_FH, VATTR_HELLO, DIRENTS_DOCS, DOCS_INODE_BODY, BUCKET_BODY, FILE_SEGMENT_BODY, DIR_SEGMENT_BODY, ROOT_DIRENTS, ROOT_BMAP, HELLO_BLOB_RAW as HELLO_BLOB, INDIRECT_BLOCK_BODY as INDIRECT_BODY,
-    )
-except ImportError:
-    from _spec_vectors import (
-        DOCS_FH, HELLO_FH, VATTR_HELLO, DIRENTS_DOCS, DOCS_INODE_BODY, BUCKET_BODY, FILE_SEGMENT_BODY, DIR_SEGMENT_BODY, ROOT_DIRENTS, ROOT_BMAP, HELLO_BLOB_RAW as HELLO_BLOB, INDIRECT_BLOCK_BODY as INDIRECT_BODY,
-    )
+from _spec_vectors import (
+    DOCS_FH, HELLO_FH, VATTR_HELLO, DIRENTS_DOCS, DOCS_INODE_BODY, BUCKET_BODY, FILE_SEGMENT_BODY, DIR_SEGMENT_BODY, ROOT_DIRENTS, ROOT_BMAP, HELLO_BLOB_RAW as HELLO_BLOB, INDIRECT_BLOCK_BODY as INDIRECT_BODY,
+)
 
 
 TOPICS = ("checksum", "dirents", "envelope", "hashing", "records")

@@ -31,10 +31,7 @@ DOCS_FH = handles.make_fh(CONTAINERID, 0, 1, Ftype.DIR, 1001, 0x1111111111111111
 HELLO_FH = handles.make_fh(CONTAINERID, 1, 1, Ftype.REG, 1002, 0x0123456789ABCDEF)
 TIMES = (1600000000, 250000000, 1600000001, 500000000, 1600000002, 750000000)
 
-try:  # tests/ may or may not become a package
-    from ._spec_vectors import DOCS_INODE_BODY as DOCS_BODY, HELLO_BLOB_RAW as HELLO_BLOB
-except ImportError:
-    from _spec_vectors import DOCS_INODE_BODY as DOCS_BODY, HELLO_BLOB_RAW as HELLO_BLOB
+from _spec_vectors import DOCS_INODE_BODY as DOCS_BODY, HELLO_BLOB_RAW as HELLO_BLOB
 
 
 def example_attrs(mode, btype, fileid):
