@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from clfsload.clfs.builder import MemoryStore, build
+from _builder import MemoryStore, build
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
 
