@@ -89,7 +89,8 @@ def _log(point: str) -> None:
     if _log_pid != os.getpid():  # first use in this process (workers are forked)
         with _log_lock:
             if _log_pid != os.getpid():
-                path = os.path.join(_log_dir, str(os.getpid()))  # type: ignore[arg-type]
+                assert _log_dir is not None, "points are logged only once a log folder is set"
+                path = os.path.join(_log_dir, str(os.getpid()))
                 _log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 _log_pid = os.getpid()  # set last: other threads use the fd once this matches
     os.write(_log_fd, point.encode() + b"\n")

@@ -36,7 +36,7 @@ class DirectoryWriter:
 
     def attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
         """The VATTR of an object of this stat, size and link count in this run."""
-        return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
+        return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)
 
     def store_ranged_file(self, assembly: FileAssembly) -> None:
         """Store the indirect blocks, then the inode, of a file whose ranges are all stored (the driver).
