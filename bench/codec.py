@@ -21,8 +21,6 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
 import lz4.frame  # noqa: E402
 
 from clfsload.clfs.constants import Btype, Ftype  # noqa: E402

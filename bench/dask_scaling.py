@@ -6,7 +6,7 @@ usage: python bench/dask_scaling.py [--files 20000] [--dirs 200] [--latency 0.02
 
 Every measurement loads the same tree of small files with ``CLFSLoad.py`` as
 a user would, into a fresh Azurite (it slows down as it fills) behind the
-fault proxy of issue 4 holding every request ``--latency`` seconds, like a
+latency proxy (bench/_latency_proxy.py) holding every request ``--latency`` seconds, like a
 WAN round trip. The proxy runs in its own process so it never competes with
 the cluster for one interpreter. Rows:
 
@@ -37,32 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO), str(REPO / "tests")]
-
-from load_small_files import make_tree, start_azurite  # noqa: E402
-
-PROXY_SCRIPT = """
-import sys, time
-sys.path.insert(0, %r)
-from fault_proxy import FaultProxy
-proxy = FaultProxy(sys.argv[1]).start()
-proxy.set_latency(float(sys.argv[2]))
-print(proxy.endpoint, flush=True)
-while True:
-    time.sleep(3600)
-"""
-
-
-def start_proxy(upstream: str, latency: float):
-    """The fault proxy in a child process; returns (process, endpoint)."""
-    proc = subprocess.Popen([sys.executable, "-c", PROXY_SCRIPT % str(REPO / "tests"), upstream, str(latency)],
-                            stdout=subprocess.PIPE, text=True)
-    endpoint = proc.stdout.readline().strip()
-    if not endpoint:
-        sys.exit("the fault proxy did not start")
-    return proc, endpoint
+from _common import NO_AZURITE, REPO, find_azurite, start_azurite, start_latency_proxy
+from load_small_files import make_tree
 
 
 def _children_cpu() -> float:
@@ -84,7 +60,7 @@ def make_huge_file(root: Path, mib: int) -> int:
 def one_load(binary, base: Path, tree: Path, files: int, latency: float, tag: str, extra, env):
     """Load ``tree`` into a fresh Azurite behind the proxy; returns (``files`` per s, CPU seconds of the CLI)."""
     process, az = start_azurite(binary, base, tag)
-    proxy, endpoint = start_proxy(az.endpoint, latency)
+    proxy, endpoint = start_latency_proxy(az.endpoint, latency)
     try:
         container = az.create_container()
         state = base / ("state-" + tag)
@@ -116,12 +92,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.huge_mib:
         return huge_file(args)
-    from azurite import find_azurite
     from distributed import LocalCluster
 
     binary = find_azurite()
     if binary is None:
-        sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+        sys.exit(NO_AZURITE)
     base = Path(tempfile.mkdtemp(prefix="clfsload-dask-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     tree = base / "tree"
     files = make_tree(tree, args.files, args.dirs)
@@ -161,12 +136,11 @@ def main(argv=None) -> None:
 
 def huge_file(args) -> None:
     """One huge file: whole on one node, then in ranges over 1, 2, 4 Dask workers."""
-    from azurite import find_azurite
     from distributed import LocalCluster
 
     binary = find_azurite()
     if binary is None:
-        sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+        sys.exit(NO_AZURITE)
     base = Path(tempfile.mkdtemp(prefix="clfsload-dask-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     tree = base / "tree"
     size = make_huge_file(tree, args.huge_mib)

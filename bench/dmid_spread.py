@@ -46,7 +46,6 @@ def make_tree(root: Path, dirs: int, fanout: int, links: bool = False) -> None:
 
 def histogram(folder: Path):
     """(directories, min, max, ids used, violations) of the container in ``folder``."""
-    sys.path.insert(0, str(REPO))
     from clfsload.clfs.container import Container, FolderSource
     from clfsload.clfs.fh_rules import dmid_histogram, handle_rule_violations
 
@@ -59,7 +58,6 @@ def histogram(folder: Path):
 
 def load(base: Path, tree: Path, tag: str, extra):
     """Load ``tree`` into a fresh folder; (wall seconds, CPU seconds of the whole process group)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from procwatch import run_measured
 
     out = base / ("out-" + tag)

@@ -27,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from _common import NO_AZURITE, REPO, find_azurite, start_azurite
 
 WORDS = [b"alpha ", b"beta ", b"gamma\n", b"delta ", b"omega\n", b"zeta ", b"0123 "]
 
@@ -100,21 +98,6 @@ def bare_upload_loop(endpoint: str, container: str, sas: str, blobs, in_flight: 
     return wall, cpu
 
 
-def start_azurite(binary, base: Path, tag: str):
-    """A fresh Azurite in ``base/azurite-TAG``; returns (process, Azurite handle).
-
-    Azurite slows down as it fills, so each measurement gets a fresh,
-    identically started instance of the same Azurite.
-    """
-    from azurite import ACCOUNT_NAME, Azurite, _Process, _wait_answering
-
-    process = _Process(binary, base / ("azurite-" + tag))
-    url = process.wait_listening(60)
-    endpoint = "%s/%s" % (url, ACCOUNT_NAME)
-    _wait_answering(endpoint + "?comp=list", 30)
-    return process, Azurite(endpoint=endpoint, port=int(url.rsplit(":", 1)[1]), location=base)
-
-
 def report(label, files, wall, cpu):
     print("  %-34s %8.2f s %9.0f files/s %7.3f ms CPU/object" % (label, wall, files / wall, 1000 * cpu / files))
 
@@ -135,11 +118,9 @@ def main(argv=None):
         report("local folder (tmpfs)", objects, wall, cpu)
         if args.skip_azurite:
             return
-        from azurite import find_azurite
-
         binary = find_azurite()
         if binary is None:
-            sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+            sys.exit(NO_AZURITE)
 
         def fresh_azurite(tag):
             return start_azurite(binary, base, tag)

@@ -41,12 +41,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO), str(REPO / "tests")]
-
-from load_small_files import bare_upload_loop, make_tree, start_azurite  # noqa: E402
-from procwatch import GroupUsage, run_measured  # noqa: E402
+from _common import NO_AZURITE, REPO, find_azurite, start_azurite
+from load_small_files import bare_upload_loop, make_tree
+from procwatch import GroupUsage, run_measured
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -124,11 +121,9 @@ def small_azurite(base: Path, tree: Path, objects: int, repeat: int) -> List[Row
     Azurite's own speed varies by about 20% between identical runs, so one
     run of each side does not settle a ratio near the goal.
     """
-    from azurite import find_azurite
-
     binary = find_azurite()
     if binary is None:
-        sys.exit("azurite-blob not found: run bash .ci/install-azurite")
+        sys.exit(NO_AZURITE)
 
     reference = base / "out-small" / "c"
     if not reference.is_dir():  # the small section did not run: make the loader's blobs, unmeasured

@@ -45,13 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO)]
-
-from fusefs.mount import LatencyFS, fuse_available  # noqa: E402
-from load_small_files import make_tree  # noqa: E402
-from procwatch import run_measured  # noqa: E402
+from _common import REPO
+from fusefs.mount import LatencyFS, fuse_available
+from load_small_files import make_tree
+from procwatch import run_measured
 
 MIB = 1 << 20
 CHUNK = MIB  # the floors' read size, and the size above which a file is read in chunks

@@ -34,7 +34,7 @@ __all__ = [
 
 _LAZY = {
     "load": ("clfsload.api", "load"),
-    "LoadResult": ("clfsload.driver.engine", "LoadResult"),
+    "LoadResult": ("clfsload.driver.result", "LoadResult"),
     "open_container": ("clfsload.read.readback", "open_container"),
     "compare_tree": ("clfsload.read.verify", "compare_tree"),
     "restore": ("clfsload.read.restore", "restore"),

@@ -18,11 +18,12 @@ instead of exiting. It logs to the ``clfsload`` logger and sets up no
 handler: the application decides where log lines go.
 """
 
+import os
 from typing import Any, Optional
 
 from .driver.engine import LoadResult, run_load
-from .settings import COMPRESSIONS, Settings
-from .targets.factory import CredentialLike, _credential
+from .settings import COMPRESSIONS, Settings, Switches
+from .targets.factory import CredentialLike, as_credential
 
 __all__ = ["load", "LoadResult"]
 
@@ -67,8 +68,10 @@ def load(
 
     Returns the :class:`LoadResult`: ``ok``, ``exit_code`` (the command
     line's: 0 complete, 1 not), ``published``, ``objects``, ``source_bytes``,
-    ``problems`` (a count), ``problem_list``, ``elapsed``, ``phase`` and
-    ``message`` (why it stopped, if it did). Raises ValueError for an
+    ``problems`` (a count), ``problem_list``, ``elapsed``, ``phase``,
+    ``status`` and ``message`` (why it stopped, if it did). The run-time
+    switches (``CLFSLOAD_*`` variables, see :class:`clfsload.settings.Switches`)
+    are read from ``os.environ`` at this call. Raises ValueError for an
     argument that cannot be right; a load that fails is reported in the
     result, not raised.
     """
@@ -83,7 +86,7 @@ def load(
         source=str(source),
         account=account,
         container=container,
-        credential=_credential(credential),
+        credential=as_credential(credential),
         new=new,
         compression=compression,
         preserve_hardlinks=preserve_hardlinks,
@@ -96,6 +99,6 @@ def load(
         source_timeout=source_timeout,
         live_progress=False,
         dask_client=client,
+        switches=Switches.from_environ(os.environ),  # the edge: read at each call, never below
     )
-    result: LoadResult = run_load(settings, result_only=True)  # type: ignore[assignment]
-    return result
+    return run_load(settings)

@@ -63,6 +63,7 @@ def _load() -> Optional[Tuple[str, int, str]]:
     global _plan, _parsed, _log_dir, _tickets
     if not _parsed:
         _parsed = True
+        # Read here, not at the edge: a test hook armed in the environment of whichever process reaches a point.
         spec = os.environ.get(ENV, "").strip()
         if spec:
             point, _, rest = spec.partition("@")
@@ -88,7 +89,8 @@ def _log(point: str) -> None:
     if _log_pid != os.getpid():  # first use in this process (workers are forked)
         with _log_lock:
             if _log_pid != os.getpid():
-                path = os.path.join(_log_dir, str(os.getpid()))  # type: ignore[arg-type]
+                assert _log_dir is not None, "points are logged only once a log folder is set"
+                path = os.path.join(_log_dir, str(os.getpid()))
                 _log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 _log_pid = os.getpid()  # set last: other threads use the fd once this matches
     os.write(_log_fd, point.encode() + b"\n")

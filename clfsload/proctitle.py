@@ -2,9 +2,10 @@
 
 AzCopy, and the original's users, give the SAS in argv, where every local
 user can read it for the whole load. :func:`hide_secrets` rewrites this
-process's command line with those words redacted. ``CLFSLoad.py`` and
-``python -m clfsload`` call it before anything heavy is imported, so the
-SAS is gone within the first tens of milliseconds; workers forked later
+process's command line with those words redacted. ``CLFSLoad.py``,
+``python -m clfsload`` and the ``clfsload`` console script
+(:mod:`clfsload.cli.console`) call it before anything heavy is imported, so
+the SAS is gone within the first tens of milliseconds; workers forked later
 inherit the rewritten memory, and the forkserver and Dask workers start from
 argvs of their own. This module imports nothing heavy on purpose.
 """
@@ -56,10 +57,3 @@ def hide_secrets(sas: Optional[str] = None) -> bool:
     setproctitle.setproctitle(" ".join(REDACTED if w in secrets else w for w in words))
     return True
 
-
-def console_main() -> int:
-    """The ``clfsload`` console script: :func:`hide_secrets` first, then :func:`clfsload.cli.main.main`."""
-    hide_secrets()
-    from .cli.main import main
-
-    return main()

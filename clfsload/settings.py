@@ -1,14 +1,25 @@
 """The options of one load, as typed values; built by the CLI or the library API.
 
-Nothing below :mod:`clfsload.cli` reads argparse namespaces or the
-environment: they all take a :class:`Settings`.
+Nothing below :mod:`clfsload.cli` and :mod:`clfsload.api` reads argparse
+namespaces or the environment: they all take a :class:`Settings`. The
+environment variables that tune a run (:class:`Switches`, a table of them in
+:data:`SWITCHES` and in the README) are read there once, by
+:meth:`Switches.from_environ`, and travel in ``Settings.switches`` to the
+engine and in the worker config to every worker process and Dask worker.
+
+Exceptions, each marked where it reads: :mod:`clfsload.crashpoints` (a test
+hook armed in child processes), :mod:`clfsload._native._compat` (which twin
+to import, decided at import time) and :mod:`clfsload.execute.dask_worker`
+(a Dask worker's own environment, its edge: see :meth:`Switches.overlaid`).
 """
 
 import os
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, Collection, FrozenSet, Mapping, Optional
 
+from .targets.azure_common import AzureOptions
 from .targets.credentials import Credential
+from .targets.retry import TEST_RETRY_ENV, RetrySettings, default_retry_settings
 
 COMPRESSIONS = ("LZ4", "DISABLED")
 
@@ -16,6 +27,140 @@ COMPRESSIONS = ("LZ4", "DISABLED")
 def default_upload_threads() -> int:
     """The reference's worker_thread_count default: clamp(2 x cores, 8, 32)."""
     return min(32, max(8, 2 * (os.cpu_count() or 8)))
+
+
+def history_path(environ: Mapping[str, str]) -> str:
+    """Where the speed history of earlier loads lives (:mod:`clfsload.driver.history`).
+
+    ``$CLFSLOAD_HISTORY``, else ``$XDG_STATE_HOME/clfsload/history.json``
+    (``~/.local/state/clfsload/history.json``).
+    """
+    explicit = environ.get("CLFSLOAD_HISTORY")
+    if explicit:
+        return explicit
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "clfsload", "history.json")
+
+
+#: The run-time switches: (variable, :class:`Switches` field, effect). The README's table says the same.
+SWITCHES = (
+    ("CLFSLOAD_BATCH_ENTRIES", "batch_entries",
+     "a directory of more than N non-directories is loaded in batches of N entries (default 10,000; 0: never)"),
+    ("CLFSLOAD_RANGE_SEGMENTS", "range_segments",
+     "a file of more than N data segments is loaded in ranges of N segments (default 128; 0: never)"),
+    ("CLFSLOAD_MAX_IN_FLIGHT", "max_in_flight",
+     "requests each worker keeps in flight, instead of max(64, 4 x --worker_thread_count)"),
+    ("CLFSLOAD_NO_UVLOOP", "no_uvloop", "uploads use asyncio's own event loop even when uvloop is installed"),
+    ("CLFSLOAD_NO_PACING", "no_pacing", "the upload loop wakes for every answer (no turn pacing)"),
+    (TEST_RETRY_ENV, "test_retry", "test hook: overrides of the retry settings, e.g. read_timeout=2,base_delay=0.05"),
+    ("CLFSLOAD_DASK_WAIT", "dask_wait", "with --dask: seconds to wait for a first worker (default 120)"),
+    ("CLFSLOAD_DASK_TIMEOUT", "dask_timeout", "with --dask: seconds to wait for the scheduler to answer (default 30)"),
+    ("CLFSLOAD_HISTORY", "history", "the speed history file (default $XDG_STATE_HOME/clfsload/history.json)"),
+)
+
+#: the switches a Dask worker's own environment may set (see :meth:`Switches.overlaid`)
+WORKER_SIDE = ("max_in_flight", "no_uvloop", "no_pacing", "test_retry")
+
+
+def _count(environ: Mapping[str, str], name: str) -> Optional[int]:
+    """A count of digits, else None (unset or not a count: the default applies)."""
+    text = environ.get(name, "").strip()
+    try:
+        return int(text) if text.isdigit() else None
+    except ValueError:  # digits int() does not take, such as superscripts
+        return None
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Tuning, benchmark and test switches from the environment, read once at the edge.
+
+    Built by :meth:`from_environ` in :mod:`clfsload.cli` and :func:`clfsload.load`;
+    ``Switches()`` is "no variable set". None means the built-in default.
+    Values whose parsing can fail (``test_retry``, ``dask_wait``,
+    ``dask_timeout``) are kept as the text given and parsed where they are
+    used, so a malformed one fails only the runs that use it, with the same
+    message as before.
+    """
+
+    #: CLFSLOAD_BATCH_ENTRIES: non-directories per batch of a huge directory (0: never split)
+    batch_entries: Optional[int] = None
+    #: CLFSLOAD_RANGE_SEGMENTS: data segments per range of a huge file (0: never split)
+    range_segments: Optional[int] = None
+    #: CLFSLOAD_MAX_IN_FLIGHT: requests in flight per worker (positive)
+    max_in_flight: Optional[int] = None
+    #: CLFSLOAD_NO_UVLOOP
+    no_uvloop: bool = False
+    #: CLFSLOAD_NO_PACING
+    no_pacing: bool = False
+    #: CLFSLOAD_TEST_RETRY, as given (:func:`clfsload.targets.retry.default_retry_settings`)
+    test_retry: str = ""
+    #: CLFSLOAD_DASK_WAIT, as given (seconds)
+    dask_wait: str = "120"
+    #: CLFSLOAD_DASK_TIMEOUT, as given (seconds)
+    dask_timeout: str = "30"
+    #: the history file (CLFSLOAD_HISTORY, XDG_STATE_HOME)
+    history: str = field(default_factory=lambda: history_path({}))
+    #: the variables of :data:`SWITCHES` that were set
+    given: FrozenSet[str] = frozenset()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> "Switches":
+        """The switches ``environ`` sets (the edge passes ``os.environ``)."""
+        in_flight = _count(environ, "CLFSLOAD_MAX_IN_FLIGHT")
+        return cls(
+            batch_entries=_count(environ, "CLFSLOAD_BATCH_ENTRIES"),
+            range_segments=_count(environ, "CLFSLOAD_RANGE_SEGMENTS"),
+            max_in_flight=in_flight if in_flight else None,
+            no_uvloop=_flag(environ, "CLFSLOAD_NO_UVLOOP"),
+            no_pacing=_flag(environ, "CLFSLOAD_NO_PACING"),
+            test_retry=environ.get(TEST_RETRY_ENV, ""),
+            dask_wait=environ.get("CLFSLOAD_DASK_WAIT", "120"),
+            dask_timeout=environ.get("CLFSLOAD_DASK_TIMEOUT", "30"),
+            history=history_path(environ),
+            given=frozenset(name for name, _, _ in SWITCHES if name in environ),
+        )
+
+    @property
+    def retry(self) -> RetrySettings:
+        """The retry settings of every Azure target; ValueError naming the field if ``test_retry`` is malformed."""
+        return default_retry_settings({TEST_RETRY_ENV: self.test_retry})
+
+    @property
+    def dask_wait_s(self) -> float:
+        """Seconds to wait for the first worker of a Dask cluster that has none; ValueError if malformed."""
+        return float(self.dask_wait)
+
+    @property
+    def dask_timeout_s(self) -> float:
+        """Seconds to wait for the Dask scheduler to answer; ValueError if malformed."""
+        return float(self.dask_timeout)
+
+    def target_options(self, local: bool) -> Optional[AzureOptions]:
+        """The options to open a target with: an Azure one gets :attr:`retry`; a local folder (``local``) none.
+
+        Built for Azure only, so a malformed ``CLFSLOAD_TEST_RETRY`` fails
+        only what it applies to, as before.
+        """
+        return None if local else AzureOptions(retry=self.retry)
+
+    def overlaid(self, local: "Switches", names: Collection[str] = WORKER_SIDE) -> "Switches":
+        """These switches, with the fields in ``names`` that ``local`` was given put over them.
+
+        A Dask worker runs in a process of its own, started with an
+        environment of its own. It used to read the worker-side switches
+        there; now the driver's travel with the run, and a variable set in
+        the worker's own environment still wins over the driver's value.
+        """
+        mine = {f: name for name, f, _ in SWITCHES if name in local.given and f in names}
+        if not mine:
+            return self
+        return replace(self, given=self.given | {name for f, name in mine.items()},
+                       **{f: getattr(local, f) for f in mine})
 
 
 @dataclass
@@ -59,6 +204,8 @@ class Settings:
     dask: Optional[str] = None
     #: or on this ``distributed.Client`` (the library API); the caller keeps it open
     dask_client: Optional[Any] = None
+    #: the run-time switches from the environment, read by the edge (:class:`Switches`)
+    switches: Switches = field(default_factory=Switches)
 
     @property
     def uses_dask(self) -> bool:

@@ -4,12 +4,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from clfsload._native import envelope
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import BlobSource, Container, FolderSource
 from clfsload.clfs.fh_rules import handle_rule_violations
+from clfsload.read import readback
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,24 @@ def cli(*args: str, env: Optional[dict] = None, timeout: float = 300, **kwargs) 
     except subprocess.TimeoutExpired:
         # The default message quotes the whole command line, a SAS with it.
         raise AssertionError("clfsload did not finish in %d s" % timeout) from None
+
+
+def local_args(state, source, out, *extra: str, new: bool = True, container: str = "c",
+               credential: str = "-") -> List[str]:
+    """The arguments of a load into the local folder ``out`` (made if missing).
+
+    ``[--new] STATE SOURCE file:OUT CONTAINER CREDENTIAL EXTRA...``, each as a string.
+    """
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return (["--new"] if new else []) + [str(state), str(source), "file:" + str(out), container, credential, *extra]
+
+
+def load_local(state, source, out, *extra: str, new: bool = True, container: str = "c", credential: str = "-",
+               runner: Optional[Callable[..., subprocess.CompletedProcess]] = None,
+               **kwargs) -> subprocess.CompletedProcess:
+    """Run a load into the local folder ``out`` through ``runner`` (default :func:`cli`, given ``kwargs``)."""
+    args = local_args(state, source, out, *extra, new=new, container=container, credential=credential)
+    return (runner or cli)(*args, **kwargs)
 
 
 def compression_follows_the_rule(source: BlobSource, names: Iterable[str]) -> List[str]:
@@ -80,23 +99,27 @@ def assert_matches_golden(golden: Path, ours: BlobSource, compressed: bool = Tru
     return container
 
 
-class TargetSource:
-    """A storage target read as a container source (names and blob bytes).
+class TargetSource(readback.TargetSource):
+    """readback's container source (:class:`clfsload.read.readback.TargetSource`), for checks that walk often.
 
-    Each blob is read once and kept: checks walk a container several times,
-    and Azurite takes ~12 ms per GET once it holds a few thousand blobs.
-    Make a new one to see later changes.
+    Two differences, both for the tests: each blob is read once and kept
+    (checks walk a container several times, and Azurite takes ~12 ms per GET
+    once it holds a few thousand blobs), and ``names`` is sorted whatever
+    the target's listing order. The listing is taken once, as in readback:
+    make a new one to see later changes.
     """
 
-    def __init__(self, target):
-        self.target = target
-        self._read: dict = {}
+    def __init__(self, target) -> None:
+        super().__init__(target)
+        self._read: Dict[str, bytes] = {}
 
-    def names(self):
-        return sorted(self.target.list_names())
+    def names(self) -> List[str]:
+        """Every blob name, sorted; listed once."""
+        return sorted(super().names())
 
     def read(self, name: str) -> bytes:
+        """The payload of blob ``name``, fetched on first use."""
         data = self._read.get(name)
         if data is None:
-            data = self._read[name] = self.target.get(name)
+            data = self._read[name] = super().read(name)
         return data

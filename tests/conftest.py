@@ -13,16 +13,10 @@ is given; with ``CLFSLOAD_REQUIRE_EXTENSIONS=1`` a missing twin fails instead.
 import dataclasses
 import importlib
 import os
-import sys
 from types import ModuleType
 from typing import Callable, Optional, Tuple
 
 import pytest
-
-try:
-    import clfsload  # noqa: F401
-except ImportError:  # running from a checkout: the package sits next to tests/
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from clfsload._native import _compat
 
@@ -84,10 +78,7 @@ def _azurite_handle_violations(az, containers) -> list:
     from clfsload.errors import ClfsLoadError
     from clfsload.targets import open_target
 
-    try:
-        from ._load import TargetSource
-    except ImportError:
-        from _load import TargetSource
+    from _load import TargetSource
 
     found = []
     for name in containers:

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import clfsload
 
-try:
-    from ._load import REPO
-except ImportError:
-    from _load import REPO
+from _load import REPO
 
 
 def _tree(root: Path) -> Path:

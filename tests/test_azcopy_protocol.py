@@ -41,10 +41,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import pytest
 
-try:
-    from ._load import REPO
-except ImportError:
-    from _load import REPO
+from _load import REPO
 
 GO_INT64 = (-(2**63), 2**63 - 1)
 
@@ -378,10 +375,7 @@ def as_nobody(tmp_path_factory):
     """(work folder owned by uid 65534, argv prefix running a Python that user can use with this checkout)."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the loader as an unprivileged user")
-    try:
-        from test_source_faults import _candidate_pythons
-    except ImportError:
-        from .test_source_faults import _candidate_pythons
+    from test_source_faults import _candidate_pythons
     import site
     import tempfile
 
@@ -432,10 +426,7 @@ def test_unreadable_entries_are_shown_and_the_summary_says_failed(as_nobody, tmp
 
 # --- a SAS without write or delete rights (Azurite) ----------------------------------------------
 
-try:
-    from azurite import azurite  # noqa: F401,E402 - the session fixture
-except ImportError:
-    from .azurite import azurite  # noqa: F401,E402
+from azurite import azurite  # noqa: F401,E402 - the session fixture
 
 
 @pytest.mark.parametrize("permission,word", [("rl", "write"), ("racwl", "delete")])

@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from ._load import REPO
-except ImportError:
-    from _load import REPO
+from _load import REPO
 
 import clfsload._native as native
 

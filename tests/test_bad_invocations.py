@@ -22,18 +22,9 @@ import pytest
 
 from clfsload.clfs.container import Container, FolderSource
 
-try:
-    from ._load import TargetSource, cli
-    from .azurite import azurite  # noqa: F401
-except ImportError:
-    from _load import TargetSource, cli
-    from azurite import azurite  # noqa: F401
-
-
-def local(state, source, out, *extra, new=True, container="c", credential="-"):
-    Path(out).mkdir(parents=True, exist_ok=True)
-    args = (["--new"] if new else []) + [str(state), str(source), "file:" + str(out), container, credential, *extra]
-    return cli(*args)
+from _load import TargetSource, cli
+from _load import load_local as local
+from azurite import azurite  # noqa: F401
 
 
 def the_error(done, code=1):

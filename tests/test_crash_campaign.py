@@ -12,10 +12,7 @@ The soak script ``tests/soak/kill_campaign.py`` runs the same for any count.
 
 import pytest
 
-try:
-    from ._campaign import POINTS, run_campaigns
-except ImportError:
-    from _campaign import POINTS, run_campaigns
+from _campaign import POINTS, run_campaigns
 
 SEED = 20261125
 KILL_POINTS = 50

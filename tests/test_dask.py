@@ -35,14 +35,9 @@ from clfsload.clfs.container import Container, FolderSource
 from clfsload.execute.dask_worker import SourceCheck, listing_digest
 from clfsload.targets import open_target
 
-try:
-    from ._load import REPO, TargetSource, assert_handle_rules, assert_matches_golden, cli
-    from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-    from .azurite import azurite  # noqa: F401
-except ImportError:
-    from _load import REPO, TargetSource, assert_handle_rules, assert_matches_golden, cli
-    from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-    from azurite import azurite  # noqa: F401
+from _load import REPO, TargetSource, assert_handle_rules, assert_matches_golden, cli
+from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
+from azurite import azurite  # noqa: F401
 
 WORKERS = 4
 #: the points a worker reaches (clfsload.crashpoints); tickets are drawn among these

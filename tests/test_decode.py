@@ -13,14 +13,9 @@ from clfsload.clfs.decode import DataBack, FormatWarning, decode_body, decode_pa
 from clfsload.clfs.vattr import VAttr
 from clfsload.errors import FormatError
 
-try:  # tests/ may or may not become a package
-    from ._spec_vectors import (
-        DOCS_FH, HELLO_FH, BLOB, VATTR_HELLO, DIRENTS_DOCS, DOCS_INODE_BODY, HELLO_BLOB_RAW, BUCKET_BODY, FILE_SEGMENT_BODY, DIR_SEGMENT_BODY, INDIRECT_BLOCK_BODY, ROOT_DIRENTS, ROOT_BMAP,
-    )
-except ImportError:
-    from _spec_vectors import (
-        DOCS_FH, HELLO_FH, BLOB, VATTR_HELLO, DIRENTS_DOCS, DOCS_INODE_BODY, HELLO_BLOB_RAW, BUCKET_BODY, FILE_SEGMENT_BODY, DIR_SEGMENT_BODY, INDIRECT_BLOCK_BODY, ROOT_DIRENTS, ROOT_BMAP,
-    )
+from _spec_vectors import (
+    DOCS_FH, HELLO_FH, BLOB, VATTR_HELLO, DIRENTS_DOCS, DOCS_INODE_BODY, HELLO_BLOB_RAW, BUCKET_BODY, FILE_SEGMENT_BODY, DIR_SEGMENT_BODY, INDIRECT_BLOCK_BODY, ROOT_DIRENTS, ROOT_BMAP,
+)
 
 
 HELLO_VATTR = VAttr(

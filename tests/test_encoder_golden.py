@@ -12,14 +12,11 @@ import sys
 
 import pytest
 
-from clfsload.clfs.builder import MemoryStore, build
+from _builder import MemoryStore, build
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
 
-try:  # tests/ may or may not become a package
-    from ._trees import GOLDEN_RUNS, MKTREES, golden_dir, source_trees  # noqa: F401
-except ImportError:
-    from _trees import GOLDEN_RUNS, MKTREES, golden_dir, source_trees  # noqa: F401
+from _trees import GOLDEN_RUNS, MKTREES, golden_dir, source_trees  # noqa: F401
 
 MACHINE_MASK = frozenset({"fileid", "ctime"})
 

@@ -37,10 +37,7 @@ from clfsload.errors import FormatError
 from clfsload.read.verify import compare_tree
 
 # source_trees is a session fixture: importing it here is what makes pytest see it.
-try:  # tests/ may or may not become a package
-    from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-except ImportError:
-    from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
+from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
 
 GOLDEN_NAMES = sorted(GOLDEN_RUNS)
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

@@ -4,10 +4,7 @@ import json
 
 from clfsload.driver import history
 
-try:
-    from ._load import cli
-except ImportError:
-    from _load import cli
+from _load import cli
 
 
 def test_record_keeps_meaningful_phases_only(tmp_path):

@@ -20,12 +20,8 @@ import time
 
 import pytest
 
-try:
-    from . import _hostile
-    from ._trees import GOLDEN, source_trees  # noqa: F401
-except ImportError:
-    import _hostile
-    from _trees import GOLDEN, source_trees  # noqa: F401
+import _hostile
+from _trees import GOLDEN, source_trees  # noqa: F401
 
 #: mutations in the compiled pass (the slow part); the quick part runs one of each kind in both passes
 CI_COUNT = int(os.environ.get("CLFSLOAD_HOSTILE_COUNT", "210"))

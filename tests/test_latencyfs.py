@@ -8,16 +8,13 @@ fuse3 is a failure (the build error names the apt line).
 
 import os
 import stat
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from fusefs.mount import LatencyFS, fuse_available  # noqa: E402
+from bench.fusefs.mount import LatencyFS, fuse_available  # bench/ from the checkout (pytest pythonpath)
 
 _WHY_NOT = fuse_available()
 if _WHY_NOT:

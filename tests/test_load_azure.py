@@ -19,14 +19,9 @@ from clfsload.clfs.decode import decode_payload
 from clfsload.clfs.objects import final_root_name
 from clfsload.targets import open_target
 
-try:
-    from ._load import TargetSource, assert_matches_golden, cli
-    from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-    from .azurite import azurite  # noqa: F401
-except ImportError:
-    from _load import TargetSource, assert_matches_golden, cli
-    from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-    from azurite import azurite  # noqa: F401
+from _load import TargetSource, assert_matches_golden, cli
+from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
+from azurite import azurite  # noqa: F401
 
 
 def azure_load(az, state, source, container, credential_arg, *extra, new=True, env=None, timeout=300):

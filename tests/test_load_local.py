@@ -17,22 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from clfsload.work.checksums import RangedDigest, read_checksums
+from clfsload.work.checksum_log import RangedDigest, read_checksums
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
 
-try:
-    from ._load import REPO, assert_handle_rules, assert_matches_golden, cli
-    from ._trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-except ImportError:
-    from _load import REPO, assert_handle_rules, assert_matches_golden, cli
-    from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
-
-
-def load(state, source, target_dir, *extra, new=True, container="c", env=None, **kwargs):
-    Path(target_dir).mkdir(parents=True, exist_ok=True)
-    args = (["--new"] if new else []) + [str(state), str(source), "file:" + str(target_dir), container, "-", *extra]
-    return cli(*args, env=env, **kwargs)
+from _load import REPO, assert_handle_rules, assert_matches_golden, cli
+from _load import load_local as load
+from _trees import GOLDEN_RUNS, golden_dir, source_trees  # noqa: F401
 
 
 @pytest.mark.parametrize("golden", ["bigdir", "basic", "hardlinks-preserve", "special"])

@@ -31,10 +31,8 @@ DOCS_FH = handles.make_fh(CONTAINERID, 0, 1, Ftype.DIR, 1001, 0x1111111111111111
 HELLO_FH = handles.make_fh(CONTAINERID, 1, 1, Ftype.REG, 1002, 0x0123456789ABCDEF)
 TIMES = (1600000000, 250000000, 1600000001, 500000000, 1600000002, 750000000)
 
-try:  # tests/ may or may not become a package
-    from ._spec_vectors import DOCS_INODE_BODY as DOCS_BODY, HELLO_BLOB_RAW as HELLO_BLOB
-except ImportError:
-    from _spec_vectors import DOCS_INODE_BODY as DOCS_BODY, HELLO_BLOB_RAW as HELLO_BLOB
+import _builder
+from _spec_vectors import DOCS_INODE_BODY as DOCS_BODY, HELLO_BLOB_RAW as HELLO_BLOB
 
 
 def example_attrs(mode, btype, fileid):
@@ -215,8 +213,8 @@ def test_fh_factory_redraws_a_zero_hash(monkeypatch):
         calls.append(fh)
         return 0 if len(calls) == 1 else 1
 
-    monkeypatch.setattr(handles.hashing, "fnv1_variant", fake_fnv)
-    factory = handles.FhFactory(CONTAINERID, handles.SeqRange(5000, 5002), random.Random(1))
+    monkeypatch.setattr(_builder.hashing, "fnv1_variant", fake_fnv)
+    factory = _builder.FhFactory(CONTAINERID, _builder.SeqRange(5000, 5002), random.Random(1))
     fh = factory.new(DOCS_FH, Ftype.DIR)
     assert len(calls) == 2 and calls[0] != fh and calls[0][:16] == fh[:16]
     assert fh[4] == DOCS_FH[5] and fh[5] == 5000 % 48 and fh[6] == Ftype.DIR

@@ -18,12 +18,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-try:
-    from ._load import REPO
-    from .azurite import azurite  # noqa: F401
-except ImportError:
-    from _load import REPO
-    from azurite import azurite  # noqa: F401
+from _load import REPO
+from azurite import azurite  # noqa: F401
 
 #: the SAS must be gone this long after the interpreter is up (the brief: 100 ms of start-up)
 BUDGET = 0.100

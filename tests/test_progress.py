@@ -9,10 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    from ._load import REPO, cli
-except ImportError:
-    from _load import REPO, cli
+from _load import REPO, cli
 
 
 def _tree(root: Path, files: int = 300) -> Path:

@@ -15,10 +15,7 @@ from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
 from clfsload.clfs.fh_rules import handle_rule_violations
 
-try:
-    from ._load import cli
-except ImportError:
-    from _load import cli
+from _load import load_local
 
 BEFORE_1970 = -86400.0 * 400
 
@@ -37,7 +34,7 @@ def _tree(root: Path) -> Path:
 
 
 def _load(state, source, out, *extra, new=False):
-    return cli(*(["--new"] if new else []), str(state), str(source), "file:" + str(out), "c", "-", *extra)
+    return load_local(state, source, out, *extra, new=new)
 
 
 def _walk(out: Path) -> Container:

@@ -11,7 +11,7 @@ import pytest
 import clfsload
 from clfsload.work import transfer
 from clfsload._native import hashing
-from clfsload.work.checksums import file_digest, ranged_digest, range_span
+from clfsload.work.checksum_log import file_digest, ranged_digest, range_span
 from clfsload.clfs.blockmap import block_ids_in_order
 from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.container import Container, FolderSource
@@ -20,9 +20,10 @@ from clfsload.clfs.constants import DIRECT_BLOCKS, FIRST_SEGMENT_BYTES, INDIR_PO
 from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.decode import decode_body
 from clfsload.clfs.objects import InodeName, file_blobs, file_inode_blobs
-from clfsload.work.ranges import READ_ATTEMPTS, FileAssembly, HugeFile, RangeVanished, plan_ranges
+from clfsload.work.ranges import READ_ATTEMPTS, FileAssembly, plan_ranges
 from clfsload.work.scan import EntryStat, Problem
-from clfsload.work.transfer import RunParams, Worker
+from clfsload.work.transfer import UnitRunner
+from clfsload.work.units import HugeFile, RangeVanished, RunParams
 
 PARAMS = RunParams(containerid=0x1234, fsid=0x77, secret=b"s" * 16, compress=True, preserve_hardlinks=False)
 SEG = OTHER_SEGMENT_BYTES
@@ -85,10 +86,10 @@ def test_plan_ranges_covers_every_segment_once(size, per_range, expected):
 def test_ranges_store_the_blobs_one_stream_would(tmp_path, per_range):
     path = tmp_path / "f"
     path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG + 12345))
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     assembly = FileAssembly(huge_file(worker, path), per_range)
     assert run_ranges(worker, assembly) == "store"
-    worker.store_ranged_file(assembly)
+    worker.directories.store_ranged_file(assembly)
     assert worker.uploader.blobs == streamed(worker, path, assembly.huge.fh)
     assert worker.uploader.order[-1] == hashing.blob_name(assembly.huge.fh, Btype.REG, *InodeName(ROOT_ID))  # inode last
     fh, span, digest = assembly.checksum()
@@ -98,7 +99,7 @@ def test_ranges_store_the_blobs_one_stream_would(tmp_path, per_range):
 
 def test_the_block_map_of_a_ranged_file_names_every_segment_in_order():
     """Past the 1023 direct blocks and the first indirect tree: the ids decode back in block order."""
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     fh = worker.mint.fh(ROOT_ID, Ftype.REG, worker.mint.child_seq(1, 0))
     segments = DIRECT_BLOCKS - 1 + INDIR_POINTERS + 3
     size = FIRST_SEGMENT_BYTES + segments * SEG
@@ -120,7 +121,7 @@ def test_the_block_map_of_a_ranged_file_names_every_segment_in_order():
 def test_a_file_changed_between_ranges_is_planned_again_and_never_stored_torn(tmp_path, change):
     path = tmp_path / "f"
     path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG))
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     assembly = FileAssembly(huge_file(worker, path), 1)
 
     def modify(i):
@@ -141,7 +142,7 @@ def test_a_file_changed_between_ranges_is_planned_again_and_never_stored_torn(tm
     assert run_ranges(worker, assembly, modify) == "again"
     assert assembly.attempt == 2
     assert run_ranges(worker, assembly) == "store"
-    worker.store_ranged_file(assembly)
+    worker.directories.store_ranged_file(assembly)
     expected = streamed(worker, path, assembly.huge.fh)
     # Every blob of the file as it is now was stored with its current content,
     # and nothing else: the ranges that found the file changed stored nothing.
@@ -151,7 +152,7 @@ def test_a_file_changed_between_ranges_is_planned_again_and_never_stored_torn(tm
 def test_a_file_that_keeps_changing_is_a_problem_after_the_read_attempts(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 2 * SEG))
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     assembly = FileAssembly(huge_file(worker, path), 1)
 
     def touch(i):
@@ -167,7 +168,7 @@ def test_a_file_that_keeps_changing_is_a_problem_after_the_read_attempts(tmp_pat
 def test_a_file_gone_or_unreadable_before_its_ranges_run(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 2 * SEG))
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     assembly = FileAssembly(huge_file(worker, path), 1)
     path.unlink()
     assert all(isinstance(worker.store_range(t), RangeVanished) for t in assembly.tasks())
@@ -180,7 +181,7 @@ def test_ranges_an_earlier_run_stored_stand_only_for_the_same_file(tmp_path):
     """Resumed: a stored range is reused when the file's stat and the range bounds are the same."""
     path = tmp_path / "f"
     path.write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 3 * SEG))
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     huge = huge_file(worker, path)
     first = FileAssembly(huge, 1)
     stored = [(task.last, worker.store_range(task)) for task in first.tasks()[:2]]
@@ -194,7 +195,7 @@ def test_ranges_an_earlier_run_stored_stand_only_for_the_same_file(tmp_path):
     for task in again.tasks():
         assert again.add(task, worker.store_range(task))
     assert again.verdict() == "store"
-    worker.store_ranged_file(again)
+    worker.directories.store_ranged_file(again)
     assert worker.uploader.blobs == streamed(worker, path, huge.fh)
 
 

@@ -26,14 +26,9 @@ from clfsload.cli.commands import main
 from clfsload.read.restore import DestinationExistsError, restore
 from clfsload.read.verify import Difference, _first_difference, compare_dirs, compare_tree
 
-try:
-    from ._load import cli
-    from ._trees import GOLDEN, GOLDEN_RUNS, source_trees  # noqa: F401
-    from .azurite import azurite  # noqa: F401
-except ImportError:
-    from _load import cli
-    from _trees import GOLDEN, GOLDEN_RUNS, source_trees  # noqa: F401
-    from azurite import azurite  # noqa: F401
+from _load import cli
+from _trees import GOLDEN, GOLDEN_RUNS, source_trees  # noqa: F401
+from azurite import azurite  # noqa: F401
 
 GOLDEN_NAMES = sorted(GOLDEN_RUNS)
 GOLDEN_ACCOUNT = "file:" + str(GOLDEN)

@@ -35,14 +35,10 @@ import pytest
 
 from clfsload._native import envelope
 
-try:
-    from ._inject import inject_cli
-    from ._load import cli
-    from .azurite import azurite  # noqa: F401
-except ImportError:
-    from _inject import inject_cli
-    from _load import cli
-    from azurite import azurite  # noqa: F401
+from _inject import inject_cli
+from _load import cli
+from _load import local_args as _local_args
+from azurite import azurite  # noqa: F401
 
 #: A made-up SAS whose signature nothing else could contain.
 FAKE_SIG = "SECRETSECRET" + base64.b64encode(b"-recognisable-signature-\xfb\xff-0123456789").decode()
@@ -329,8 +325,7 @@ def test_a_403_in_the_middle_of_a_run_and_the_resume_write_no_secret(azurite, tm
 
 
 def local_args(state: Path, source: Path, out: Path, credential_arg: str = "-", *extra: str):
-    out.mkdir(parents=True, exist_ok=True)
-    return ["--new", str(state), str(source), "file:" + str(out), "c", credential_arg, *extra]
+    return _local_args(state, source, out, *extra, credential=credential_arg)
 
 
 def test_a_sas_given_to_a_local_target_is_refused_without_showing_it(tmp_path):

@@ -40,14 +40,9 @@ from clfsload.targets.azure_errors import AuthMode, ErrorMapper
 from clfsload.targets.base import RESERVED_PREFIX
 from clfsload.targets.retry import TEST_RETRY_ENV, RetrySettings, default_retry_settings
 
-try:
-    from ._load import GOLDEN_MASK, TargetSource, cli
-    from .azurite import azurite  # noqa: F401
-    from .fault_proxy import Fault, FaultProxy
-except ImportError:
-    from _load import GOLDEN_MASK, TargetSource, cli
-    from azurite import azurite  # noqa: F401
-    from fault_proxy import Fault, FaultProxy
+from _load import GOLDEN_MASK, TargetSource, cli
+from azurite import azurite  # noqa: F401
+from fault_proxy import Fault, FaultProxy
 
 #: Per-attempt timeouts of 2 s and short back-off: a stall costs ~2 s, not 120.
 FAST_RETRY = {"CLFSLOAD_TEST_RETRY": "read_timeout=2,connect_timeout=2,base_delay=0.05,max_delay=0.5"}

@@ -40,18 +40,9 @@ import pytest
 
 from clfsload.clfs.container import Container, FolderSource
 
-try:
-    from ._inject import inject_cli
-    from ._load import REPO, cli
-except ImportError:
-    from _inject import inject_cli
-    from _load import REPO, cli
-
-
-def load(state, source, out, *extra, new=True, container="c", runner=None):
-    Path(out).mkdir(parents=True, exist_ok=True)
-    args = (["--new"] if new else []) + [str(state), str(source), "file:" + str(out), container, "-", *extra]
-    return (runner or cli)(*args)
+from _inject import inject_cli
+from _load import REPO
+from _load import load_local as load
 
 
 def err_lines(done):

@@ -8,7 +8,6 @@ tests/test_latencyfs.py is.
 """
 
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,9 +20,7 @@ from clfsload.clfs.container import Container, FolderSource
 from clfsload.work import source_reads
 from clfsload.work.source_reads import AheadReader, HangWatch, SourceReads
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from fusefs.mount import LatencyFS, fuse_available  # noqa: E402
+from bench.fusefs.mount import LatencyFS, fuse_available  # bench/ from the checkout (pytest pythonpath)
 
 _WHY_NOT = fuse_available()
 if _WHY_NOT:
@@ -224,7 +221,7 @@ def test_a_hung_read_in_a_worker_process_is_reported_by_the_driver(tree: Path, t
         settings = Settings(state_dir=str(tmp_path / "state"), source=str(fs.mountpoint),
                             account="file:" + str(tmp_path / "out"), container="c", credential=Credential.none(),
                             new=True, processes=2, source_timeout=0.3, progress_interval=0.2, live_progress=False)
-        result = run_load(settings, result_only=True)
+        result = run_load(settings)
     assert result.ok, result.message
     messages = [r.getMessage() for r in caplog.records]
     assert any("d1/f03" in m and "has not returned" in m for m in messages), messages

@@ -20,10 +20,7 @@ from clfsload.work.ids import IdMint
 from clfsload.driver.sweep import Sweeper
 from clfsload.targets import open_target
 
-try:
-    from ._load import cli
-except ImportError:
-    from _load import cli
+from _load import cli
 
 
 def _loaded(tmp_path: Path):

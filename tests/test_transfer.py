@@ -1,4 +1,4 @@
-"""Storing one regular file (clfsload.work.transfer.Worker): the one-read path of small files and its fallbacks."""
+"""Storing one regular file (clfsload.work.transfer.UnitRunner): the one-read path of small files and its fallbacks."""
 
 import os
 from concurrent.futures import Future
@@ -9,7 +9,8 @@ from clfsload.work import transfer
 from clfsload.clfs.constants import FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
 from clfsload.clfs.objects import InodeName, file_blobs
 from clfsload.work.scan import EntryStat
-from clfsload.work.transfer import RunParams, Worker
+from clfsload.work.transfer import UnitRunner
+from clfsload.work.units import RunParams
 from clfsload.work.upload import DirectUploader, first_error
 
 PARAMS = RunParams(containerid=0x1234, fsid=0x77, secret=b"s" * 16, compress=True, preserve_hardlinks=False)
@@ -50,7 +51,7 @@ def store(worker, path):
 def test_a_quiet_file_is_stored_as_the_streaming_path_would(tmp_path, size):
     path = tmp_path / "f"
     path.write_bytes(os.urandom(size))
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     fh, stored = store(worker, path)
     assert stored == size
     assert worker.uploader.blobs == expected_blobs(worker, path, fh)
@@ -72,7 +73,7 @@ def test_a_small_file_that_changes_after_it_is_opened_is_read_again_whole(tmp_pa
         return opened
 
     monkeypatch.setattr(transfer, "open_for_reading", open_then_change)
-    worker = Worker(PARAMS, Capture())
+    worker = UnitRunner(PARAMS, Capture())
     fh, stored = store(worker, path)
     assert stored == path.stat().st_size  # what the file holds now, never the size first seen
     assert worker.uploader.blobs == expected_blobs(worker, path, fh)

@@ -12,6 +12,7 @@ from types import ModuleType
 
 
 def _flag(name: str) -> bool:
+    # Read here, not at the edge: the twin is chosen at import time, before any Settings exist.
     return os.environ.get(name, "").strip() not in ("", "0")
 
 

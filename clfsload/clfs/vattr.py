@@ -2,7 +2,7 @@
 
 import os
 import stat
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Protocol, Tuple
 
 from ..errors import EncodeError
 from .constants import Btype, Ftype, FTYPE_TO_BTYPE
@@ -70,8 +70,29 @@ def ftype_of_mode(mode: int) -> Ftype:
     raise EncodeError("file type %o is not supported by CLFS" % stat.S_IFMT(mode))
 
 
+class StatLike(Protocol):
+    """What :func:`vattr_from_stat` reads of a stat: ``os.stat_result`` or the scan's ``EntryStat``."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_rdev(self) -> int: ...
+    @property
+    def st_atime(self) -> float: ...
+    @property
+    def st_mtime(self) -> float: ...
+    @property
+    def st_ctime(self) -> float: ...
+
+
 def vattr_from_stat(
-    st: os.stat_result, size: int, nlink: int, fsid: int, containerid: int
+    st: StatLike, size: int, nlink: int, fsid: int, containerid: int
 ) -> VAttr:
     """Build the VATTR of an object from its ``lstat`` result (§10).
 

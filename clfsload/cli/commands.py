@@ -30,17 +30,19 @@ import sys
 import time
 from typing import Callable, Dict, List, Tuple
 
-from .main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS
-from .main import _looks_secret, _Parser, credential_from
+from .common import ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import ScrubbingParser, credential_from, is_local_target
 from ..clfs.constants import Btype
 from ..clfs.container import Container, WalkEntry
 from ..errors import ClfsLoadError, FormatError
+from ..proctitle import looks_secret
 from ..read.readback import TargetContainer, open_container
 from ..read.restore import DestinationExistsError, restore
+from ..settings import Switches
 from ..targets.credentials import Credential
 from ..targets.redaction import redact
-from ..work.checksums import FILE_NAME as CHECKSUM_FILE
-from ..work.checksums import read_checksums
+from ..work.checksum_log import FILE_NAME as CHECKSUM_FILE
+from ..work.checksum_log import read_checksums
 from ..read.verify import compare_tree, display_path, summarize
 
 __all__ = ["COMMANDS", "main"]
@@ -68,8 +70,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="read a container whose load never finished (from its tmp root)")  # fmt: skip
 
 
-def _parser(prog: str, name: str, description: str) -> _Parser:
-    p = _Parser(
+def _parser(prog: str, name: str, description: str) -> ScrubbingParser:
+    p = ScrubbingParser(
         prog="%s %s" % (prog, name),
         description=description,
         epilog="Credential: --credential, --sas-token-file, --azure-ad, or $%s / $%s / $%s; none for file:. "
@@ -80,7 +82,7 @@ def _parser(prog: str, name: str, description: str) -> _Parser:
     return p
 
 
-def _verify_parser(prog: str) -> _Parser:
+def _verify_parser(prog: str) -> ScrubbingParser:
     p = _parser(prog, "verify", "Compare a container with the source tree it was loaded from.")
     p.add_argument("source", metavar="SOURCE", help="the source directory tree")
     p.add_argument("--deep", action="store_true",
@@ -95,7 +97,7 @@ def _verify_parser(prog: str) -> _Parser:
     return p
 
 
-def _ls_parser(prog: str) -> _Parser:
+def _ls_parser(prog: str) -> ScrubbingParser:
     p = _parser(prog, "ls", "List a directory of a container (names sorted bytewise; times in UTC).")
     p.add_argument("path", metavar="PATH", nargs="?", default="/", help="path in the container (default: the root)")
     p.add_argument("-l", dest="long", action="store_true", help="long format: mode, nlink, uid, gid, size, mtime")
@@ -103,13 +105,13 @@ def _ls_parser(prog: str) -> _Parser:
     return p
 
 
-def _cat_parser(prog: str) -> _Parser:
+def _cat_parser(prog: str) -> ScrubbingParser:
     p = _parser(prog, "cat", "Write a regular file of a container to standard output, byte for byte.")
     p.add_argument("path", metavar="PATH", help="path of a regular file in the container")
     return p
 
 
-def _get_parser(prog: str) -> _Parser:
+def _get_parser(prog: str) -> ScrubbingParser:
     p = _parser(prog, "get", "Restore a file or a subtree of a container to local disk.")
     p.add_argument("path", metavar="PATH", help="path in the container ('/' for everything)")
     p.add_argument("dest", metavar="DEST",
@@ -124,7 +126,7 @@ def _check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace
     for attr, metavar, bare_keys in (("account", "ACCOUNT", True), ("container", "CONTAINER", True),
                                      ("path", "PATH", False), ("source", "SOURCE", False), ("dest", "DEST", False)):
         value = getattr(args, attr, None)
-        if value is not None and _looks_secret(value, bare_keys):
+        if value is not None and looks_secret(value, bare_keys):
             parser.error("%s looks like a credential (a SAS token or an account key); pass credentials with "
                          "--sas-token-file, --credential or $%s" % (metavar, ENV_SAS))  # fmt: skip
 
@@ -133,7 +135,7 @@ def _check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 def _credential(args: argparse.Namespace) -> Credential:
-    """The credential, taken like the loader's (:func:`clfsload.cli.main.credential_from`), or from --credential."""
+    """The credential, taken like the loader's (:func:`clfsload.cli.common.credential_from`), or from --credential."""
     if args.credential is not None:
         return Credential.parse(args.credential)
     loader_args = argparse.Namespace(azure_ad=args.azure_ad, sas_token_file=args.sas_token_file, sas_token="-",
@@ -142,7 +144,10 @@ def _credential(args: argparse.Namespace) -> Credential:
 
 
 def _open(args: argparse.Namespace) -> TargetContainer:
-    return open_container(args.account, args.container, _credential(args), allow_unfinished=args.allow_unfinished)
+    # The loader's retry settings (CLFSLOAD_TEST_RETRY), read here at the edge.
+    options = Switches.from_environ(os.environ).target_options(is_local_target(args.account))
+    return open_container(args.account, args.container, _credential(args), allow_unfinished=args.allow_unfinished,
+                          options=options)
 
 
 def _key(path_text: str) -> bytes:
@@ -309,7 +314,7 @@ def _run_get(args: argparse.Namespace) -> int:
 
 # --- dispatch -----------------------------------------------------------------------
 
-_Command = Tuple[Callable[[str], _Parser], Callable[[argparse.Namespace], int]]
+_Command = Tuple[Callable[[str], ScrubbingParser], Callable[[argparse.Namespace], int]]
 
 #: sub-command name -> (parser builder, runner)
 COMMANDS: Dict[str, _Command] = {
@@ -356,7 +361,7 @@ def main(argv: List[str], prog: str = "clfsload") -> int:
         return EXIT_OK if words else EXIT_USAGE
     name = words[0]
     if name not in COMMANDS:
-        shown = "(a credential)" if _looks_secret(name) else repr(name)
+        shown = "(a credential)" if looks_secret(name) else repr(name)
         print(_usage(prog) + "%s: error: unknown command %s" % (prog, redact(shown)), file=sys.stderr)
         return EXIT_USAGE
     build, run = COMMANDS[name]
@@ -364,7 +369,7 @@ def main(argv: List[str], prog: str = "clfsload") -> int:
     try:
         rest = words[1:]
         # the loader's parser scrubs these words out of its error messages
-        parser.secret_words = sorted((w for w in rest if _looks_secret(w)), key=len, reverse=True)
+        parser.secret_words = sorted((w for w in rest if looks_secret(w)), key=len, reverse=True)
         args = parser.parse_intermixed_args(rest)  # options may come between positionals: ls A C -l PATH
         _check_positionals(parser, args)
         if name == "verify" and not os.path.isdir(args.source):

@@ -17,17 +17,15 @@ from typing import List, Optional, Union
 from .. import __version__
 from ..errors import ClfsLoadError
 from ..logsetup import console
-from ..proctitle import hide_secrets
-from ..proctitle import looks_secret as _looks_secret
-from ..settings import COMPRESSIONS, Settings, default_upload_threads
-from ..targets.credentials import Credential
-from ..targets.endpoint import LocalFolder, parse_account
-from ..targets.redaction import REDACTED, redact
+from ..proctitle import hide_secrets, looks_secret
+from ..settings import COMPRESSIONS, Settings, Switches, default_upload_threads
+from .common import ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING, ENV_SAS, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import ScrubbingParser, credential_from
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-ENV_SAS = "CLFSLOAD_SAS_TOKEN"
-ENV_ACCOUNT_KEY = "CLFSLOAD_ACCOUNT_KEY"
-ENV_CONNECTION_STRING = "CLFSLOAD_CONNECTION_STRING"
+__all__ = [
+    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "ENV_SAS", "ENV_ACCOUNT_KEY", "ENV_CONNECTION_STRING", "SUBCOMMANDS",
+    "build_parser", "check_positionals", "credential_from", "settings_from", "version_text", "main",
+]
 
 
 def _bool_int(text: str) -> bool:
@@ -67,29 +65,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its error messages scrubbed: a usage error may quote any word of argv, the SAS too."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.secret_words: List[str] = []
-
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
-        words = sys.argv[1:] if args is None else list(args)
-        self.secret_words = sorted((w for w in words if _looks_secret(w)), key=len, reverse=True)
-        self.azcopy = "--azcopy" in words
-        return super().parse_args(words, namespace)
-
-    def error(self, message: str):  # type: ignore[override]
-        for word in self.secret_words:
-            message = message.replace(word, REDACTED)
-        message = redact(message)
-        if getattr(self, "azcopy", False):
-            # AzCopy reads stdout only and shows the lines holding ERR; stderr goes nowhere.
-            console("INFO", sys.stdout).error("%s: error: %s", self.prog, message)
-        super().error(message)
-
-
 def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse a credential given in place of another argument (exit 2), before it can reach a path or the log.
 
@@ -104,7 +79,7 @@ def check_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace)
         (args.target_storage_account, "ACCOUNT", True),
         (args.target_container, "CONTAINER", True),
     ):
-        if _looks_secret(value, bare_keys):
+        if looks_secret(value, bare_keys):
             parser.error(
                 "%s looks like a credential (a SAS token or an account key); the arguments are "
                 "STATE_DIR SOURCE ACCOUNT CONTAINER SAS, in that order" % metavar
@@ -158,7 +133,7 @@ class _VersionAction(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (original spellings, with kebab-case aliases)."""
-    p = _Parser(
+    p = ScrubbingParser(
         prog="CLFSLoad.py",
         description="Load a local directory tree into an Azure Blob container (or a local folder) in CLFS format.",
         epilog="ACCOUNT: a storage account name, a blob endpoint URL (https://host/..., http://127.0.0.1:10000/"
@@ -209,47 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _is_local_target(account: str) -> bool:
-    try:
-        return isinstance(parse_account(account), LocalFolder)
-    except ClfsLoadError:
-        return False  # the target layer says what is wrong with it
-
-
-def credential_from(args: argparse.Namespace, environ=os.environ, log: Optional[logging.Logger] = None) -> Credential:
-    """The credential, from the first of: --azure_ad, --sas_token_file, SAS, the environment.
-
-    A ``file:`` target takes no credential. One given explicitly (argv,
-    --sas_token_file, --azure_ad) is an error the target reports; one merely
-    present in the environment is ignored, so an exported
-    ``$CLFSLOAD_SAS_TOKEN`` does not break a local load that passes ``-``.
-    """
-    if args.azure_ad:
-        return Credential.azure_ad()
-    if args.sas_token_file:
-        try:
-            with open(args.sas_token_file, encoding="utf-8") as f:
-                return Credential.sas(f.read())
-        except OSError as exc:
-            raise ClfsLoadError("cannot read --sas_token_file '%s': %s" % (args.sas_token_file, exc.strerror)) from None
-    if args.sas_token.strip() not in ("", "-"):
-        return Credential.sas(args.sas_token)
-    if _is_local_target(args.target_storage_account):
-        present = [name for name in (ENV_SAS, ENV_ACCOUNT_KEY, ENV_CONNECTION_STRING) if environ.get(name)]
-        if present and log is not None:
-            log.info("a file: target takes no credential; $%s ignored", ", $".join(present))
-        return Credential.none()
-    if environ.get(ENV_SAS):
-        return Credential.sas(environ[ENV_SAS])
-    if environ.get(ENV_ACCOUNT_KEY):
-        return Credential.account_key(environ[ENV_ACCOUNT_KEY])
-    if environ.get(ENV_CONNECTION_STRING):
-        return Credential.connection_string(environ[ENV_CONNECTION_STRING])
-    return Credential.none()
-
-
 def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.environ) -> Settings:
-    """Typed settings from parsed arguments."""
+    """Typed settings from parsed arguments and ``environ`` (the credential variables and the :class:`Switches`)."""
     threads = args.worker_thread_count
     if threads is not None and not 1 <= threads <= 200:
         clamped = min(200, max(1, threads))
@@ -261,6 +197,7 @@ def settings_from(args: argparse.Namespace, log: logging.Logger, environ=os.envi
         account=args.target_storage_account,
         container=args.target_container,
         credential=credential_from(args, environ, log),
+        switches=Switches.from_environ(environ),
         new=args.new,
         compression=args.compression,
         preserve_hardlinks=args.preserve_hardlinks,
@@ -293,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """
     words = sys.argv[1:] if argv is None else list(argv)
     if words and words[0] in SUBCOMMANDS:
-        from .commands import main as run_command  # imports this module: not at the top
+        from .commands import main as run_command  # the reading commands load only when asked
 
         return run_command(words, prog=os.path.basename(sys.argv[0]) or "clfsload")
     parser = build_parser()
@@ -305,6 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # (not under AzCopy, which reads stdout only).
     log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
     from ..driver.engine import LoadResult, run_load
+    from .report import render
 
     try:
         settings = settings_from(args, log)
@@ -315,7 +253,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             azcopy_final(log, LoadResult(), "Failed")
         return EXIT_FAILED
-    return run_load(settings, log)
+    return render(run_load(settings, log), settings)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def dry_run(state, settings, log: logging.Logger, kind: str = "local") -> None:
     state.commit()
     count, size = state.get("dry_run_count"), state.get("dry_run_bytes")
     if count:
-        found = history.estimate(kind, int(count), int(size or 0))
+        found = history.estimate(kind, int(count), int(size or 0), settings.switches.history)
         if found is None:
             log.info("dry run: no earlier load into a %s target on this machine to estimate the time from", kind)
         else:

@@ -15,7 +15,7 @@ from typing import List
 
 from ..errors import ClfsLoadError
 from ..work.ids import IdMint, is_linked
-from ..work.transfer import DirResult, DirTask, DirWrite
+from ..work.units import DirResult, DirTask, DirWrite
 from .state import StateStore
 
 

@@ -10,8 +10,10 @@ tree's (all runs of that kind when none is that close): the median object
 rate and byte rate, the slower of the two limits winning.
 
 The file is ``$CLFSLOAD_HISTORY``, else ``$XDG_STATE_HOME/clfsload/history.json``
-(``~/.local/state/clfsload/history.json``). It holds no path, name or
-secret. Failing to read or write it never fails a load.
+(``~/.local/state/clfsload/history.json``), resolved at the edge
+(:func:`clfsload.settings.history_path`, ``Settings.switches.history``) and
+passed in. It holds no path, name or secret. Failing to read or write it
+never fails a load.
 """
 
 import json
@@ -35,15 +37,6 @@ class Estimate(NamedTuple):
     bytes_per_second: float
 
 
-def history_path() -> str:
-    """Where the history file lives (see the module notes)."""
-    explicit = os.environ.get("CLFSLOAD_HISTORY")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "clfsload", "history.json")
-
-
 def _load(path: str) -> List[dict]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -53,11 +46,10 @@ def _load(path: str) -> List[dict]:
     return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
 
 
-def record(kind: str, objects: int, source_bytes: int, seconds: float, path: Optional[str] = None) -> bool:
+def record(kind: str, objects: int, source_bytes: int, seconds: float, path: str) -> bool:
     """Append one TRANSFER phase's speed; False when it was too short or the file cannot be written."""
     if seconds < MIN_SECONDS or objects <= 0:
         return False
-    path = path or history_path()
     runs = _load(path)
     runs.append({
         "kind": kind,
@@ -77,9 +69,9 @@ def record(kind: str, objects: int, source_bytes: int, seconds: float, path: Opt
     return True
 
 
-def estimate(kind: str, objects: int, source_bytes: int, path: Optional[str] = None) -> Optional[Estimate]:
+def estimate(kind: str, objects: int, source_bytes: int, path: str) -> Optional[Estimate]:
     """The transfer time of ``objects`` holding ``source_bytes``, from earlier runs into ``kind``; None without any."""
-    runs = [r for r in _load(path or history_path()) if r.get("kind") == kind]
+    runs = [r for r in _load(path) if r.get("kind") == kind]
     if not runs or objects <= 0:
         return None
     mean = max(1.0, source_bytes / objects)
@@ -101,4 +93,4 @@ def describe(found: Estimate) -> str:
         found.objects_per_second, found.bytes_per_second / 1e6)
 
 
-__all__ = ["Estimate", "describe", "estimate", "history_path", "record"]
+__all__ = ["Estimate", "describe", "estimate", "record"]

@@ -34,17 +34,12 @@ from concurrent.futures import Future
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import ClfsLoadError
-from .pool import Outcome, Unit, WorkerConfig
+from .pool import WorkerConfig
 from ..work.scan import Problem
-from ..work.ranges import FileRange
-from ..work.transfer import DirTask, DirWrite, EntryBatch
+from ..work.units import Outcome, Unit
 
 log = logging.getLogger("clfsload")
 
-#: seconds to wait for the first worker of a cluster that has none yet
-WAIT_FOR_WORKERS_S = float(os.environ.get("CLFSLOAD_DASK_WAIT", "120"))
-#: seconds to wait for the scheduler to answer
-CONNECT_TIMEOUT_S = float(os.environ.get("CLFSLOAD_DASK_TIMEOUT", "30"))
 #: seconds between looks at the cluster's size (each look is a round trip to the scheduler)
 CAPACITY_REFRESH_S = 2.0
 #: seconds the driver gives the workers to let go of a run as it ends
@@ -67,11 +62,15 @@ def _distributed():
     return distributed
 
 
-def connect(address: str):
-    """A ``distributed.Client`` of the scheduler at ``address``; DaskError if it cannot be reached."""
+def connect(address: str, timeout: float):
+    """A ``distributed.Client`` of the scheduler at ``address``; DaskError if it cannot be reached.
+
+    ``timeout``: seconds to wait for the scheduler to answer (``CLFSLOAD_DASK_TIMEOUT``,
+    :attr:`clfsload.settings.Switches.dask_timeout_s`).
+    """
     distributed = _distributed()
     try:
-        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise DaskError(
             "cannot reach the Dask scheduler at '%s' (%s); start it or give its address to --dask" % (address, exc)
@@ -104,9 +103,10 @@ class DaskRun:
         from .dask_worker import SourceCheck, listing_digest
 
         self._config = config
+        wait = config.switches.dask_wait_s  # CLFSLOAD_DASK_WAIT; first: a malformed one fails before any wait
         real = os.path.realpath(source)
         st = os.stat(real)
-        workers = self._wait_for_workers()
+        workers = self._wait_for_workers(wait)
         self._check = SourceCheck(real, st.st_ino, st.st_dev, listing_digest(real))
         self._join(workers, first=True)
         self._check = SourceCheck(real, st.st_ino, st.st_dev)  # later joiners: the tree may have changed since
@@ -117,17 +117,18 @@ class DaskRun:
         info = self.client.scheduler_info()
         return {addr: w.get("nthreads", 1) for addr, w in info.get("workers", {}).items()}
 
-    def _wait_for_workers(self) -> List[str]:
+    def _wait_for_workers(self, wait: float) -> List[str]:
+        """The workers' addresses, once there is one; DaskError after ``wait`` seconds without any."""
         workers = list(self._threads())
         if workers:
             return workers
-        log.info("waiting up to %d s for the Dask cluster's first worker", WAIT_FOR_WORKERS_S)
+        log.info("waiting up to %d s for the Dask cluster's first worker", wait)
         try:
-            self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+            self.client.wait_for_workers(1, timeout=wait)
         except (TimeoutError, OSError):
             raise DaskError(
                 "the Dask cluster at '%s' has no worker after %d s; start workers (cluster.scale(N)) and run again"
-                % (self.client.scheduler.address, WAIT_FOR_WORKERS_S)
+                % (self.client.scheduler.address, wait)
             ) from None
         return list(self._threads())
 
@@ -180,17 +181,7 @@ class DaskRun:
 
     def next_key(self, task: Unit) -> str:
         """A unique Dask key for one submission of ``task``, readable in the dashboard."""
-        if isinstance(task, DirTask):
-            kind = "dir-%d" % task.unit
-        elif isinstance(task, EntryBatch):
-            kind = "dir-%d-batch%d" % (task.unit, task.index)
-        elif isinstance(task, FileRange):
-            kind = "dir-%d-file-%s-seg%d" % (task.unit, task.fh[-8:].hex(), task.first)
-        elif isinstance(task, DirWrite):
-            kind = "dirwrite-%s" % task.task.fh[-8:].hex()
-        else:
-            kind = "link"
-        return "clfsload-%s-%s-%d" % (kind, self.token, next(self._keys))
+        return "clfsload-%s-%s-%d" % (task.dask_key(), self.token, next(self._keys))
 
     def was_repeated(self, keys: Iterable[str]) -> bool:
         """True if a task under one of ``keys`` was on a worker the scheduler lost."""

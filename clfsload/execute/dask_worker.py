@@ -16,6 +16,14 @@ A run reaches a Dask worker in two ways:
   restarted after a crash) raises :class:`NotJoined`; the driver then joins
   it and submits the unit again.
 
+The config carries the driver's run-time switches
+(:class:`clfsload.settings.Switches`). A Dask worker runs in a process of its
+own, started with an environment of its own, and it used to read the
+worker-side switches (``CLFSLOAD_MAX_IN_FLIGHT``, ``CLFSLOAD_NO_UVLOOP``,
+``CLFSLOAD_NO_PACING``, ``CLFSLOAD_TEST_RETRY``) there, e.g. from
+``LocalCluster(env=...)``: it still does, at :func:`join` (the worker's own
+edge), and a variable set there wins over the driver's value.
+
 A driver killed and started again joins the workers under a new token. Each
 worker first waits for the units of the earlier run of the same transfer
 that are still running on it (a thread cannot be stopped), so no unit of
@@ -23,17 +31,20 @@ the dead run writes after the new run has looked at the container.
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
-from .pool import Outcome, Unit, WorkerConfig, _open_worker, run_task
+from .pool import WorkerConfig, open_runner, run_task
+from ..settings import Switches
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
-from ..work.transfer import Worker
+from ..work.transfer import UnitRunner
+from ..work.units import Outcome, Unit
 
 #: seconds between looks at units of an earlier run still running here
 _POLL_S = 0.1
@@ -91,36 +102,36 @@ class SourceCheck:
 
 
 class _Run:
-    """One run's config on this worker, and a Worker per thread that runs its units."""
+    """One run's config on this Dask worker, and a UnitRunner per thread that runs its units."""
 
     def __init__(self, transfer: str, config: WorkerConfig):
         self.transfer = transfer
         self.config = config
         self.running = 0
         self.left = False  # the driver is done with the run: close once no unit runs
-        self._idle: List[Worker] = []
-        self._all: List[Worker] = []
+        self._idle: List[UnitRunner] = []
+        self._all: List[UnitRunner] = []
         self._lock = threading.Lock()
 
-    def checkout(self) -> Worker:
+    def checkout(self) -> UnitRunner:
         with self._lock:
             self.running += 1
             if self._idle:
                 return self._idle.pop()
         try:
-            worker = _open_worker(self.config)
+            runner = open_runner(self.config)
         except BaseException:
             with self._lock:
                 self.running -= 1
             raise
         with self._lock:
-            self._all.append(worker)
-        return worker
+            self._all.append(runner)
+        return runner
 
-    def checkin(self, worker: Worker) -> None:
+    def checkin(self, runner: UnitRunner) -> None:
         with self._lock:
             self.running -= 1
-            self._idle.append(worker)
+            self._idle.append(runner)
             last = self.left and not self.running
         if last:  # the driver left while this unit ran (Ctrl-C, an error)
             _forget(self)
@@ -129,13 +140,19 @@ class _Run:
     def close(self) -> None:
         """Close every uploader (call once no unit of the run is running)."""
         with self._lock:
-            workers, self._all, self._idle = self._all, [], []
-        for worker in workers:
-            worker.uploader.close()
+            runners, self._all, self._idle = self._all, [], []
+        for runner in runners:
+            runner.uploader.close()
 
 
 _runs: Dict[str, _Run] = {}
 _runs_lock = threading.Lock()
+
+
+def with_own_switches(config: WorkerConfig, environ: Mapping[str, str]) -> WorkerConfig:
+    """``config`` with the worker-side switches this worker's own environment sets put over the driver's."""
+    switches = config.switches.overlaid(Switches.from_environ(environ))
+    return config if switches is config.switches else dataclasses.replace(config, switches=switches)
 
 
 async def join(token: str, transfer: str, config: WorkerConfig, check: SourceCheck) -> str:
@@ -145,6 +162,8 @@ async def join(token: str, transfer: str, config: WorkerConfig, check: SourceChe
     blocking parts go to a thread.
     """
     register_secret(config.credential.secret)  # unpickling a Credential registers nothing
+    # The exception to "the environment is read at the edge": this is a Dask worker's own edge (module notes).
+    config = with_own_switches(config, os.environ)
     earlier = [(t, r) for t, r in list(_runs.items()) if r.transfer == transfer and t != token]
     for _, other in earlier:
         while other.running:
@@ -191,11 +210,11 @@ def run_unit(token: str, task: Unit) -> Outcome:
         from distributed import get_worker
 
         raise NotJoined(get_worker().address)
-    worker = run.checkout()
+    runner = run.checkout()
     try:
-        return run_task(task, worker)
+        return run_task(task, runner)
     finally:
-        run.checkin(worker)
+        run.checkin(runner)
 
 
 __all__ = ["NotJoined", "SourceCheck", "join", "leave", "run_unit"]

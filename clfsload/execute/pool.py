@@ -2,7 +2,7 @@
 
 Each worker process opens its own connection to the target once (the
 credential reaches it in the initializer, never in a task), then runs
-units (:data:`Unit`: directories, batches of a huge directory's entries,
+units (:data:`clfsload.work.units.Unit`: directories, batches of a huge directory's entries,
 ranges of a huge file's segments, hard-linked objects) and returns their
 outcome. The driver alone writes the state store.
 """
@@ -16,21 +16,17 @@ import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
-from ..errors import TerminalError
-from ..work.scan import Problem
+from ..settings import Switches
 from ..targets import open_async_target, open_target
 from ..targets.credentials import Credential
 from ..targets.endpoint import LocalFolder, parse_account
 from ..work import source_reads
-from ..work.ranges import FileRange, RangeDone, RangeVanished
-from ..work.transfer import DirResult, DirTask, DirWrite, EntryBatch, LinkDone, LinkTask, RunParams, UnitFailed, Worker
+from ..work.protocols import BlobUploader
+from ..work.transfer import UnitRunner
+from ..work.units import Outcome, RunParams, Unit
 from ..work.upload import DirectUploader, Uploader
-
-Outcome = Union[DirResult, Problem, LinkDone, RangeDone, RangeVanished, None]
-#: every kind of unit a pool runs
-Unit = Union[DirTask, EntryBatch, FileRange, LinkTask, DirWrite]
 
 
 @dataclass(frozen=True)
@@ -43,39 +39,46 @@ class WorkerConfig:
     params: RunParams
     #: uploads in flight per worker process
     upload_threads: int
+    #: the run-time switches the edge read (the workers read no environment)
+    switches: Switches = Switches()
 
 
-_worker: Optional[Worker] = None
+_runner: Optional[UnitRunner] = None  # this pool process's
 
 
-def uploads_in_flight(upload_threads: int) -> int:
+def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) -> int:
     """Requests one worker process keeps in flight to a network target.
 
     The reference ran ``worker_thread_count`` threads, one synchronous PUT
     each. One event loop carries many more for the same CPU, and a server
     far away needs many in flight to be kept busy; more requests per loop
     turn also make each cheaper. So: four per reference thread, at least 64.
-    ``CLFSLOAD_MAX_IN_FLIGHT=N`` sets it outright (a benchmark's stand-in
-    for a node's network cap, or a shared link to spare).
+    ``max_in_flight`` (``CLFSLOAD_MAX_IN_FLIGHT=N``, :class:`~clfsload.settings.Switches`)
+    sets it outright (a benchmark's stand-in for a node's network cap, or a
+    shared link to spare).
     """
-    fixed = os.environ.get("CLFSLOAD_MAX_IN_FLIGHT", "").strip()
-    if fixed.isdigit() and int(fixed) > 0:
-        return int(fixed)
+    if max_in_flight is not None and max_in_flight > 0:
+        return max_in_flight
     return max(64, 4 * upload_threads)
 
 
-def _open_worker(config: WorkerConfig) -> Worker:
-    uploader: Union[Uploader, DirectUploader]
+def open_runner(config: WorkerConfig) -> UnitRunner:
+    """A :class:`UnitRunner` with its own connection to the target (one per process or Dask thread)."""
+    switches = config.switches
+    uploader: BlobUploader
     if isinstance(parse_account(config.account), LocalFolder):
         # Writing a file is cheaper than handing it to an event loop thread.
         uploader = DirectUploader(open_target(config.account, config.container, config.credential),
                                   config.params.compress)
     else:
         def opener():
-            return open_async_target(config.account, config.container, config.credential)
+            return open_async_target(config.account, config.container, config.credential,
+                                     options=switches.target_options(local=False))
 
-        uploader = Uploader(opener, config.params.compress, max_in_flight=uploads_in_flight(config.upload_threads))
-    return Worker(config.params, uploader)
+        uploader = Uploader(opener, config.params.compress,
+                            max_in_flight=uploads_in_flight(config.upload_threads, switches.max_in_flight),
+                            pace=not switches.no_pacing, uvloop=not switches.no_uvloop)
+    return UnitRunner(config.params, uploader)
 
 
 def _die_with_parent() -> None:
@@ -123,7 +126,7 @@ def _die_with_driver(driver: int) -> None:
 
 
 def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
-    global _worker
+    global _runner
     _die_with_parent()
     _die_with_driver(driver)
     if reports is not None:  # stuck source operations: the driver logs and counts them
@@ -133,30 +136,17 @@ def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
         source_reads.REPORTERS["count"] = lambda count: reports.put(("count", pid, count))
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = _open_worker(config)
+    _runner = open_runner(config)
 
 
-def run_task(task: Unit, worker: Optional[Worker] = None) -> Outcome:
-    """Run one unit; a directory that fails outright comes back as its Problem.
+def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
+    """Run one unit (on ``runner``, else this pool process's); a directory that fails outright comes back as its Problem.
 
     TerminalError propagates: the driver stops the run.
     """
-    worker = worker or _worker
-    assert worker is not None, "worker process not initialised"
-    if isinstance(task, LinkTask):
-        return worker.store_linked(task)
-    if isinstance(task, EntryBatch):
-        return worker.run_batch(task)
-    if isinstance(task, FileRange):
-        return worker.store_range(task)
-    if isinstance(task, DirWrite):
-        return worker.write_directory(task)
-    try:
-        return worker.run(task)
-    except UnitFailed as exc:
-        return exc.problem
-    except TerminalError:
-        raise
+    runner = runner or _runner
+    assert runner is not None, "pool process not initialised"
+    return task.run(runner)
 
 
 def start_forkserver() -> "multiprocessing.context.ForkServerContext":
@@ -184,13 +174,13 @@ class UnitPool:
                 max_workers=processes, mp_context=context, initializer=_init_process,
                 initargs=(config, os.getpid(), self._reports),
             )
-            self._inline: Optional[Worker] = None
+            self._inline: Optional[UnitRunner] = None
             self._listener: Optional[threading.Thread] = threading.Thread(
                 target=_relay_reports, args=(self._reports,), name="clfsload-stuck-reports", daemon=True)
             self._listener.start()
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-unit")
-            self._inline = _open_worker(config)
+            self._inline = open_runner(config)
             self._listener = None
 
     @property

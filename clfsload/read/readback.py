@@ -16,6 +16,7 @@ Typical use::
 from typing import Dict, List, Optional
 
 from ..clfs.container import Container
+from ..targets.azure_common import AzureOptions
 from ..targets.base import BlobTarget
 from ..targets.factory import CredentialLike, open_target
 
@@ -77,7 +78,7 @@ class TargetContainer(Container):
 
 
 def open_container(account: str, container: str, credential: CredentialLike = None, *, strict: bool = False,
-                   allow_unfinished: bool = False) -> TargetContainer:
+                   allow_unfinished: bool = False, options: Optional[AzureOptions] = None) -> TargetContainer:
     """Open container ``container`` of ``account`` for reading and list its blobs.
 
     *account*: an account name, a blob endpoint URL (Azurite:
@@ -92,12 +93,14 @@ def open_container(account: str, container: str, credential: CredentialLike = No
     :class:`~clfsload.errors.FormatError`; by default violations are collected
     in ``problems`` so one bad blob does not hide the rest. *allow_unfinished*
     walks from the ``tmp`` root of a transfer that never finalized.
+    *options*: Azure tuning (:class:`~clfsload.targets.AzureOptions`), as for
+    :func:`~clfsload.targets.open_target`.
 
     Raises :class:`~clfsload.errors.TerminalError` subclasses for an unusable
     account, credential or container, and target errors from the listing.
     Nothing is written to the container.
     """
-    target = open_target(account, container, credential)
+    target = open_target(account, container, credential, options=options)
     source = TargetSource(target)
     try:
         source.names()  # list now: a wrong container or credential fails here, not mid-walk

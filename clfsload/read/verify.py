@@ -46,10 +46,10 @@ source file rewritten past its first 16 KiB with its size and mtime kept,
 goes unnoticed.
 
 **Recorded checksums** (``checksums``, read from the load's state dir with
-:func:`clfsload.work.checksums.read_checksums`; ``verify --state``): in fast mode,
+:func:`clfsload.work.checksum_log.read_checksums`; ``verify --state``): in fast mode,
 each regular file with a checksum recorded at upload has its source file
 hashed (XXH3-128; a file loaded in ranges, range by range, see
-:mod:`clfsload.work.checksums`) and compared with it. That proves the bytes the load
+:mod:`clfsload.work.checksum_log`) and compared with it. That proves the bytes the load
 stored (all of them, not only the first 16 KiB) equal the source now,
 without downloading a data segment; that the stored blobs are intact is the
 storage's own guarantee (Azure checks every Put Blob's MD5 itself).
@@ -64,7 +64,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
-from ..work.checksums import Recorded, matches
+from ..work.checksum_log import Recorded, matches
 from ..work.prefetch import list_and_lstat
 from ..work.source_reads import shared
 from ..clfs.constants import FIRST_SEGMENT_BYTES, FTYPE_TO_BTYPE, Btype

@@ -17,6 +17,21 @@ once), the ``http`` path sends through aiohttp instead, which speaks to
 proxies. The SDK client and the aiohttp session are created on first use,
 inside the running loop; one retry layer and one error mapping serve all.
 
+Why three HTTP clients: they are two connection pools and one client on
+top of one of them. The SDK's ``ContainerClient`` is needed whatever the
+data path (listings, creating the container, and every request under Azure
+AD, which has no SAS); it sends through the aiohttp ``ClientSession``,
+which is also the ``http`` path's client behind a proxy, so those share one
+pool of ``max_connections``. The :class:`~clfsload.targets.wire.WirePool`
+carries only the ``http`` data path, and exists only when no proxy is set;
+it is not made at all under ``sdk``. Folding it into aiohttp would cost the
+CPU it saves; dropping aiohttp would leave the SDK and proxies without a
+transport.
+
+What the operations do (access probes, listings, deletes) is written once
+for both Azure targets in :mod:`clfsload.targets.azure_plans`; this module
+is the transport: one method per kind of request.
+
 Timeouts of one bare request: ``connect_timeout`` to connect; then
 ``read_timeout`` without progress: the lean client fails a request when the
 socket neither took a byte of its body nor gave a byte of the answer for that
@@ -28,32 +43,22 @@ that stops reading it is noticed too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import urllib.parse
 import urllib.request
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from ..errors import BlobNotFoundError, ClfsLoadError, TargetConfigError, TransientError
+from ..errors import ClfsLoadError, TargetConfigError
+from . import azure_plans as plans
 from .azure_access import AzureAccess, SasSource
-from .azure_common import (
-    MAX_SINGLE_PUT,
-    PROBE_ETAG,
-    AzureOptions,
-    AzureTargetCore,
-    TargetStats,
-    probe_missed,
-    probe_name,
-)
-from .base import RESERVED_PREFIX, AsyncBlobTarget, Payload, check_blob_name
+from .azure_common import PROBE_ETAG, AzureOptions, AzureTargetCore, TargetStats, probe_missed, sdk_client_options
+from .azure_plans import Call, Listing, Plan
+from .base import AsyncBlobTarget, Payload
 from .retry import Failure, arun_with_retry
 from .wire import WirePool
 
 __all__ = ["AsyncAzureBlobTarget"]
 
 T = TypeVar("T")
-_PAGE_SIZE = 5000
-_EMPTY_PAGE = 16
 #: Bodies larger than this are sent in pieces of this size under a _BodyWatch;
 #: smaller ones fit in the socket buffers and go as they are.
 _WATCHED_BODY = 256 * 1024
@@ -189,8 +194,7 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
         proxies = {"http": self._proxy, "https": self._proxy} if self._proxy else None
         self._cc = ContainerClient(
             self._core.access.endpoint.url, self._core.access.container, credential=self._sdk_credential,
-            transport=transport, retry_total=0, user_agent=opts.user_agent, proxies=proxies,
-            max_single_put_size=MAX_SINGLE_PUT, max_single_get_size=MAX_SINGLE_PUT,
+            transport=transport, proxies=proxies, **sdk_client_options(opts),
         )
         return self._cc
 
@@ -258,7 +262,15 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
                                       body.decode("utf-8", "replace"), resp.headers)
             return body
 
-    # -- AsyncBlobTarget --------------------------------------------------------
+    async def _step(self, call: Call) -> Any:
+        """Carry out one call of a plan: its transport method, retried."""
+        transport = getattr(self, "_" + call.kind)
+        return await self._call(lambda: call.invoke(transport), call.op, call.name)
+
+    async def _run(self, plan: Plan[T]) -> T:
+        return await plans.run_async(plan, self._step)
+
+    # -- AsyncBlobTarget (the logic is in azure_plans) ---------------------------
 
     def describe(self) -> str:
         """``azure:`` plus the container URL."""
@@ -267,42 +279,65 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
     async def check_access(self, *, read: bool = True, write: bool = True, delete: bool = True,
                            list_: bool = True) -> None:
         """Probe each permission without leaving anything in the container."""
-        ops = self._core.wanted_ops(read, write, delete, list_)
-        self._core.mapper.sas_precheck(ops)
-        probe = probe_name()
-        try:
-            for op in ops:
-                if op == "list":
-                    await self._call(lambda: self._page("", None, 1), "list", None)
-                elif op == "get":
-                    await self._expect_missing(lambda: self._get_once(probe), "get")
-                elif op == "delete":
-                    await self._expect_missing(lambda: self._delete_once(probe), "delete")
-                else:
-                    await self._probe_write(probe, delete)
-        except TransientError as exc:
-            raise self._core.unreachable(exc) from None
+        await self._run(plans.check_access(self._core, read, write, delete, list_))
 
-    async def _expect_missing(self, fn: Callable[[], Awaitable[object]], op: str) -> None:
-        try:
-            await self._call(fn, op, None)
-        except BlobNotFoundError:
-            return
+    async def create_container(self) -> None:
+        """Create the container if it does not exist (needs an account-level credential)."""
+        await self._run(plans.create_container())
 
-    async def _probe_write(self, probe: str, can_delete: bool) -> None:
-        """Prove the write permission; see :meth:`AzureBlobTarget._probe_write`."""
-        if can_delete:
-            await self._call(lambda: self._put_once(probe, b""), "put", None)
-            try:
-                await self._call(lambda: self._put_once(probe, b""), "put", None)
-            finally:
-                with contextlib.suppress(ClfsLoadError):
-                    await self._expect_missing(lambda: self._delete_once(probe), "delete")
-        elif await self._call(lambda: self._probe_write_once(probe), "put", None):
-            with contextlib.suppress(ClfsLoadError):
-                await self._expect_missing(lambda: self._delete_once(probe), "delete")
+    async def is_empty(self) -> bool:
+        """True if the container holds no blob (the targets' own ``.clfsload-`` names aside)."""
+        return await self._run(plans.is_empty())
 
-    async def _probe_write_once(self, probe: str) -> bool:
+    async def list_names(self, prefix: str = "") -> AsyncIterator[str]:  # type: ignore[override]
+        """Yield names starting with *prefix* (not ``.clfsload-`` ones); each page of 5,000 is retried alone."""
+        listing = Listing(prefix)
+        while not listing.done:
+            for name in listing.take(await self._step(listing.next_call())):
+                yield name
+
+    async def put(self, name: str, payload: Payload) -> None:
+        """One Put Blob that creates or replaces *name*."""
+        if self._sas is None and not isinstance(payload, bytes):
+            payload = bytes(payload)
+        await self._run(plans.put(self._core, name, payload))
+
+    async def get(self, name: str) -> bytes:
+        """The whole content of *name*."""
+        return await self._run(plans.get(name))
+
+    async def delete(self, name: str, *, missing_ok: bool = True) -> None:
+        """Delete *name*. A 404 after a retried attempt counts as deleted."""
+        await self._run(plans.delete(name, missing_ok))
+
+    # -- transport: one method per call kind of azure_plans -----------------------
+
+    async def _list(self, prefix: str, token: Optional[str], size: int) -> Tuple[List[str], Optional[str]]:
+        pager = self._ensure().list_blob_names(name_starts_with=prefix or None, results_per_page=size)
+        pages = pager.by_page(continuation_token=token)
+        page = await pages.__anext__()
+        names = [name async for name in page]
+        return names, pages.continuation_token
+
+    async def _get(self, name: str) -> bytes:
+        if self._sas is not None:
+            return await self._http("GET", name)
+        downloader = await self._ensure().download_blob(name, max_concurrency=1)
+        return await downloader.readall()
+
+    async def _put(self, name: str, payload: Payload) -> None:
+        if self._sas is not None:
+            await self._http("PUT", name, payload)
+        else:
+            await self._ensure().upload_blob(name, payload, overwrite=True, length=len(payload))
+
+    async def _delete(self, name: str) -> None:
+        if self._sas is not None:
+            await self._http("DELETE", name)
+        else:
+            await self._ensure().delete_blob(name)
+
+    async def _probe_put(self, probe: str) -> bool:
         """A Put Blob that cannot succeed (If-Match on a made-up ETag); True if it did anyway."""
         try:
             if self._sas is not None:
@@ -324,92 +359,13 @@ class AsyncAzureBlobTarget(AsyncBlobTarget):
             raise
         return True
 
-    async def create_container(self) -> None:
-        """Create the container if it does not exist (needs an account-level credential)."""
+    async def _create(self) -> None:
         from azure.core.exceptions import ResourceExistsError
 
-        async def attempt() -> None:
-            try:
-                await self._ensure().create_container()
-            except ResourceExistsError:
-                return
-
-        await self._call(attempt, "create", None)
-
-    async def is_empty(self) -> bool:
-        """True if the container holds no blob (the targets' own ``.clfsload-`` names aside)."""
-        token: Optional[str] = None
-        while True:
-            names, token = await self._call(functools.partial(self._page, "", token, _EMPTY_PAGE), "list", None)
-            if any(not n.startswith(RESERVED_PREFIX) for n in names):
-                return False
-            if not token:
-                return True
-
-    async def list_names(self, prefix: str = "") -> AsyncIterator[str]:  # type: ignore[override]
-        """Yield names starting with *prefix* (not ``.clfsload-`` ones); each page of 5,000 is retried alone."""
-        token: Optional[str] = None
-        while True:
-            names, token = await self._call(functools.partial(self._page, prefix, token, _PAGE_SIZE), "list", None)
-            for name in names:
-                if not name.startswith(RESERVED_PREFIX):
-                    yield name
-            if not token:
-                return
-
-    async def _page(self, prefix: str, token: Optional[str], size: int) -> Tuple[List[str], Optional[str]]:
-        pager = self._ensure().list_blob_names(name_starts_with=prefix or None, results_per_page=size)
-        pages = pager.by_page(continuation_token=token)
-        page = await pages.__anext__()
-        names = [name async for name in page]
-        return names, pages.continuation_token
-
-    async def put(self, name: str, payload: Payload) -> None:
-        """One Put Blob that creates or replaces *name*."""
-        check_blob_name(name)
-        if self._sas is None and not isinstance(payload, bytes):
-            payload = bytes(payload)
-        await self._call(lambda: self._put_once(name, payload), "put", name)
-        self._core.stats.count_put(len(payload))
-
-    async def _put_once(self, name: str, payload: Payload) -> None:
-        if self._sas is not None:
-            await self._http("PUT", name, payload)
-        else:
-            await self._ensure().upload_blob(name, payload, overwrite=True, length=len(payload))
-
-    async def get(self, name: str) -> bytes:
-        """The whole content of *name*."""
-        check_blob_name(name)
-        return await self._call(lambda: self._get_once(name), "get", name)
-
-    async def _get_once(self, name: str) -> bytes:
-        if self._sas is not None:
-            return await self._http("GET", name)
-        downloader = await self._ensure().download_blob(name, max_concurrency=1)
-        return await downloader.readall()
-
-    async def delete(self, name: str, *, missing_ok: bool = True) -> None:
-        """Delete *name*. A 404 after a retried attempt counts as deleted."""
-        check_blob_name(name)
-        attempts = 0
-
-        async def attempt() -> None:
-            nonlocal attempts
-            attempts += 1
-            await self._delete_once(name)
-
         try:
-            await self._call(attempt, "delete", name)
-        except BlobNotFoundError:
-            if not (missing_ok or attempts > 1):
-                raise
-
-    async def _delete_once(self, name: str) -> None:
-        if self._sas is not None:
-            await self._http("DELETE", name)
-        else:
-            await self._ensure().delete_blob(name)
+            await self._ensure().create_container()
+        except ResourceExistsError:
+            return
 
     async def close(self) -> None:
         """Close the client, the shared session and (Azure AD) the token credential."""

@@ -6,7 +6,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .. import __version__
 from ..errors import TerminalError, TransientError
@@ -14,9 +14,10 @@ from .azure_access import AzureAccess
 from .azure_errors import ErrorMapper
 from .base import RESERVED_PREFIX
 from .redaction import protect_library_loggers
-from .retry import Failure, RetrySettings, default_retry_settings
+from .retry import Failure, RetrySettings
 
-__all__ = ["AzureOptions", "TargetStats", "AzureTargetCore", "PROBE_ETAG", "probe_missed", "probe_name"]
+__all__ = ["AzureOptions", "TargetStats", "AzureTargetCore", "PROBE_ETAG", "probe_missed", "probe_name",
+           "sdk_client_options"]
 
 log = logging.getLogger("clfsload.targets")
 
@@ -34,6 +35,12 @@ def probe_missed(status: object, code: object) -> bool:
     return status == 412 or (status == 404 and "BlobNotFound" in str(getattr(code, "value", code) or ""))
 
 
+def sdk_client_options(options: "AzureOptions") -> Dict[str, Any]:
+    """The keyword arguments both targets give the SDK's ``ContainerClient`` (its own retries off)."""
+    return {"retry_total": 0, "user_agent": options.user_agent,
+            "max_single_put_size": MAX_SINGLE_PUT, "max_single_get_size": MAX_SINGLE_PUT}
+
+
 def probe_name() -> str:
     """A fresh blob name for access probes; it is never created."""
     return f"{RESERVED_PREFIX}probe-{uuid.uuid4().hex}"
@@ -46,12 +53,14 @@ class AzureOptions:
     ``max_connections``: connection pool size (blocking) or in-flight limit
     (asyncio). ``data_path`` (asyncio only): ``sdk`` sends every request
     through azure-storage-blob's aio client; ``http`` sends put/get/delete as
-    bare aiohttp requests to a SAS URL (about 4x less client CPU per Put
-    Blob); ``auto`` picks ``http`` when a SAS is at hand (SAS token, account
-    key or connection string) and ``sdk`` for Azure AD.
+    bare requests to a SAS URL through the lean HTTP/1.1 client of
+    :mod:`clfsload.targets.wire` (through aiohttp when a proxy is set; about
+    4x less client CPU per Put Blob than the SDK); ``auto`` picks ``http`` when a SAS is at hand (SAS token, account
+    key or connection string) and ``sdk`` for Azure AD. ``retry``: the
+    loader passes the edge's (:attr:`clfsload.settings.Switches.retry`).
     """
 
-    retry: RetrySettings = field(default_factory=default_retry_settings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
     max_connections: int = 64
     data_path: str = "auto"
     api_version: str = "2025-01-05"

@@ -72,6 +72,16 @@ class BlobTarget(abc.ABC):
     target across ``fork``: open one per process.
     """
 
+    #: what kind of store it is, ``azure`` or ``local``: speeds differ too much to share a history
+    kind = "azure"
+
+    def remove_temp_files(self) -> int:
+        """Delete temp files left by writers killed mid-blob; return how many (none on Azure).
+
+        Call it only with no other writer.
+        """
+        return 0
+
     @abc.abstractmethod
     def describe(self) -> str:
         """A secret-free identity, e.g. ``azure:https://acct.blob.core.windows.net/c`` or ``file:/abs/path/c``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 from ..errors import TargetConfigError
 from .azure_access import resolve_access
@@ -11,12 +11,13 @@ from .base import AsyncBlobTarget, BlobTarget
 from .credentials import Credential, CredentialKind
 from .endpoint import AzureEndpoint, LocalFolder, check_container_name, parse_account
 
-__all__ = ["open_target", "open_async_target"]
+__all__ = ["open_target", "open_async_target", "as_credential", "CredentialLike"]
 
 CredentialLike = Union[Credential, str, None]
 
 
-def _credential(value: CredentialLike) -> Credential:
+def as_credential(value: CredentialLike) -> Credential:
+    """A :class:`Credential` from what the API accepts: one already made, a string :meth:`Credential.parse` reads, or None."""
     if value is None:
         return Credential.none()
     if isinstance(value, Credential):
@@ -44,6 +45,28 @@ def _resolve(account: str, container: str, credential: Credential):  # noqa: ANN
     return resolve_access(where, container, credential)
 
 
+def _construct(account: str, container: str, credential: CredentialLike, create: bool, durable: bool,
+               options: Optional[AzureOptions], aio: bool) -> Tuple[Any, bool]:
+    """The target *account* names, unopened on the network, and whether its container must still be created.
+
+    A local folder is created by its constructor; an Azure container by a
+    ``create_container`` call the caller makes (and closes the target if it fails).
+    """
+    where = _resolve(account, container, as_credential(credential))
+    if isinstance(where, LocalFolder):
+        from . import local
+
+        folder = local.AsyncLocalFolderTarget if aio else local.LocalFolderTarget
+        return folder(where.path, container, create=create, durable=durable), False
+    if aio:
+        from .azure_aio import AsyncAzureBlobTarget
+
+        return AsyncAzureBlobTarget(where, options), create
+    from .azure import AzureBlobTarget
+
+    return AzureBlobTarget(where, options), create
+
+
 def open_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
                 options: Optional[AzureOptions] = None, durable: bool = False) -> BlobTarget:
     """Open a blocking target.
@@ -57,16 +80,8 @@ def open_target(account: str, container: str, credential: CredentialLike, *, cre
     *options*: Azure tuning. Raises :class:`~clfsload.errors.TerminalError`
     subclasses for unusable values; does no network request.
     """
-    cred = _credential(credential)
-    where = _resolve(account, container, cred)
-    if isinstance(where, LocalFolder):
-        from .local import LocalFolderTarget
-
-        return LocalFolderTarget(where.path, container, create=create, durable=durable)
-    from .azure import AzureBlobTarget
-
-    target = AzureBlobTarget(where, options)
-    if create:
+    target, must_create = _construct(account, container, credential, create, durable, options, aio=False)
+    if must_create:
         try:
             target.create_container()
         except BaseException:
@@ -81,16 +96,8 @@ async def open_async_target(account: str, container: str, credential: Credential
 
     Call it from the event loop the target will be used on.
     """
-    cred = _credential(credential)
-    where = _resolve(account, container, cred)
-    if isinstance(where, LocalFolder):
-        from .local import AsyncLocalFolderTarget
-
-        return AsyncLocalFolderTarget(where.path, container, create=create, durable=durable)
-    from .azure_aio import AsyncAzureBlobTarget
-
-    target = AsyncAzureBlobTarget(where, options)
-    if create:
+    target, must_create = _construct(account, container, credential, create, durable, options, aio=True)
+    if must_create:
         try:
             await target.create_container()
         except BaseException:

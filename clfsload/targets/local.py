@@ -72,6 +72,8 @@ class LocalFolderTarget(BlobTarget):
     component under it. Thread-safe.
     """
 
+    kind = "local"
+
     def __init__(self, root: str, container: str, *, create: bool = False, durable: bool = False) -> None:
         check_local_container_name(container)
         self._root = os.path.abspath(root)

@@ -16,13 +16,15 @@ An operation stops after ``max_attempts`` attempts or when the next wait
 would end past ``total_timeout`` seconds from its start, whichever comes
 first. The last failure is then raised.
 
-Test hook: ``CLFSLOAD_TEST_RETRY``. :func:`default_retry_settings` (the
-settings every target gets unless its caller passes others) starts from the
-defaults above and overrides the fields named in this variable, e.g.
+Test hook: ``CLFSLOAD_TEST_RETRY``. :func:`default_retry_settings` starts
+from the defaults above and overrides the fields named in this variable, e.g.
 ``CLFSLOAD_TEST_RETRY="read_timeout=2,connect_timeout=2,base_delay=0.05,max_delay=0.5"``,
 so the fault-injection tests can make a stalled request cost seconds, not
-minutes. It is meant for tests only: the worker processes inherit it with
-the rest of the environment. A malformed value raises ``ValueError`` naming
+minutes. It is meant for tests only. The edge reads it with the other
+switches (:class:`clfsload.settings.Switches`); the loader and the reading
+commands give the result to every Azure target they open, in the driver and
+in the workers (a target opened without options gets plain
+:class:`RetrySettings`). A malformed value raises ``ValueError`` naming
 the field; the value holds only numbers and is never logged.
 """
 
@@ -31,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -89,8 +90,8 @@ class RetrySettings:
         return rng(0.0, ceiling)
 
 
-def default_retry_settings(environ: Mapping[str, str] = os.environ) -> RetrySettings:
-    """The default :class:`RetrySettings`, with the overrides of ``CLFSLOAD_TEST_RETRY`` (a test hook).
+def default_retry_settings(environ: Mapping[str, str]) -> RetrySettings:
+    """The default :class:`RetrySettings`, with the overrides of ``CLFSLOAD_TEST_RETRY`` in ``environ`` (a test hook).
 
     The variable is a comma-separated list of ``field=number`` for fields of
     :class:`RetrySettings`; ``max_attempts`` takes an integer.
@@ -184,6 +185,36 @@ def _final(failure: Failure, attempts: int, elapsed: float) -> BaseException:
         return error
 
 
+class _Retrying:
+    """One retried call, for :func:`run_with_retry` and :func:`arun_with_retry`: its attempts and what follows a failure."""
+
+    def __init__(self, classify: Callable[[BaseException], Failure], settings: RetrySettings,
+                 clock: Callable[[], float], on_retry: Optional[Callable[[int, float, Failure], None]]) -> None:
+        self.classify = classify
+        self.settings = settings
+        self.clock = clock
+        self.on_retry = on_retry
+        self.started = clock()
+        #: attempts made so far (the caller counts each one as it starts)
+        self.attempt = 0
+
+    def wait_after(self, exc: Exception) -> float:
+        """The wait before the next attempt (``on_retry`` told first), or raise the error that ends the call.
+
+        That error is *exc* itself when classify says so, otherwise the
+        translated one, raised ``from None`` (see :func:`run_with_retry`).
+        """
+        failure = self.classify(exc)
+        wait = _next_wait(self.settings, self.attempt, failure, self.started, self.clock)
+        if wait is None:
+            if failure.error is exc:
+                raise exc
+            raise _final(failure, self.attempt, self.clock() - self.started) from None
+        if self.on_retry is not None:
+            self.on_retry(self.attempt, wait, failure)
+        return wait
+
+
 def run_with_retry(
     attempt_fn: Callable[[], T],
     classify: Callable[[BaseException], Failure],
@@ -202,22 +233,13 @@ def run_with_retry(
     detail instead.
     *on_retry(attempt, wait, failure)* is called before each wait.
     """
-    started = clock()
-    attempt = 0
+    retrying = _Retrying(classify, settings, clock, on_retry)
     while True:
-        attempt += 1
+        retrying.attempt += 1
         try:
             return attempt_fn()
         except Exception as exc:  # noqa: BLE001 - classify() decides; it re-raises what it does not know
-            failure = classify(exc)
-            wait = _next_wait(settings, attempt, failure, started, clock)
-            if wait is None:
-                if failure.error is exc:
-                    raise
-                raise _final(failure, attempt, clock() - started) from None
-            if on_retry is not None:
-                on_retry(attempt, wait, failure)
-            sleep(wait)
+            sleep(retrying.wait_after(exc))
 
 
 async def arun_with_retry(
@@ -229,21 +251,12 @@ async def arun_with_retry(
     on_retry: Optional[Callable[[int, float, Failure], None]] = None,
 ) -> T:
     """The asyncio twin of :func:`run_with_retry` (waits with ``asyncio.sleep``)."""
-    started = clock()
-    attempt = 0
+    retrying = _Retrying(classify, settings, clock, on_retry)
     while True:
-        attempt += 1
+        retrying.attempt += 1
         try:
             return await attempt_fn()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - see run_with_retry
-            failure = classify(exc)
-            wait = _next_wait(settings, attempt, failure, started, clock)
-            if wait is None:
-                if failure.error is exc:
-                    raise
-                raise _final(failure, attempt, clock() - started) from None
-            if on_retry is not None:
-                on_retry(attempt, wait, failure)
-            await asyncio.sleep(wait)
+            await asyncio.sleep(retrying.wait_after(exc))

@@ -22,87 +22,25 @@ changed while read is planned again from its new stat, at most
 Content checksum: each range hashes its bytes (XXH3-128); the file's record
 is the XXH3-128 of its ranges' digests with the range span, which
 ``verify --state`` recomputes from the source
-(:func:`clfsload.work.checksums.ranged_digest`).
+(:func:`clfsload.work.checksum_log.ranged_digest`).
 """
 
 import os
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import crashpoints
-from .checksums import new_hasher, range_span, tree_digest
+from .checksum_log import new_hasher, range_span, tree_digest
 from ..clfs.blockmap import segment_count, segment_offset
 from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
 from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
 from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
+from .protocols import ReadingRunStore, RunStore
 from .reasons import READ_ATTEMPTS, store_failure, torn_read
 from .source_reads import AheadReader, read_exact
+from .units import FileRange, HugeFile, RangeDone, RangeOutcome, RangeVanished
 from .upload import first_error
-
-if TYPE_CHECKING:
-    from .transfer import Worker
-
-#: data segments per range (1 GiB); a file with more segments is loaded in ranges
-RANGE_SEGMENTS = 128
-
-
-@dataclass(frozen=True)
-class HugeFile:
-    """A regular file of a directory unit, to be loaded in ranges; ``stat`` is the directory scan's."""
-
-    unit: int
-    pos: int  # its place in the directory's scan order
-    name: bytes
-    path: bytes
-    fh: bytes
-    parent_fh: bytes
-    stat: EntryStat
-
-
-@dataclass(frozen=True)
-class FileRange:
-    """Data segments ``first``..``last`` (1-based block indexes) of one huge file: a unit of work.
-
-    The first range also reads the file's first 16 KiB (the inode's DATA).
-    ``stat`` is the one the ranges were planned on: a range that finds the
-    file different reports it changed and stores nothing.
-    """
-
-    unit: int  # the directory unit the file belongs to
-    fh: bytes
-    parent_fh: bytes
-    path: bytes
-    stat: EntryStat
-    first: int
-    last: int
-    attempt: int
-
-
-class RangeDone(NamedTuple):
-    """What a range read and stored."""
-
-    first: int
-    #: the file's fstat before reading (after it, when ``changed`` found it different)
-    stat: EntryStat
-    #: the first FIRST_SEGMENT_BYTES of the file (first range only)
-    head: bytes
-    #: XXH3-128 of the bytes this range read, head included
-    digest: bytes
-    nbytes: int
-    #: the file differs from the planned stat, before or while reading: nothing usable was stored
-    changed: bool = False
-
-
-class RangeVanished(NamedTuple):
-    """The file is gone since its directory was scanned."""
-
-    path: bytes
-
-
-RangeOutcome = Union[RangeDone, RangeVanished, Problem]
-
 
 def is_huge(st: EntryStat, range_segments: int) -> bool:
     """True if a regular file of this stat is loaded in ranges (never with ``range_segments`` 0)."""
@@ -133,20 +71,20 @@ def _pread_exact(fd: int, size: int, offset: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def store_range(worker: "Worker", task: FileRange) -> RangeOutcome:
-    """Read and store the segments of one range (a worker's unit). Raises TerminalError only.
+def store_range(store: ReadingRunStore, task: FileRange) -> RangeOutcome:
+    """Read and store the segments of one range (one unit). Raises TerminalError only.
 
     Every PUT it started has landed (or failed) when it returns, whatever it returns.
     """
     try:
-        fd, opened = worker.reads.call("open", task.path, open_for_reading, task.path)
+        fd, opened = store.reads.call("open", task.path, open_for_reading, task.path)
     except FileNotFoundError:
         return RangeVanished(task.path)
     except OSError as exc:
         return Problem(task.path, describe_oserror(exc))
     futures: List["Future[None]"] = []
     try:
-        return _read_range(worker, task, fd, EntryStat.of(opened), futures)
+        return _read_range(store, task, fd, EntryStat.of(opened), futures)
     except FileNotFoundError:
         return RangeVanished(task.path)
     except OSError as exc:
@@ -158,27 +96,27 @@ def store_range(worker: "Worker", task: FileRange) -> RangeOutcome:
         first_error(futures)  # a range that failed half-way reports once its PUTs are over
 
 
-def _read_range(worker: "Worker", task: FileRange, fd: int, before: EntryStat,
+def _read_range(store: ReadingRunStore, task: FileRange, fd: int, before: EntryStat,
                 futures: List["Future[None]"]) -> RangeOutcome:
     if not same_content(task.stat, before):
         return RangeDone(task.first, before, b"", b"", 0, changed=True)
-    ctime = worker.attrs(before, before.st_size).ctime_sec
+    ctime = store.attrs(before, before.st_size).ctime_sec
     size = before.st_size
     hasher = new_hasher()
     head = b""
     nbytes = 0
     short = False
     if task.first == 1:
-        head = worker.reads.call("read", task.path, _pread_exact, fd, FIRST_SEGMENT_BYTES, 0)
+        head = store.reads.call("read", task.path, _pread_exact, fd, FIRST_SEGMENT_BYTES, 0)
         hasher.update(head)
         nbytes = len(head)
         short = len(head) != min(size, FIRST_SEGMENT_BYTES)
-    ids = worker.mint.block_ids(task.fh)
+    ids = store.mint.block_ids(task.fh)
     # The range's segments are contiguous: one reader runs their preads ahead, many in
     # flight (a segment in several pieces), within the budget of data read ahead.
     start = segment_offset(task.first, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
     end = min(size, segment_offset(task.last + 1, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES))
-    reader = AheadReader(worker.reads, fd, end, start, task.path)
+    reader = AheadReader(store.reads, fd, end, start, task.path)
     try:
         for index in range(task.first, task.last + 1):
             if short:
@@ -191,14 +129,14 @@ def _read_range(worker: "Worker", task: FileRange, fd: int, before: EntryStat,
                 break
             hasher.update(data)
             nbytes += len(data)
-            futures.append(worker.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
+            futures.append(store.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
             crashpoints.reached("file-segment")
     finally:
         reader.close()  # its reads are over before the descriptor is closed
     error = first_error(futures)  # every PUT lands before the range reports, changed or not
     if isinstance(error, TerminalError):
         raise error
-    after = EntryStat.of(worker.reads.call("fstat", task.path, os.fstat, fd))
+    after = EntryStat.of(store.reads.call("fstat", task.path, os.fstat, fd))
     if short or not same_content(before, after):
         return RangeDone(task.first, after, b"", b"", nbytes, changed=True)
     if error is not None:
@@ -270,28 +208,23 @@ class FileAssembly:
             return "again"
         return "store"
 
-    def blobs(self, worker: "Worker") -> List[Blob]:
+    def blobs(self, store: RunStore) -> List[Blob]:
         """The file's indirect blocks and inode (inode last), once :meth:`verdict` said ``"store"``."""
         h = self.huge
         first = self._done[1]
-        attrs = worker.attrs(first.stat, self.stat.st_size)
+        attrs = store.attrs(first.stat, self.stat.st_size)
         segments = segment_count(self.stat.st_size, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
         return file_inode_blobs(attrs, h.fh, [h.parent_fh], h.name, InodeName(h.parent_fh), first.head, segments,
-                                worker.mint.block_ids(h.fh))
+                                store.mint.block_ids(h.fh))
 
     def checksum(self) -> Tuple[bytes, int, bytes]:
-        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.work.checksums.ranged_digest`)."""
+        """``(fh, span, digest)``: the file's content checksum record (:func:`clfsload.work.checksum_log.ranged_digest`)."""
         digests = [self._done[first].digest for first, _ in self.ranges]
         return self.huge.fh, range_span(self.range_segments), tree_digest(digests)
 
 
 __all__ = [
     "FileAssembly",
-    "FileRange",
-    "HugeFile",
-    "RANGE_SEGMENTS",
-    "RangeDone",
-    "RangeVanished",
     "is_huge",
     "plan_ranges",
     "store_range",

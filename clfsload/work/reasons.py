@@ -7,6 +7,9 @@ and retry the same number of times.
 
 from ..errors import TargetError
 
+#: the warning of an entry gone since its directory was scanned (not an error, like rsync or tar)
+VANISHED = "vanished since its directory was scanned; left out"
+
 #: times a regular file (or a file loaded in ranges) is read again when it changes while being read
 READ_ATTEMPTS = 3
 

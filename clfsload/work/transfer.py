@@ -11,35 +11,36 @@ blobs under the same names, so a crash or a retry never leaves garbage.
 
 Entries that fail are left out of the directory: a published container
 never lists an entry whose inode is missing.
+
+The unit types are in :mod:`clfsload.work.units`; :class:`UnitRunner` runs
+each of them. Directories are stored by :mod:`clfsload.work.directories`.
 """
 
 import os
 import stat
 from concurrent.futures import Future, wait
-from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 from .. import crashpoints
-from .checksums import HashingReader, new_hasher
+from .checksum_log import HashingReader, new_hasher
 from ..clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
 from ..clfs.objects import (
     Blob,
     InodeName,
-    directory_blobs,
     file_blobs,
-    root_extattrs,
     small_file_blob,
     special_blob,
     symlink_blob,
     symlink_size,
 )
-from ..clfs.vattr import VAttr, ftype_of_mode, vattr_from_stat
+from ..clfs.vattr import VAttr, ftype_of_mode
 from ..errors import ClfsLoadError, EncodeError, TerminalError
+from .directories import DirectoryWriter
 from .ids import IdMint
+from .protocols import BlobUploader
 from .scan import (
     EntryStat,
     Problem,
-    check_directory_readable,
     describe_oserror,
     open_for_reading,
     same_content,
@@ -47,217 +48,29 @@ from .scan import (
 )
 from .prefetch import EntriesAhead, ParallelScan, readable_all
 from .source_reads import AheadReader, SourceReads, shared
-from .ranges import RANGE_SEGMENTS, FileAssembly, FileRange, HugeFile, RangeOutcome, is_huge, store_range
-from .reasons import READ_ATTEMPTS, store_failure, torn_read
-from .upload import DirectUploader, Uploader, first_error
+from .ranges import is_huge, store_range
+from .reasons import READ_ATTEMPTS, VANISHED, store_failure, torn_read
+from .units import (
+    BatchEntry,
+    DeferredDir,
+    DirResult,
+    DirTask,
+    DirWrite,
+    EntryBatch,
+    FileRange,
+    HugeFile,
+    LinkDone,
+    LinkRef,
+    LinkTask,
+    RangeOutcome,
+    RunParams,
+    SplitDir,
+    SubDir,
+    UnitFailed,
+)
+from .upload import first_error
 
-VANISHED = "vanished since its directory was scanned; left out"
 RECONCILED_VERSION = 11  # FMT §4.3: 9 at transfer, 11 once reconciled
-
-
-#: a directory with more non-directory entries than this is loaded in batches of this many
-BATCH_ENTRIES = 10000
-
-
-@dataclass(frozen=True)
-class RunParams:
-    """What every unit of one run shares."""
-
-    containerid: int
-    fsid: int
-    secret: bytes
-    compress: bool
-    preserve_hardlinks: bool
-    #: non-directory entries per batch of a huge directory (0: never split)
-    batch_entries: int = BATCH_ENTRIES
-    #: data segments per range of a huge regular file (0: never split; :mod:`clfsload.work.ranges`)
-    range_segments: int = RANGE_SEGMENTS
-    #: source operations in flight in this process (0: the default; :mod:`clfsload.work.source_reads`)
-    source_concurrency: int = 0
-    #: bytes read ahead of the consumer in this process (0: the default)
-    source_budget: int = 0
-    #: seconds before an outstanding source operation is reported stuck (0: the default)
-    source_timeout: float = 0
-
-
-@dataclass(frozen=True)
-class DirTask:
-    """One directory to load. ``stat`` is the parent's scan of it (None: lstat it here, for the root)."""
-
-    unit: int
-    path: bytes
-    fh: bytes
-    parent_fh: bytes
-    name: bytes
-    stat: Optional[bytes] = None
-    #: on a retry, the subdirectories an earlier attempt already made units, with
-    #: their fhs: they keep those fhs and are not scheduled again
-    known_subdirs: Optional[Dict[bytes, bytes]] = None
-    #: the run-wide directory counter values ``dmid_base + 1 .. dmid_base + dmid_count``
-    #: are reserved for this directory's subdirectories (FMT §2.2: a directory's
-    #: ``dmid_tgt`` is its counter value mod 48). The driver reserves
-    #: ``st_nlink - 2`` when it makes the unit; subdirectories past the
-    #: reservation (a source whose link counts do not count subdirectories) get
-    #: their handles from the driver, and the directory is stored by the driver.
-    dmid_base: int = 0
-    dmid_count: int = 0
-
-
-class BatchEntry(NamedTuple):
-    """One non-directory of a batch: where it is, what it is, and its place in the directory."""
-
-    pos: int  # index in the directory's scan order (its place in the stored listing)
-    name: bytes
-    path: bytes
-    stat: EntryStat
-    ftype: int
-    seq: int  # its sequence number, from its rank among the directory's names
-
-
-@dataclass(frozen=True)
-class EntryBatch:
-    """A slice of one huge directory's non-directories, loaded as a unit of its own.
-
-    The directory's own unit scanned it and numbered every entry, so a batch
-    needs nobody: it stores its entries under the directory's ``fh`` and
-    returns the ``(pos, name, fh)`` of those stored. The driver stores the
-    directory once every batch is back (:class:`SplitDir`).
-    """
-
-    unit: int
-    index: int
-    fh: bytes
-    path: bytes
-    entries: Tuple[BatchEntry, ...]
-
-
-@dataclass
-class SplitDir:
-    """A directory whose entries went out as units of their own: what the driver needs to store it at the end.
-
-    Its non-directories are in ``batches`` (a huge directory), or some were
-    stored by the directory's unit (their ``(pos, name, fh)`` are in the
-    result's ``children``) and its huge regular files go out in ranges.
-    """
-
-    stat: bytes  # the directory's EntryStat.pack(), taken just before its listing
-    batches: List[EntryBatch]
-    #: (pos, name, fh) of its subdirectories, which store nothing in this unit
-    subdirs: List[Tuple[int, bytes, bytes]]
-    subdir_count: int
-    #: regular files loaded in ranges of segments (:mod:`clfsload.work.ranges`)
-    files: List[HugeFile] = field(default_factory=list)
-
-
-class SubDir(NamedTuple):
-    """A subdirectory found by a scan; the driver makes it a unit.
-
-    ``fh`` is empty when the unit's reservation of directory counter values
-    ran out: the driver mints it from ``seq`` (see :attr:`DirTask.dmid_base`).
-    """
-
-    name: bytes
-    path: bytes
-    fh: bytes
-    stat: bytes
-    seq: int = 0
-
-
-@dataclass
-class DeferredDir:
-    """A directory the worker did not store: the driver stores it once every handle it lists is settled.
-
-    That is a directory listing hard-linked objects (their handles take the
-    ``dmid`` of their first backpointer, known once every directory has been
-    scanned), or subdirectories whose handles the driver mints. ``children``
-    are ``(name, fh)`` in listing order; a hard-linked child carries its key
-    (:meth:`clfsload.work.ids.IdMint.linked_fh`), a subdirectory still to be
-    minted an empty fh.
-    """
-
-    stat: bytes  # the directory's EntryStat.pack(), taken just before its listing
-    children: List[Tuple[bytes, bytes]]
-    subdir_count: int
-
-
-class LinkRef(NamedTuple):
-    """One path of a hard-linked non-directory (``--preserve_hardlinks 1``)."""
-
-    fh: bytes
-    parent_fh: bytes
-    name: bytes
-    path: bytes
-    stat: bytes
-
-
-@dataclass
-class DirResult:
-    """What a unit found and did."""
-
-    unit: int
-    subdirs: List[SubDir] = field(default_factory=list)
-    #: on a retry, the already loaded subdirectories listed again (name -> fh)
-    kept_subdirs: Dict[bytes, bytes] = field(default_factory=dict)
-    links: List[LinkRef] = field(default_factory=list)
-    problems: List[Problem] = field(default_factory=list)
-    #: warnings, not errors: (key, line); the driver logs each key once
-    notes: List[Tuple[str, str]] = field(default_factory=list)
-    #: the directory itself is gone since its parent listed it
-    vanished: bool = False
-    objects: int = 0
-    source_bytes: int = 0
-    #: some object was written twice with different content (a file read
-    #: again): the sweep must look for what the first write left behind
-    dirty: bool = False
-    #: (fh, XXH3-128 of the content stored) per regular file (clfsload.work.checksums)
-    checksums: List[Tuple[bytes, bytes]] = field(default_factory=list)
-    #: a huge directory: its entries are to be loaded in these batches, then the directory stored
-    split: Optional[SplitDir] = None
-    #: from an EntryBatch: the (pos, name, fh) of the entries it stored
-    children: List[Tuple[int, bytes, bytes]] = field(default_factory=list)
-    #: the directory is to be stored by the driver, later (:class:`DeferredDir`)
-    deferred: Optional[DeferredDir] = None
-
-
-@dataclass(frozen=True)
-class DirWrite:
-    """A deferred directory to store, its listing's handles settled (RECONCILE, before the linked objects).
-
-    ``task`` names the directory (its fh, parent fh, name, path); ``children``
-    are ``(name, fh)`` in listing order. Storing it twice writes the same blobs.
-    """
-
-    task: DirTask
-    stat: bytes
-    children: Tuple[Tuple[bytes, bytes], ...]
-    subdir_count: int
-
-    @property
-    def path(self) -> bytes:
-        """The directory's source path."""
-        return self.task.path
-
-
-class LinkDone(NamedTuple):
-    """A hard-linked object stored in RECONCILE, with its content checksum (if a regular file)."""
-
-    checksums: List[Tuple[bytes, bytes]]
-
-
-@dataclass(frozen=True)
-class LinkTask:
-    """A hard-linked non-directory to store once, with all its backpointers (RECONCILE).
-
-    ``fh`` is its settled handle; ``key`` the handle-shaped key its links were
-    recorded under in TRANSFER (:meth:`clfsload.work.ids.IdMint.linked_fh`).
-    """
-
-    fh: bytes
-    path: bytes
-    name: bytes
-    stat: bytes
-    backpointers: Tuple[bytes, ...]
-    key: bytes = b""
 
 
 class SourceError(ClfsLoadError):
@@ -268,21 +81,19 @@ class Vanished(SourceError):
     """The entry is gone since its directory was scanned: left out, with a warning."""
 
 
-class UnitFailed(ClfsLoadError):
-    """The directory itself could not be loaded; ``problem`` says which path and why."""
+class _DirectoryRunner:
+    """The directory units of a :class:`UnitRunner`: listing, numbering, handing out entries, settling their PUTs.
 
-    def __init__(self, problem: Problem):
-        super().__init__(problem.line())
-        self.problem = problem
+    What stores each non-directory from the source is the subclass's
+    (:meth:`UnitRunner.store_object`).
+    """
 
-
-class Worker:
-    """Runs units against one target; one per process (or per thread in tests)."""
-
-    def __init__(self, params: RunParams, uploader: Union[Uploader, DirectUploader]):
+    def __init__(self, params: RunParams, uploader: BlobUploader):
         self.params = params
         self.mint = IdMint(params.containerid, params.secret)
         self.uploader = uploader
+        #: stores directories (the unit's own, and deferred ones) through the same uploader
+        self.directories = DirectoryWriter(params, uploader, self.mint)
         self._dirty = False  # set when this unit wrote some object twice
         self._checksums: List[Tuple[bytes, bytes]] = []  # of the files stored since the last unit began
         self._ahead: Optional[EntriesAhead] = None  # the entries of the unit running, read ahead
@@ -298,7 +109,7 @@ class Worker:
             reads = self._reads = shared(p.source_concurrency, p.source_budget, p.source_timeout)
         return reads
 
-    def _store_entries(self, parent_fh: bytes, items: List["BatchEntry"], result: "DirResult", slots) -> None:
+    def _store_entries(self, parent_fh: bytes, items: List[BatchEntry], result: DirResult, slots) -> None:
         """:meth:`_store_entry` for each item in order, their source reads issued ahead."""
         linked = self.params.preserve_hardlinks
         with EntriesAhead(self.reads, [
@@ -314,7 +125,7 @@ class Worker:
 
     def attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
         """The VATTR of an object of this stat, size and link count in this run."""
-        return vattr_from_stat(st, size, nlink, self.params.fsid, self.params.containerid)  # type: ignore[arg-type]
+        return self.directories.attrs(st, size, nlink)
 
     # --- one directory -------------------------------------------------------
 
@@ -497,76 +308,33 @@ class Worker:
         """Read and store one range of a huge file's segments (:mod:`clfsload.work.ranges`)."""
         return store_range(self, task)
 
-    def store_ranged_file(self, assembly: FileAssembly) -> None:
-        """Store the indirect blocks, then the inode, of a file whose ranges are all stored (the driver).
-
-        Raises TerminalError, or UnitFailed naming the file.
-        """
-        path = assembly.huge.path
-        try:
-            blobs = assembly.blobs(self)
-        except EncodeError as exc:
-            raise UnitFailed(Problem(path, str(exc))) from None
-        # The inode goes last, once everything it names is stored (FMT §11.5).
-        error = first_error([self.uploader.submit(blob) for blob in blobs[:-1]])
-        if error is None:
-            error = first_error([self.uploader.submit(blobs[-1])])
-            crashpoints.reached("inode")
-        if isinstance(error, TerminalError):
-            raise error
-        if error is not None:
-            raise UnitFailed(Problem(path, store_failure(error)))
-
-    def store_split_directory(self, task: DirTask, split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> None:
-        """Store a directory whose entries were loaded in batches (the driver, once all are back)."""
-        self.store_directory(task, EntryStat.unpack(split.stat), split_listing(split, children), split.subdir_count)
-
     def write_directory(self, write: DirWrite) -> Optional[Problem]:
-        """Store a deferred directory (:class:`DirWrite`); its Problem if it could not be stored."""
-        try:
-            self.store_directory(write.task, EntryStat.unpack(write.stat), list(write.children), write.subdir_count)
-        except UnitFailed as exc:
-            return exc.problem
-        return None
+        """Store a deferred directory (a :class:`DirWrite` unit); its Problem if it could not be stored."""
+        return self.directories.write_directory(write)
 
     def check_directory_attrs(self, task: DirTask, st: EntryStat) -> None:
         """Raise UnitFailed if the directory's attributes cannot be stored (before its store is deferred)."""
-        try:
-            self.attrs(st, 0)
-        except EncodeError as exc:
-            raise UnitFailed(Problem(task.path, str(exc))) from None
+        self.directories.check_directory_attrs(task, st)
 
     def store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
-        """Store a directory's segments, then its inode; ``children`` are (name, fh) in listing order.
+        """Store the unit's directory (:meth:`clfsload.work.directories.DirectoryWriter.store_directory`)."""
+        self.directories.store_directory(task, st, children, subdir_count)
 
-        Raises TerminalError, or UnitFailed naming the directory.
-        """
-        is_root = task.fh == ROOT_ID
-        try:
-            attrs = self.attrs(st, 0)
-        except EncodeError as exc:
-            raise UnitFailed(Problem(task.path, str(exc))) from None
-        blobs = directory_blobs(
-            attrs,
-            task.fh,
-            task.parent_fh,
-            children,
-            subdir_count,
-            task.name,
-            InodeName(task.parent_fh),
-            root_extattrs() if is_root else None,
-            ids=self.mint.block_ids(task.fh),
-        )
-        futures = []
-        pending = list(blobs)  # segments, then the inode last
-        for index, blob in enumerate(pending):
-            futures.append(self.uploader.submit(blob))
-            crashpoints.reached("inode" if index == len(pending) - 1 else "dir-segment")
-        error = first_error(futures)
-        if isinstance(error, TerminalError):
-            raise error
-        if error is not None:
-            raise UnitFailed(Problem(task.path, store_failure(error)))
+    def store_object(self, path: bytes, st: EntryStat, ftype: Ftype, fh: bytes, backpointers: List[bytes],
+                     name: bytes, where: InodeName) -> Tuple[List["Future[None]"], int]:
+        """Submit every blob of one non-directory (:meth:`UnitRunner.store_object`)."""
+        raise NotImplementedError
+
+
+class UnitRunner(_DirectoryRunner):
+    """Runs units against one target; one per pool process or Dask thread (or per thread in tests).
+
+    Not the pool process nor the Dask worker that hosts it: the object that
+    loads one unit (:meth:`run` a directory, :meth:`run_batch`, :meth:`store_range`,
+    :meth:`write_directory`, :meth:`store_linked`; :mod:`clfsload.work.units`
+    says which is which). This class stores each non-directory from the
+    source, never torn; its base walks the directories.
+    """
 
     # --- one non-directory ---------------------------------------------------
 
@@ -721,11 +489,6 @@ class Worker:
             return Problem(task.path, store_failure(error))
         crashpoints.reached("link")
         return LinkDone(self._checksums)
-
-
-def split_listing(split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> List[Tuple[bytes, bytes]]:
-    """The (name, fh) listing of a split directory: its subdirectories and the entries its parts stored, in scan order."""
-    return [(n, fh) for _, n, fh in sorted(list(split.subdirs) + list(children))]
 
 
 def _check_same_directory(path: bytes, scanned: EntryStat, now: EntryStat) -> None:

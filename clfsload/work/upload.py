@@ -18,7 +18,6 @@ Two uploaders with one interface (``submit`` returns a future, ``close``):
 
 import asyncio
 import collections
-import os
 import threading
 from concurrent.futures import Future, wait
 from typing import Awaitable, Callable, Iterable, Optional, Tuple
@@ -30,36 +29,33 @@ from ..targets.base import AsyncBlobTarget, BlobTarget
 Opener = Callable[[], Awaitable[AsyncBlobTarget]]
 
 
-#: Set to 1 to run uploads on asyncio's own event loop even when uvloop is installed.
-NO_UVLOOP_ENV = "CLFSLOAD_NO_UVLOOP"
-#: Set to 1 to let the upload loop wake for every answer (no turn pacing, :mod:`clfsload.work.pacing`).
-NO_PACING_ENV = "CLFSLOAD_NO_PACING"
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed, else asyncio's.
+def new_event_loop(uvloop: bool = True) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (and ``uvloop``), else asyncio's.
 
     uvloop runs the loop in C (libuv): against Azurite a Put Blob through
     :mod:`clfsload.targets.wire` costs about 30% less client CPU on it.
+    ``CLFSLOAD_NO_UVLOOP=1`` (:class:`clfsload.settings.Switches`) passes
+    ``uvloop=False``.
     """
-    if _env_flag(NO_UVLOOP_ENV):
+    if not uvloop:
         return asyncio.new_event_loop()
     try:
-        import uvloop
+        import uvloop as _uvloop
     except ImportError:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    return _uvloop.new_event_loop()
 
 
 class Uploader:
-    """PUTs sealed blobs concurrently from one event loop; counts what it stored."""
+    """PUTs sealed blobs concurrently from one event loop; counts what it stored.
+
+    ``pace=False`` (``CLFSLOAD_NO_PACING=1``) lets the loop wake for every
+    answer; ``uvloop=False`` (``CLFSLOAD_NO_UVLOOP=1``) runs asyncio's own
+    loop. The worker passes both from :class:`clfsload.settings.Switches`.
+    """
 
     def __init__(self, opener: Opener, compress: bool, max_in_flight: int = 64, max_bytes: int = 256 << 20,
-                 pace: Optional[bool] = None):
+                 pace: bool = True, uvloop: bool = True):
         self.compress = compress
         self._max_bytes = max_bytes
         self._waiting = 0  # payload bytes submitted and not yet stored
@@ -73,10 +69,9 @@ class Uploader:
         self._tasks: "set[asyncio.Task[None]]" = set()
         self.blobs = 0
         self.payload_bytes = 0
-        self._loop = new_event_loop()
+        self._loop = new_event_loop(uvloop)
         #: times the requests and paces the loop's turns; ``pace=False`` only times them
-        # (None: pace unless CLFSLOAD_NO_PACING is set)
-        self.pacer = TurnPacer(self._loop, enabled=not _env_flag(NO_PACING_ENV) if pace is None else pace)
+        self.pacer = TurnPacer(self._loop, enabled=pace)
         self._thread = threading.Thread(target=self._loop.run_forever, name="clfsload-uploads", daemon=True)
         self._thread.start()
         try:

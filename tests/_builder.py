@@ -1,9 +1,13 @@
-"""A small single-threaded container builder: walk a tree with ``lstat``, write CLFS.
+"""A small single-threaded container builder for the tests: walk a tree with ``lstat``, write CLFS.
 
 It drives the per-object functions of :mod:`objects` through every phase of
 a clean run (INIT, TRANSFER, RECONCILE, CLEANUP, FINALIZE) into any store
 with ``put``/``delete``. It exists to check the format layer end to end
-against the original tool's containers; the load engine is separate.
+against the original tool's containers (tests/test_encoder_golden.py); the
+load engine, and its ids (:mod:`clfsload.work.ids`), are separate. Its
+filehandles come from :class:`FhFactory` over a :class:`SeqRange`: plain
+random tails and ``seq % 48`` directory manager ids, test-only (moved here
+from the package, which never used them).
 """
 
 import os
@@ -11,10 +15,10 @@ import random
 import uuid
 from typing import Dict, Iterable, List, Optional, Protocol, Tuple
 
-from .._native import envelope, hashing, records
-from .constants import FH_SEQ_FIRST, ROOT_ID, TMP_PREFIX, Ftype, Obtype
-from .handles import FhFactory, SeqRange
-from .objects import (
+from clfsload._native import envelope, hashing, records
+from clfsload.clfs.constants import DIRMGR_COUNT, FH_SEQ_FIRST, ROOT_ID, TMP_PREFIX, Ftype, Obtype
+from clfsload.clfs.handles import dmid_of, make_fh
+from clfsload.clfs.objects import (
     Blob,
     InodeName,
     bucket_blob,
@@ -29,9 +33,60 @@ from .objects import (
     symlink_size,
     yield_all,
 )
-from .vattr import VAttr, ftype_of_mode, vattr_from_stat
+from clfsload.clfs.vattr import VAttr, ftype_of_mode, vattr_from_stat
+from clfsload.errors import EncodeError
 
 RECONCILED_VERSION = 11  # 9 -> 10 when parked, 10 -> 11 when reconciled (§4.3)
+_TAIL_MAX = (1 << 64) - 1
+
+
+class SeqRange:
+    """A contiguous block ``[start, stop)`` of sequence numbers owned by one worker."""
+
+    __slots__ = ("next", "stop")
+
+    def __init__(self, start: int, stop: int):
+        if not 0 < start <= stop:
+            raise ValueError("bad sequence range [%d, %d)" % (start, stop))
+        self.next = start
+        self.stop = stop
+
+    def __len__(self) -> int:
+        return self.stop - self.next
+
+    def take(self) -> int:
+        """Return the next sequence number; raises LookupError when the range is used up."""
+        if self.next >= self.stop:
+            raise LookupError("sequence range exhausted")
+        seq = self.next
+        self.next += 1
+        return seq
+
+
+class FhFactory:
+    """Makes filehandles for one unit of work from its container id and a seq range."""
+
+    def __init__(self, containerid: int, seqs: SeqRange, rng: Optional[random.Random] = None):
+        if not 0 < containerid <= 0xFFFFFFFF:
+            raise EncodeError("containerid %r is not in [1, 2^32-1]" % (containerid,))
+        self.containerid = containerid
+        self.seqs = seqs
+        self._rng = rng or random.SystemRandom()
+
+    def new(self, parent_fh: bytes, ftype: int) -> bytes:
+        """A fresh fh for a child of ``parent_fh`` of type ``ftype``.
+
+        The random tail is redrawn while the fh's fnv1_variant is 0, which
+        CLFS rejects (§2.2).
+        """
+        seq = self.seqs.take()
+        dmid_src = dmid_of(parent_fh)
+        dmid_tgt = seq % DIRMGR_COUNT if ftype == Ftype.DIR else dmid_src
+        while True:
+            fh = make_fh(self.containerid, dmid_src, dmid_tgt, ftype, seq, self._rng.randint(1, _TAIL_MAX))
+            if hashing.fnv1_variant(fh) != 0:
+                return fh
+
 
 
 class BlobSink(Protocol):
