@@ -45,8 +45,9 @@ def make_tree(root):
     os.symlink("a.txt", root / "to-a")
 
 
-#: batches of 3 entries and ranges of 1 segment, as the edge reads them from CLFSLOAD_* variables
-SMALL_UNITS = Switches.from_environ({"CLFSLOAD_BATCH_ENTRIES": "3", "CLFSLOAD_RANGE_SEGMENTS": "1"})
+#: batches of 3 entries and ranges of 1 segment, as the edge reads them from CLFSLOAD_* variables (the
+#: rest of the environment too: the conftest's CLFSLOAD_HISTORY keeps the user's history file out of it)
+SMALL_UNITS = Switches.from_environ(dict(os.environ, CLFSLOAD_BATCH_ENTRIES="3", CLFSLOAD_RANGE_SEGMENTS="1"))
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_the_cap_holds_for_operations_of_the_caller_and_of_the_pool() -> None:
 
 def test_a_hung_read_in_a_worker_process_is_reported_by_the_driver(tree: Path, tmp_path: Path, caplog) -> None:
     caplog.set_level("INFO", logger="clfsload")
-    from clfsload.settings import Settings
+    from clfsload.settings import Settings, Switches
 
     with LatencyFS(tree, delay_us=0, cache=False) as fs:
         fs.hold("d1/f03", ops=("read",))
@@ -220,7 +220,8 @@ def test_a_hung_read_in_a_worker_process_is_reported_by_the_driver(tree: Path, t
 
         settings = Settings(state_dir=str(tmp_path / "state"), source=str(fs.mountpoint),
                             account="file:" + str(tmp_path / "out"), container="c", credential=Credential.none(),
-                            new=True, processes=2, source_timeout=0.3, progress_interval=0.2, live_progress=False)
+                            new=True, processes=2, source_timeout=0.3, progress_interval=0.2, live_progress=False,
+                            switches=Switches.from_environ(os.environ))  # the conftest's history file, not ~
         result = run_load(settings)
     assert result.ok, result.message
     messages = [r.getMessage() for r in caplog.records]

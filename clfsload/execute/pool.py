@@ -170,13 +170,14 @@ class UnitPool:
         if processes > 0:
             context = start_forkserver()
             self._reports = context.SimpleQueue()
+            self._stop_relay = threading.Event()
             self._executor = ProcessPoolExecutor(
                 max_workers=processes, mp_context=context, initializer=_init_process,
                 initargs=(config, os.getpid(), self._reports),
             )
             self._inline: Optional[UnitRunner] = None
             self._listener: Optional[threading.Thread] = threading.Thread(
-                target=_relay_reports, args=(self._reports,), name="clfsload-stuck-reports", daemon=True)
+                target=_relay_reports, args=(self._reports, self._stop_relay), name="clfsload-stuck-reports", daemon=True)
             self._listener.start()
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-unit")
@@ -204,20 +205,22 @@ class UnitPool:
         if self._inline is not None:
             self._inline.uploader.close()
         if self._listener is not None:
-            self._reports.put(None)
+            # No sentinel through the queue: a worker killed while putting a
+            # report holds its write lock forever, and a put here would wait on it.
+            self._stop_relay.set()
             self._listener.join()
             self._listener = None
             source_reads.REMOTE_STUCK.clear()
 
 
-def _relay_reports(reports) -> None:
-    """The driver's side of the workers' stuck-operation reports: log each, keep the counts."""
+def _relay_reports(reports, stop: threading.Event) -> None:
+    """The driver's side of the workers' stuck-operation reports: log each, keep the counts, until ``stop``."""
     log = logging.getLogger("clfsload")
-    while True:
-        item = reports.get()
-        if item is None:
-            return
-        kind, pid, value = item
+    while not stop.is_set():
+        if reports.empty():  # polls the pipe, takes no lock
+            stop.wait(0.2)
+            continue
+        kind, pid, value = reports.get()
         if kind == "stuck":
             log.warning("%s", value)
         else:
