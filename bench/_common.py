@@ -70,8 +70,15 @@ class Azurite:
                                       expiry=expiry)
 
 
+class AzuriteFailed(RuntimeError):
+    """Azurite did not start or does not answer; the message says what it printed."""
+
+
 class AzuriteProcess:
-    """azurite-blob in its own process group, listening on a free loopback port."""
+    """azurite-blob in its own process group, listening on a free loopback port.
+
+    Also the test suite's (tests/azurite.py), which turns :class:`AzuriteFailed` into a failed session.
+    """
 
     def __init__(self, binary: str, location: Path) -> None:
         self.lines: List[str] = []
@@ -97,11 +104,11 @@ class AzuriteProcess:
         self._found.set()
 
     def wait_listening(self, timeout: float) -> str:
-        """The base URL Azurite listens on; exits the benchmark if it does not start."""
+        """The base URL Azurite listens on; AzuriteFailed (the process stopped) if it does not start."""
         self._found.wait(timeout)
         if self.url is None:
             self.stop()
-            sys.exit("azurite-blob did not start within %.0f s:\n%s" % (timeout, "\n".join(self.lines[-20:])))
+            raise AzuriteFailed("azurite-blob did not start within %.0f s:\n%s" % (timeout, "\n".join(self.lines[-20:])))
         return self.url
 
     def stop(self) -> None:
@@ -118,11 +125,15 @@ class AzuriteProcess:
                 except subprocess.TimeoutExpired:
                     continue
         self.proc.wait()
+        try:  # children that outlived the leader (none expected): same group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self._reader.join(5)
 
 
-def _wait_answering(url: str, timeout: float) -> None:
-    """Poll ``url`` until any HTTP answer comes back."""
+def wait_answering(url: str, timeout: float) -> None:
+    """Poll ``url`` until any HTTP answer comes back; AzuriteFailed after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -132,7 +143,7 @@ def _wait_answering(url: str, timeout: float) -> None:
             return  # an HTTP error status still means the server answers
         except OSError:
             if time.monotonic() > deadline:
-                sys.exit("azurite-blob at %s does not answer" % url)
+                raise AzuriteFailed("azurite-blob at %s does not answer" % url)
             time.sleep(0.1)
 
 
@@ -143,9 +154,13 @@ def start_azurite(binary: str, base: Path, tag: str) -> Tuple[AzuriteProcess, Az
     identically started instance of the same Azurite.
     """
     process = AzuriteProcess(binary, base / ("azurite-" + tag))
-    url = process.wait_listening(60)
-    endpoint = "%s/%s" % (url, ACCOUNT_NAME)
-    _wait_answering(endpoint + "?comp=list", 30)
+    try:
+        url = process.wait_listening(60)
+        endpoint = "%s/%s" % (url, ACCOUNT_NAME)
+        wait_answering(endpoint + "?comp=list", 30)
+    except AzuriteFailed as exc:
+        process.stop()
+        sys.exit(str(exc))
     return process, Azurite(endpoint)
 
 

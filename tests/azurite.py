@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
 import pytest
+
+# Starting and stopping the process is the benchmarks' code (bench/ is on the pytest pythonpath).
+from bench._common import AzuriteFailed, AzuriteProcess, wait_answering
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_BINARY = REPO / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
@@ -45,7 +41,6 @@ INSTALL_HINT = (
 ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
-_LISTENING = re.compile(r"listens on (https?://[^\s:]+):(\d+)")
 _START_TIMEOUT_S = 60.0
 
 
@@ -145,77 +140,6 @@ class Azurite:
             svc.get_container_client(container).set_container_access_policy(signed_identifiers={policy_id: policy})
 
 
-class _Process:
-    """azurite-blob in its own process group, with its output collected."""
-
-    def __init__(self, binary: str, location: Path) -> None:
-        self.lines: List[str] = []
-        self.url: Optional[str] = None
-        self._found = threading.Event()
-        self.proc = subprocess.Popen(
-            [binary, "--blobHost", "127.0.0.1", "--blobPort", "0", "--location", str(location),
-             "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, name="azurite-output", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            match = _LISTENING.search(line)
-            if match and self.url is None:
-                self.url = f"{match.group(1)}:{match.group(2)}"
-                self._found.set()
-        self._found.set()
-
-    def wait_listening(self, timeout: float) -> str:
-        """The base URL Azurite listens on; fails the test session if it does not start."""
-        self._found.wait(timeout)
-        if self.url is None:
-            self.stop()
-            tail = "\n".join(self.lines[-20:])
-            pytest.fail(f"azurite-blob did not start within {timeout:.0f}s; output:\n{tail}", pytrace=False)
-        return self.url
-
-    def stop(self) -> None:
-        """SIGTERM the process group, then SIGKILL it if it lingers."""
-        if self.proc.poll() is None:
-            for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self.proc.wait()
-        try:  # children that outlived the leader (none expected): same group
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self._reader.join(5)
-
-
-def _wait_answering(url: str, timeout: float) -> None:
-    """Poll *url* until any HTTP answer comes back."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # an HTTP error status still means the server answers
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"azurite-blob at {url} does not answer", pytrace=False)
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """A running Azurite blob service for the whole test session."""
@@ -228,11 +152,14 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         location = Path(tempfile.mkdtemp(prefix="clfsload-azurite-", dir=shm))
     else:
         location = tmp_path_factory.mktemp("azurite")
-    process = _Process(binary, location)
+    process = AzuriteProcess(binary, location)
     try:
-        base = process.wait_listening(_START_TIMEOUT_S)
-        endpoint = f"{base}/{ACCOUNT_NAME}"
-        _wait_answering(endpoint + "?comp=list", 30.0)
+        try:
+            base = process.wait_listening(_START_TIMEOUT_S)
+            endpoint = f"{base}/{ACCOUNT_NAME}"
+            wait_answering(endpoint + "?comp=list", 30.0)
+        except AzuriteFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield Azurite(endpoint=endpoint, port=int(base.rsplit(":", 1)[1]), location=location)
     finally:
         process.stop()

@@ -12,7 +12,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from .. import __version__
 from ..errors import ClfsLoadError
@@ -35,24 +35,23 @@ def _bool_int(text: str) -> bool:
         raise argparse.ArgumentTypeError("expected 0 or 1, got %r" % text) from None
 
 
-def _error_budget(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 (no limit) or more, got %d" % value)
-    return value
+def _whole_number(least: int, meaning: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least`` (``meaning`` says what the least one means)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
+        if value < least:
+            raise argparse.ArgumentTypeError("must be %d%s or more, got %d" % (least, meaning, value))
+        return value
+
+    return parse
 
 
-def _source_concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number, got %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more, got %d" % value)
-    return value
+_error_budget = _whole_number(0, " (no limit)")
+_source_concurrency = _whole_number(1)
 
 
 def _positive_seconds(text: str) -> float:

@@ -33,12 +33,12 @@ from .. import crashpoints
 from .checksum_log import new_hasher, range_span, tree_digest
 from ..clfs.blockmap import segment_count, segment_offset
 from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
-from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob
+from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob, read_exact
 from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
 from .protocols import ReadingRunStore, RunStore
 from .reasons import READ_ATTEMPTS, store_failure, torn_read
-from .source_reads import AheadReader, read_exact
+from .source_reads import AheadReader
 from .units import FileRange, HugeFile, RangeDone, RangeOutcome, RangeVanished
 from .upload import first_error
 

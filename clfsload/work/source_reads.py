@@ -588,18 +588,6 @@ def _run_here(reads: SourceReads, op: str, key: Any, fn: Callable[..., Any], arg
     return future
 
 
-def read_exact(reader: AheadReader, size: int) -> bytes:
-    """Up to ``size`` bytes from ``reader``, short only at end of file (like ``clfs.objects.read_exact``)."""
-    chunks = []
-    while size > 0:
-        chunk = reader.read(size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 __all__ = [
     "AheadReader",
     "CHUNK",
@@ -613,7 +601,6 @@ __all__ = [
     "SourceReads",
     "describe_stuck",
     "per_process",
-    "read_exact",
     "shared",
     "stuck_operations",
 ]
