@@ -17,6 +17,7 @@ from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.container import Container, FolderSource
 from clfsload.clfs.objects import Blob, seal
 from clfsload.work.ids import IdMint
+from clfsload.driver import sweep as sweep_module
 from clfsload.driver.sweep import Sweeper
 from clfsload.targets import open_target
 
@@ -38,7 +39,8 @@ def _loaded(tmp_path: Path):
     return out / "c", mint
 
 
-def test_sweep_deletes_only_leftovers(tmp_path):
+def test_sweep_deletes_only_leftovers(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "MAX_BLOCK_INDEX", 1 << 10)  # the collision below enumerates all
     folder, mint = _loaded(tmp_path)
     container = Container(FolderSource(str(folder)))
     before = canonical_form(container)
@@ -79,3 +81,34 @@ def test_sweep_deletes_only_leftovers(tmp_path):
     assert after.strays() == []
     assert diff_canonical(before, canonical_form(after)) == []
     assert not (tmp_path / "sweep-scratch.db").exists()
+
+
+def test_sweep_deletes_blocks_written_out_of_order(tmp_path, monkeypatch):
+    """A killed attempt can leave block k without blocks 1..k-1 (ranges, concurrent puts): still ours.
+
+    The kill campaign met it: three-segments-in-ranges.bin's second range
+    (segment 3) was stored, the first never was, then the file shrank.
+    """
+    folder, mint = _loaded(tmp_path)
+    container = Container(FolderSource(str(folder)))
+    before = canonical_form(container)
+    d = container.lookup(b"d")
+    big = container.lookup(b"d/big.bin")
+    target = open_target("file:" + str(folder.parent), "c", "-")
+    planted = []
+    for index in (3, 40):  # big.bin names segment 1 only; 2 and 4..39 were never written
+        sealed = seal(Blob(hashing.blob_name(mint.block_id(big.fh, b"S", index), Btype.SEGMENT, big.fh), b"left"), False)
+        target.put(sealed.name, sealed.payload)
+        planted.append(sealed.name)
+    # a collision is still kept (a small bound: it enumerates every index up to it)
+    monkeypatch.setattr(sweep_module, "MAX_BLOCK_INDEX", 1 << 10)
+    keep = seal(Blob(hashing.blob_name(b"\x02" * 16, Btype.SEGMENT, big.fh), b"not ours"), False)
+    target.put(keep.name, keep.payload)
+
+    deleted = []
+    Sweeper(target, mint, str(tmp_path), log=deleted.append).run([d.fh])
+    assert sorted(deleted) == sorted(planted)
+    target.delete(keep.name)
+    after = Container(FolderSource(str(folder)))
+    assert after.strays() == []
+    assert diff_canonical(before, canonical_form(after)) == []

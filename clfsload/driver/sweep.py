@@ -57,6 +57,8 @@ def _is_dir(fh: bytes) -> bool:
 
 Owned = Dict[int, List[BlobName]]  # owner hash -> the V2 names owned
 SCRATCH_NAME = "sweep-scratch.db"
+#: the highest block index the sweep recognises: 2**22 segments of 8 MiB is a 32 TiB file
+MAX_BLOCK_INDEX = 1 << 22
 
 
 def _signed(value: int) -> int:
@@ -75,7 +77,7 @@ class Sweeper:
         self.log = log or (lambda blob: None)
         self.deleted = 0
         self._fh_word = struct.pack("<I", fh_word(mint.containerid))
-        self._block_ids: Dict[Tuple[bytes, int], FrozenSet[bytes]] = {}
+        self._block_ids: Dict[Tuple[bytes, int], FrozenSet[bytes]] = {}  # (owner, btype) -> its names that are ours
 
     def run(self, dirs: Iterable[bytes], objects: Iterable[bytes] = (), strays: Iterable[bytes] = ()) -> int:
         """Sweep; ``strays`` are objects known to be dead (pruned entries). Returns blobs deleted."""
@@ -215,17 +217,30 @@ class Sweeper:
     def _made_for(self, owner: bytes, name: BlobName, owned: List[BlobName]) -> bool:
         """Is ``name``'s id a block id this run makes for ``owner`` (FMT §4.4 hashes can collide)?
 
-        Blocks are numbered from 1, so an attempt that wrote ``k`` blocks of
-        a kind wrote ids 1..k, every one of them among the owner's names.
+        Block ids are numbered from 1 but not written in order: a file in
+        ranges stores a later range while an earlier one is still pending,
+        and one file's segments go up concurrently, so a killed attempt can
+        leave block 3 without blocks 1 and 2. So the ids are made index by
+        index until every one of the owner's names of that kind is matched,
+        or the largest index a file can have (:data:`MAX_BLOCK_INDEX`) is
+        passed; only a name that is not ours at all (a hash collision) costs
+        the whole enumeration. Memory stays in the owner's own names.
         """
-        kind = b"S" if name.btype == Btype.SEGMENT else b"I"
         key = (owner, name.btype)
-        ids = self._block_ids.get(key)
-        if ids is None:
-            count = sum(1 for n in owned if n.btype == name.btype)
-            ids = frozenset(self.mint.block_id(owner, kind, i) for i in range(1, count + 1))
-            self._block_ids[key] = ids
-        return name.obj_id in ids
+        ours = self._block_ids.get(key)
+        if ours is None:
+            kind = b"S" if name.btype == Btype.SEGMENT else b"I"
+            unmatched = {n.obj_id for n in owned if n.btype == name.btype}
+            matched = set()
+            index = 0
+            while unmatched and index < MAX_BLOCK_INDEX:
+                index += 1
+                made = self.mint.block_id(owner, kind, index)
+                if made in unmatched:
+                    unmatched.discard(made)
+                    matched.add(made)
+            ours = self._block_ids[key] = frozenset(matched)
+        return name.obj_id in ours
 
     def _made_by_run(self, fh: bytes) -> bool:
         """A filehandle this run generated: its first word holds the run's containerid (FMT §2.2)."""
