@@ -26,9 +26,10 @@ LAYERS = [
     ("clfs",),
     ("_native",),
     # Leaves every layer may use: the errors, the process title, the crash
-    # points of the kill campaign, and the format's constants (the encoders
-    # in _native share them).
-    ("errors", "proctitle", "crashpoints", "clfs.constants", "__init__"),
+    # points of the kill campaign, the fsync helpers (the local target and
+    # the state share them), and the format's constants (the encoders in
+    # _native share them).
+    ("errors", "proctitle", "crashpoints", "durable", "clfs.constants", "__init__"),
 ]
 
 

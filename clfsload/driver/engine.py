@@ -20,6 +20,12 @@ Every object is written under a name fixed by the state store (see
 :mod:`clfsload.work.ids`), so the whole driver can be killed at any point and
 rerun: the work left is done again and overwrites what was half done, and
 the sweep deletes what a changed source made obsolete.
+
+The same holds after a power loss: nothing is recorded as stored before it
+is durable where it lives (workers sync a unit's blobs before they report it,
+the state syncs the driver's own writes before each commit, and every commit
+is durable), and the root is published, then the phase DONE committed,
+before the load reports success (:mod:`.finalize`).
 """
 
 import hashlib
@@ -193,9 +199,11 @@ class Loader:
                 )
             # Created only once every check passed, so a failed start leaves nothing to clean up.
             self.state = StateStore.create(s.state_dir, new_identity(s, target))
+            self.state.before_commit = target.sync  # nothing recorded before it is durable
             self._log_file = attach_file(s.state_dir, LOG_FILE)
             return self.state
         assert self.state is not None
+        self.state.before_commit = target.sync
         check_resume(s, self.state, target)
         if self.state.phase != "INIT":
             self.state.mark_resumed()

@@ -6,6 +6,11 @@ failed ones), and sweeps what interrupted attempts left behind. The root is
 published last, by copying its ``tmp`` inode to its final name. A run with
 problems publishes nothing unless ``--publish_with_errors``. Every step is
 idempotent, so a run killed part way repeats it.
+
+Power loss: everything else is made durable (:meth:`BlobTarget.sync`) before
+the root is published, and the root itself with
+:meth:`BlobTarget.publish` (never seen torn); the phase DONE is committed
+(durably) after it, and only then does the load report success.
 """
 
 import itertools
@@ -13,6 +18,7 @@ import logging
 import os
 
 from .. import crashpoints
+from ..durable import fsync_dir
 from .._native import envelope
 from ..clfs.constants import TMP_PREFIX
 from ..clfs.objects import bucket_blob, final_root_name, seal
@@ -33,22 +39,32 @@ LOG_FILE = "output.txt"
 
 
 def write_problems(state: StateStore, state_dir: str) -> int:
-    """STATE_DIR/problems.txt: every recorded problem's path, one per line (none: no file)."""
+    """STATE_DIR/problems.txt: every recorded problem's path, one per line (none: no file).
+
+    Durable when it returns: written to a temp name, fsynced, renamed, and the
+    folder fsynced (the file a load that reports its end names is on disk).
+    """
     path = os.path.join(state_dir, PROBLEMS_FILE)
-    if os.path.exists(path):
-        os.unlink(path)
-    count = 0
     problems = state.problems()
     first = next(problems, None)
     if first is None:
+        if os.path.exists(path):
+            os.unlink(path)
+            fsync_dir(state_dir)
         return 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    count = 0
+    tmp = path + ".tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # left by a run stopped while writing it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         for p in itertools.chain([first], problems):
             f.write(p.path + b"\n")
             count += 1
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(state_dir)
     return count
 
 
@@ -151,7 +167,8 @@ class Finalizer:
                 raise LoadError("the root directory was not stored (see the problems above); nothing to publish") from None
             return
         envelope.unwrap(payload)  # never publish a root that does not decode
-        target.put(final, payload)
+        target.sync()  # everything the root reaches is durable before it is published
+        target.publish(final, payload)
         crashpoints.reached("finalize")
         target.delete(tmp)
 

@@ -5,6 +5,13 @@ credential reaches it in the initializer, never in a task), then runs
 units (:data:`clfsload.work.units.Unit`: directories, batches of a huge directory's entries,
 ranges of a huge file's segments, hard-linked objects) and returns their
 outcome. The driver alone writes the state store.
+
+Durability: a unit's outcome leaves the worker only once every blob it
+stored is durable (:func:`run_task` syncs the uploader after the unit: for a
+local folder one batch of fsyncs per unit, for Azure nothing, an
+acknowledged Put Blob is durable). So the driver never records as stored
+what a power loss could still take away; what the driver writes itself is
+synced before each state commit (:class:`clfsload.driver.state.StateStore`).
 """
 
 import logging
@@ -142,11 +149,14 @@ def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
 def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
     """Run one unit (on ``runner``, else this pool process's); a directory that fails outright comes back as its Problem.
 
-    TerminalError propagates: the driver stops the run.
+    Returns once what the unit stored is durable. TerminalError propagates:
+    the driver stops the run.
     """
     runner = runner or _runner
     assert runner is not None, "pool process not initialised"
-    return task.run(runner)
+    outcome = task.run(runner)
+    runner.uploader.sync()  # its blobs durable before the driver can record them
+    return outcome
 
 
 def start_forkserver() -> "multiprocessing.context.ForkServerContext":

@@ -125,6 +125,18 @@ class BlobTarget(abc.ABC):
     def delete(self, name: str, *, missing_ok: bool = True) -> None:
         """Delete blob *name*; a missing blob is fine unless *missing_ok* is false."""
 
+    def sync(self) -> None:
+        """Make every put and delete made so far durable; call it before recording them as done.
+
+        Azure: nothing to do, an acknowledged Put Blob or Delete Blob is
+        durable at the service. A local folder fsyncs what it wrote.
+        """
+
+    def publish(self, name: str, payload: Payload) -> None:
+        """Store blob *name* durably, never seen torn after a crash or a power loss (the published root)."""
+        self.put(name, payload)
+        self.sync()
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and files; the target is unusable afterwards."""
@@ -174,6 +186,9 @@ class AsyncBlobTarget(abc.ABC):
     @abc.abstractmethod
     async def delete(self, name: str, *, missing_ok: bool = True) -> None:
         """See :meth:`BlobTarget.delete`."""
+
+    async def sync(self) -> None:
+        """See :meth:`BlobTarget.sync`."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -45,7 +45,7 @@ def _resolve(account: str, container: str, credential: Credential):  # noqa: ANN
     return resolve_access(where, container, credential)
 
 
-def _construct(account: str, container: str, credential: CredentialLike, create: bool, durable: bool,
+def _construct(account: str, container: str, credential: CredentialLike, create: bool,
                options: Optional[AzureOptions], aio: bool) -> Tuple[Any, bool]:
     """The target *account* names, unopened on the network, and whether its container must still be created.
 
@@ -57,7 +57,7 @@ def _construct(account: str, container: str, credential: CredentialLike, create:
         from . import local
 
         folder = local.AsyncLocalFolderTarget if aio else local.LocalFolderTarget
-        return folder(where.path, container, create=create, durable=durable), False
+        return folder(where.path, container, create=create), False
     if aio:
         from .azure_aio import AsyncAzureBlobTarget
 
@@ -68,7 +68,7 @@ def _construct(account: str, container: str, credential: CredentialLike, create:
 
 
 def open_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
-                options: Optional[AzureOptions] = None, durable: bool = False) -> BlobTarget:
+                options: Optional[AzureOptions] = None) -> BlobTarget:
     """Open a blocking target.
 
     *account*: an account name, a blob endpoint URL or a ``file:`` URL (see
@@ -76,11 +76,12 @@ def open_target(account: str, container: str, credential: CredentialLike, *, cre
     that names the endpoint. *credential*: a :class:`Credential`, or a string
     that :meth:`Credential.parse` understands (``-`` or None for ``file:``).
     *create*: create the container (folder) if it is missing; the loader
-    passes it only for ``--new``. *durable*: fsync each file (``file:`` only).
+    passes it only for ``--new``. Writes are durable once :meth:`~.BlobTarget.sync`
+    returns (a local folder fsyncs then).
     *options*: Azure tuning. Raises :class:`~clfsload.errors.TerminalError`
     subclasses for unusable values; does no network request.
     """
-    target, must_create = _construct(account, container, credential, create, durable, options, aio=False)
+    target, must_create = _construct(account, container, credential, create, options, aio=False)
     if must_create:
         try:
             target.create_container()
@@ -91,12 +92,12 @@ def open_target(account: str, container: str, credential: CredentialLike, *, cre
 
 
 async def open_async_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
-                            options: Optional[AzureOptions] = None, durable: bool = False) -> AsyncBlobTarget:
+                            options: Optional[AzureOptions] = None) -> AsyncBlobTarget:
     """Open an asyncio target; the arguments are those of :func:`open_target`.
 
     Call it from the event loop the target will be used on.
     """
-    target, must_create = _construct(account, container, credential, create, durable, options, aio=True)
+    target, must_create = _construct(account, container, credential, create, options, aio=True)
     if must_create:
         try:
             await target.create_container()

@@ -13,9 +13,21 @@ Decisions (the loader relies on them):
   the path.
 * **Atomic writes.** ``put`` writes ``.clfsload-tmp-<pid>-<token>-<n>`` in the
   container folder, then ``os.replace`` puts it in place, so a reader (or a
-  crash) sees the old content or the new, never a torn file. No ``fsync`` by
-  default: a power loss may lose recent blobs, which a resume rewrites. Pass
-  ``durable=True`` to fsync each file and the folder.
+  killed process) sees the old content or the new, never a torn file.
+* **Durable in batches.** ``put`` and ``delete`` do not fsync: the target
+  notes each blob written and whether the folder changed, and :meth:`sync`
+  fsyncs those files (several threads share a batch) and then the folder
+  once. Whoever records a blob as stored calls :meth:`sync` first: a worker
+  before it hands back a unit's outcome, the driver before each state commit
+  (:mod:`clfsload.execute.pool`, :class:`clfsload.driver.state.StateStore`).
+  Until then a power loss may lose a blob, or, if another writer's folder
+  fsync made its name durable first, leave it torn under its name: it belongs
+  to work no state records, which a resume does again under the same names.
+  :meth:`publish` writes one blob that must never be seen torn (the published
+  root): its file is fsynced before the rename, the folder after.
+* **Folders made durable.** ``create=True`` fsyncs the folders it creates
+  into their parents, so a state that survived a power loss finds its
+  container folder.
 * **What is a blob.** Regular files whose names do not start with
   ``.clfsload-``. Temp files, sub-folders, symlinks and other entries are
   ignored by :meth:`list_names` and :meth:`is_empty`.
@@ -35,9 +47,12 @@ import itertools
 import os
 import secrets
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Iterator, List, Optional, Tuple
 
 from .. import crashpoints
+from ..durable import fsync_dir, fsync_paths, makedirs_durable
 from ..errors import (
     AccessDeniedError,
     BlobNameError,
@@ -74,13 +89,16 @@ class LocalFolderTarget(BlobTarget):
 
     kind = "local"
 
-    def __init__(self, root: str, container: str, *, create: bool = False, durable: bool = False) -> None:
+    def __init__(self, root: str, container: str, *, create: bool = False) -> None:
         check_local_container_name(container)
         self._root = os.path.abspath(root)
         self._folder = os.path.join(self._root, container)
         self._prefix = os.path.join(self._folder, "")  # the folder and a separator
         self._container = container
-        self._durable = durable
+        self._lock = threading.Lock()
+        self._unsynced: List[str] = []  # blob files written since the last sync
+        self._folder_dirty = False  # a name created or removed since the last sync
+        self._fsyncs: Optional[ThreadPoolExecutor] = None  # made on the first large batch
         self._token = secrets.token_hex(4)
         self._counter = itertools.count()
         self._closed = False
@@ -144,7 +162,49 @@ class LocalFolderTarget(BlobTarget):
         return iter(sized)
 
     def put(self, name: str, payload: Payload) -> None:
-        """Write *payload* to a temp file, then rename it over blob *name*."""
+        """Write *payload* to a temp file, then rename it over blob *name* (durable at the next :meth:`sync`)."""
+        path = self._write(name, payload, durable=False)
+        with self._lock:
+            self._unsynced.append(path)
+            self._folder_dirty = True
+
+    def publish(self, name: str, payload: Payload) -> None:
+        """Store blob *name* durably, never torn under its name: file fsynced, renamed, folder fsynced."""
+        self._write(name, payload, durable=True)
+        with self._lock:
+            self._folder_dirty = True
+        self.sync()
+
+    def sync(self) -> None:
+        """Make every blob written and every name changed since the last call durable.
+
+        fsyncs the files (in threads for a large batch), then the folder
+        once. An error is a :class:`TerminalError`: what was written may be
+        lost, so nothing may be recorded as stored; a rerun writes it again.
+        """
+        with self._lock:
+            paths, self._unsynced = self._unsynced, []
+            dirty, self._folder_dirty = self._folder_dirty, False
+        try:
+            if paths:
+                fsync_paths(paths, self._executor(len(paths)))
+            if dirty:
+                fsync_dir(self._folder)
+        except OSError as exc:
+            raise TerminalError(
+                f"cannot make the blobs written to folder '{self._folder}' durable (fsync): "
+                f"{exc.strerror or exc}; fix the file system and run again"
+            ) from None
+
+    def _executor(self, batch: int) -> Optional[ThreadPoolExecutor]:
+        if batch <= 32:
+            return None
+        if self._fsyncs is None:
+            self._fsyncs = ThreadPoolExecutor(max_workers=7, thread_name_prefix="clfsload-fsync")
+        return self._fsyncs
+
+    def _write(self, name: str, payload: Payload, durable: bool) -> str:
+        """Write *payload* to a temp file (fsynced if *durable*) and rename it to blob *name*; returns its path."""
         path = self._path(name)
         tmp = self._temp_path()
         try:
@@ -160,7 +220,7 @@ class LocalFolderTarget(BlobTarget):
                     crashpoints.reached("put-partial")
                     view = view[half:]
                 _write_all(fd, view)
-                if self._durable:
+                if durable:
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -168,8 +228,7 @@ class LocalFolderTarget(BlobTarget):
         except OSError as exc:
             _unlink_quietly(tmp)
             raise self._error("put", name, exc) from None
-        if self._durable:
-            self._fsync_folder(name)
+        return path
 
     def get(self, name: str) -> bytes:
         """Read blob *name* whole."""
@@ -197,6 +256,8 @@ class LocalFolderTarget(BlobTarget):
         path = self._path(name)
         try:
             os.unlink(path)
+            with self._lock:
+                self._folder_dirty = True
         except FileNotFoundError as exc:
             if missing_ok and os.path.isdir(self._folder):
                 return
@@ -215,15 +276,21 @@ class LocalFolderTarget(BlobTarget):
         return removed
 
     def close(self) -> None:
-        """Nothing to release; marks the target closed."""
-        self._closed = True
+        """Make what was written durable (:meth:`sync`), stop the fsync threads, mark the target closed."""
+        try:
+            self.sync()
+        finally:
+            self._closed = True
+            if self._fsyncs is not None:
+                self._fsyncs.shutdown(wait=True)
+                self._fsyncs = None
 
     # -- internals -----------------------------------------------------------
 
     def _create_folder(self) -> None:
-        """Create the container folder and any missing folder above it, as ``mkdir -p`` does."""
+        """Create the container folder and any missing folder above it, as ``mkdir -p`` does, durably."""
         try:
-            os.makedirs(self._folder, exist_ok=True)
+            makedirs_durable(self._folder)
         except FileExistsError:  # a file where a folder should be
             raise ContainerNotFoundError(
                 f"cannot create container folder '{self._folder}': a file is in the way; give another path"
@@ -275,16 +342,6 @@ class LocalFolderTarget(BlobTarget):
         except OSError as exc:
             raise self._error("list", None, exc) from None
 
-    def _fsync_folder(self, name: str) -> None:
-        try:
-            fd = os.open(self._folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise self._error("put", name, exc) from None
-
     def _error(self, op: str, name: "str | None", exc: OSError) -> ClfsLoadError:
         what = f"blob '{name}'" if name else "the container"
         where = f"folder '{self._folder}'"
@@ -327,9 +384,9 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
     the loop's default thread pool so the loop is not blocked.
     """
 
-    def __init__(self, root: str, container: str, *, create: bool = False, durable: bool = False,
+    def __init__(self, root: str, container: str, *, create: bool = False,
                  inline_limit: int = 256 * 1024) -> None:
-        self._sync = LocalFolderTarget(root, container, create=create, durable=durable)
+        self._sync = LocalFolderTarget(root, container, create=create)
         self._inline_limit = inline_limit
 
     @property
@@ -363,6 +420,10 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
         else:
             await asyncio.get_running_loop().run_in_executor(None, self._sync.put, name, payload)
 
+    async def sync(self) -> None:
+        """See :meth:`LocalFolderTarget.sync` (in a thread: it waits for the disk)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._sync.sync)
+
     async def get(self, name: str) -> bytes:
         """See :meth:`LocalFolderTarget.get` (large files are read in a thread)."""
         try:
@@ -378,5 +439,5 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
         self._sync.delete(name, missing_ok=missing_ok)
 
     async def close(self) -> None:
-        """See :meth:`LocalFolderTarget.close`."""
-        self._sync.close()
+        """See :meth:`LocalFolderTarget.close` (in a thread: it syncs)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._sync.close)

@@ -29,6 +29,9 @@ class BlobUploader(Protocol):
     def submit(self, blob: Blob) -> "Future[None]":
         """Seal and store one blob."""
 
+    def sync(self) -> None:
+        """Make every blob whose future is done durable where it lives (before the unit is reported done)."""
+
     def close(self) -> None:
         """Wait for what is in flight, then release the target."""
 

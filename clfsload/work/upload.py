@@ -145,6 +145,9 @@ class Uploader:
                 self._waiting -= size
                 self._cond.notify_all()
 
+    def sync(self) -> None:
+        """Nothing to do: an acknowledged Put Blob is durable at the service (and a done future is one)."""
+
     def close(self) -> None:
         """Close the target and stop the loop (every submitted PUT has been awaited by then)."""
         try:
@@ -189,6 +192,10 @@ class DirectUploader:
         self.blobs += 1
         self.payload_bytes += len(sealed.payload)
         return _STORED
+
+    def sync(self) -> None:
+        """Make every blob stored so far durable (:meth:`clfsload.targets.base.BlobTarget.sync`)."""
+        self.target.sync()
 
     def close(self) -> None:
         """Close the target."""

@@ -4,6 +4,19 @@
 :class:`~clfsload.driver.state.StateStore` builds on: they share its one
 SQLite connection and its one open transaction (a batch, made durable by
 :meth:`StateCore.commit`).
+
+Durability, against a power loss as well as a kill: the database runs with
+``synchronous=FULL``, so a commit is on disk when :meth:`StateCore.commit`
+returns (WAL: one fsync of the log per commit; SQLite fsyncs the folder when
+it creates the log). A lost commit would not merely be redone: work it
+scheduled may already be stored under names a resume would not find again.
+Before each commit the :attr:`StateCore.before_commit` hook runs (the
+loader makes the driver's own target writes durable there), so no commit
+records a blob a power loss could still take away. :meth:`StateCore.create`
+fsyncs the new database, its folder and the folder's parent once the first
+commit is made: a state dir that survives a power loss is a whole one, and
+one that does not is refused by the resume as "stopped while it was being
+created" (its target holds at most an empty container folder then).
 """
 
 import errno
@@ -11,9 +24,10 @@ import fcntl
 import os
 import sqlite3
 import time
-from typing import Dict, Optional, Type, TypeVar
+from typing import Callable, Dict, Optional, Type, TypeVar
 
 from ... import crashpoints
+from ...durable import fsync_dir
 from ...errors import ClfsLoadError
 from .schema import DB_NAME, FORMAT_VERSION, LATER_COLUMNS, LATER_TABLES, LOCK_NAME, SCHEMA
 
@@ -40,6 +54,8 @@ class StateCore:
         #: the directory counter, read once; written to meta with each commit that changed it
         self._dir_counter: Optional[int] = None
         self._dir_counter_dirty = False
+        #: called before each commit: what the batch records must be durable first
+        self.before_commit: Optional[Callable[[], None]] = None
 
     @classmethod
     def create(cls: Type[_Store], path: str, identity: Dict[str, str]) -> _Store:
@@ -67,6 +83,17 @@ class StateCore:
         store.set("format_version", FORMAT_VERSION)
         store.set("next_unit", "1")
         store.commit()
+        try:
+            fd = os.open(os.path.join(path, DB_NAME), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(path)
+            fsync_dir(os.path.dirname(os.path.abspath(path)))
+        except OSError as exc:
+            store.close()
+            raise StateError("cannot make state directory '%s' durable: %s" % (path, exc.strerror)) from None
         return store
 
     @classmethod
@@ -123,7 +150,7 @@ class StateCore:
             os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
             db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+            db.execute("PRAGMA synchronous=FULL")  # every commit durable (see the module docstring)
         except (sqlite3.Error, OSError) as exc:
             os.close(fd)
             raise StateError("cannot open the state database in '%s': %s" % (path, exc)) from None
@@ -156,6 +183,8 @@ class StateCore:
             self.set("dir_counter", str(self._dir_counter))
             self._dir_counter_dirty = False
         if self._db.in_transaction:
+            if self.before_commit is not None:
+                self.before_commit()
             self._db.execute("COMMIT")
             crashpoints.reached("commit")
         self._in_batch = 0
