@@ -39,17 +39,17 @@ def fuse_available() -> Optional[str]:
     return None
 
 
-def build(cache_dir: Optional[Path] = None) -> Path:
-    """Return the path of a latencyfs binary built from the current source."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+def build(cache_dir: Optional[Path] = None, name: str = "latencyfs") -> Path:
+    """Return the path of a ``name`` binary (latencyfs, powercutfs) built from the current source."""
+    digest = hashlib.sha256((HERE / (name + ".c")).read_bytes()).hexdigest()[:16]
     cache = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clfsload-bench"
-    binary = cache / ("latencyfs-" + digest)
+    binary = cache / ("%s-%s" % (name, digest))
     if binary.exists():
         return binary
     cache.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["bash", str(HERE / "build.sh"), str(binary)], capture_output=True, text=True)
+    done = subprocess.run(["bash", str(HERE / "build.sh"), name, str(binary)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError("building latencyfs failed (needs: %s):\n%s" % (APT_LINE, done.stderr[-3000:]))
+        raise RuntimeError("building %s failed (needs: %s):\n%s" % (name, APT_LINE, done.stderr[-3000:]))
     return binary
 
 
@@ -255,4 +255,12 @@ class LatencyFS:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-__all__ = ["APT_LINE", "LatencyFS", "build", "fuse_available"]
+def __getattr__(name: str):
+    """``PowerCutFS`` (powercut.py) is importable from here too, loaded on first use (it imports this module)."""
+    if name == "PowerCutFS":
+        from .powercut import PowerCutFS
+        return PowerCutFS
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+__all__ = ["APT_LINE", "LatencyFS", "PowerCutFS", "build", "fuse_available"]
