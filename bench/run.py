@@ -2,9 +2,10 @@
 """The throughput benchmark of issue 5: every target, its floor and the ratio, in one run.
 
 usage: python bench/run.py [--only small,azurite,large,sparse,million] [--million N]
-                          [--small N] [--repeat N] [--keep]
+                          [--small N] [--repeat N] [--keep] [--dir DIR]
 
-Builds its trees under /dev/shm (tmpfs) and runs ``CLFSLoad.py`` as a user
+Builds its trees under /dev/shm (tmpfs; ``--dir`` for another file system,
+such as a real disk, where the loader's fsyncs cost what they cost) and runs ``CLFSLoad.py`` as a user
 would, measuring the loader's whole process tree (bench/procwatch.py):
 wall time, client CPU (user + sys of every process of the loader) and peak
 RSS. Next to each measurement, in the same run, its floor:
@@ -264,13 +265,15 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each small-file measurement and its floor N times, alternating; report medians")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--dir", default=None, help="make the work folder under DIR (default: /dev/shm)")
     args = parser.parse_args(argv)
     sections = set(args.only.split(","))
     # An installed clfsload has its bytecode compiled (pip does it); a run
     # from this checkout with PYTHONDONTWRITEBYTECODE set would compile every
     # module in every process, which is no part of a load's cost.
     compileall.compile_dir(str(REPO / "clfsload"), quiet=1)
-    base = Path(tempfile.mkdtemp(prefix="clfsload-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    where = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    base = Path(tempfile.mkdtemp(prefix="clfsload-bench-", dir=where))
     rows: List[Row] = []
     try:
         if sections & {"small", "azurite"}:

@@ -144,9 +144,9 @@ def mutate(rng: random.Random, state: Path) -> Optional[str]:
     return "added files in %s" % where
 
 
-def run_loader(args: List[str], crash: Optional[str], timeout: float = 300,
-               log_dir: Optional[Path] = None) -> Tuple[int, str, int]:
-    """Run the loader as its own process group; returns (exit status, output, group id).
+def start_loader(args: List[str], crash: Optional[str], log_dir: Optional[Path] = None,
+                 stdout=subprocess.PIPE) -> subprocess.Popen:
+    """Start the loader as its own process group (the campaigns' environment); output to ``stdout``.
 
     With ``log_dir`` every crash point reached is logged there (one file per process).
     """
@@ -159,8 +159,17 @@ def run_loader(args: List[str], crash: Optional[str], timeout: float = 300,
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         env["CLFSLOAD_TEST_CRASH_LOG"] = str(log_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "clfsload", *args], cwd=str(REPO), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "clfsload", *args], cwd=str(REPO), env=env,
+                            stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run_loader(args: List[str], crash: Optional[str], timeout: float = 300,
+               log_dir: Optional[Path] = None) -> Tuple[int, str, int]:
+    """Run the loader as its own process group; returns (exit status, output, group id).
+
+    With ``log_dir`` every crash point reached is logged there (one file per process).
+    """
+    proc = start_loader(args, crash, log_dir)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -229,7 +238,12 @@ def check_published_is_complete(folder: Path) -> Optional[str]:
     """If the final root is visible, the tree must walk completely; returns a failure or None."""
     if not folder.is_dir():
         return None
-    container = Container(FolderSource(str(folder)), strict=True)
+    return check_published_source(FolderSource(str(folder)))
+
+
+def check_published_source(source) -> Optional[str]:
+    """:func:`check_published_is_complete` for any container source (a folder's, or a target's)."""
+    container = Container(source, strict=True)
     if not container.finished:
         return None
     try:
@@ -245,7 +259,14 @@ def check_final(folder: Path, reference: Path) -> List[str]:
     temp = [n for n in os.listdir(folder) if n.startswith(".clfsload-")]
     if temp:
         problems.append("partial temp files left: %s" % temp[:3])
-    ours = Container(FolderSource(str(folder)))
+    return problems + check_container(FolderSource(str(folder)), FolderSource(str(reference)))
+
+
+def check_container(source, reference) -> List[str]:
+    """A campaign's container (any container source) against a clean load's: published, no strays,
+    no ``tmp`` root, canonical-equal, the handle rules."""
+    problems = []
+    ours = Container(source)
     if not ours.finished:
         return problems + ["the root is not published"]
     strays = ours.strays()
@@ -253,7 +274,7 @@ def check_final(folder: Path, reference: Path) -> List[str]:
         problems.append("%d stray blobs, e.g. %s" % (len(strays), strays[:3]))
     if ours.tmp_names:
         problems.append("tmp names left: %s" % ours.tmp_names)
-    expected = canonical_form(Container(FolderSource(str(reference))))
+    expected = canonical_form(Container(reference))
     diff = diff_canonical(expected, canonical_form(ours))
     if diff:
         problems.append("not canonical-equal to a clean run: %s" % [str(d) for d in diff[:5]])
@@ -263,14 +284,15 @@ def check_final(folder: Path, reference: Path) -> List[str]:
     return problems
 
 
-def _draw(rng: random.Random, left: Counter, mutated: bool, report: CampaignReport) -> Optional[Tuple[str, int]]:
-    """A crash point and count inside the work left, or None when nothing is left to cut.
+def _draw(rng: random.Random, left: Counter, mutated: bool, report: CampaignReport,
+          points: Tuple[str, ...] = POINTS) -> Optional[Tuple[str, int]]:
+    """A crash point (of ``points``) and count inside the work left, or None when nothing is left to cut.
 
-    Half the draws take the point with the fewest kills so far, so every
-    point is covered after a few campaigns whatever the timing.
+    Half the draws take the point with the fewest kills so far (``report.by_point``),
+    so every point is covered after a few campaigns whatever the timing.
     """
-    choices = sorted(p for p in POINTS if left[p] > 0 and p != "sweep")
-    if mutated:
+    choices = sorted(p for p in points if left[p] > 0 and p != "sweep")
+    if mutated and "sweep" in points:
         choices.append("sweep")
     if not choices:
         return None

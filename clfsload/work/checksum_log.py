@@ -32,6 +32,8 @@ from typing import BinaryIO, Dict, Iterable, NamedTuple, Sequence, Tuple, Union
 
 import xxhash
 
+from ..durable import fsync_dir
+
 from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
 
 FILE_NAME = "checksums.xxh3"
@@ -127,21 +129,35 @@ class ChecksumLog:
     """Appends (filehandle, digest) records to the state dir's checksum file (the driver only)."""
 
     def __init__(self, state_dir: str) -> None:
-        fd = os.open(os.path.join(state_dir, FILE_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        path = os.path.join(state_dir, FILE_NAME)
+        created = not os.path.exists(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=1 << 16)
+        self._unsynced = False
+        if created:  # verify --state wants the file: its name survives a power loss
+            os.fsync(fd)
+            fsync_dir(state_dir)
 
     def add(self, records: Iterable[Tuple[bytes, bytes]]) -> None:
         """Append records; they reach the file at the latest on :meth:`flush` or :meth:`close`."""
         for fh, digest in records:
             self._file.write(RECORD.pack(bytes(fh), digest))
+            self._unsynced = True
 
     def add_ranged(self, fh: bytes, span: int, digest: bytes) -> None:
         """Append the record of a file loaded in ranges of ``span`` bytes (after its marker)."""
         self._file.write(RECORD.pack(RANGED_MARKER, _SPAN.pack(span)) + RECORD.pack(bytes(fh), digest))
+        self._unsynced = True
 
     def flush(self) -> None:
-        """Hand what is buffered to the OS (no fsync: a lost tail only makes verify read more)."""
+        """Write what is buffered and fsync it (once per state commit, when records were added).
+
+        A tail lost anyway (a crash between two commits) only makes verify read more.
+        """
         self._file.flush()
+        if self._unsynced:
+            os.fsync(self._file.fileno())
+            self._unsynced = False
 
     def close(self) -> None:
         """Flush and close."""
