@@ -52,8 +52,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from clfsload.clfs.container import FolderSource
 from clfsload.targets import open_target
 
-from _campaign import (POINTS, REPO, _draw, build_tree, check_container, check_final, check_published_source,
-                       group_gone, mutate, read_counts, run_loader, start_loader)
+from _campaign import (POINTS, REPO, _draw, build_tree, check_container, check_final, check_published_is_complete,
+                       check_published_source, group_gone, mutate, read_counts, run_loader, start_loader)
 from _load import TargetSource
 from bench.fusefs.powercut import PowerCutFS
 
@@ -109,6 +109,8 @@ class _Load:
         self.work, self.kind = work, kind
         store = work / "disk"
         (store / "out").mkdir(parents=True)  # durable: the file system starts with it
+        if kind == "file" and rng.random() < 0.5:
+            (store / "out" / "c").mkdir()  # made by the user beforehand (else by --new)
         self.fs = PowerCutFS(store, seed=rng.randrange(1 << 30), tear=True)
         self.fs.mount()
         mount = self.fs.mountpoint
@@ -134,6 +136,12 @@ class _Load:
             return FolderSource(str(self.fs.mountpoint / "out" / "c"))
         assert self.azure is not None
         return TargetSource(open_target(self.azure.endpoint, self.container, self.azure.connection_string))
+
+    def check_published(self) -> Optional[str]:
+        """If the final root is visible, the tree it publishes must be complete; a failure or None."""
+        if self.kind == "file":
+            return check_published_is_complete(self.fs.mountpoint / "out" / "c")
+        return check_published_source(self.container_source())
 
     def blobs(self) -> List[str]:
         """Blob names in the container now (temp files left out)."""
@@ -248,7 +256,7 @@ def campaign(work: Path, rng: random.Random, report: PowerCutReport, kind: str, 
                 tried[point] += 1
                 made.append(point)
                 load.power_cut()
-                published = check_published_source(load.container_source())
+                published = load.check_published()
                 if published:
                     return fail("cut at %s: %s" % (crash or "writes@%d" % count, published))
                 if not new:
@@ -280,8 +288,11 @@ def campaign(work: Path, rng: random.Random, report: PowerCutReport, kind: str, 
                                       "-", "--preserve_hardlinks", "1" if preserve else "0"], None)
         if code != 0:
             return fail("the clean reference load exited %d:\n%s" % (code, output[-2000:]))
-        if kind == "file":
-            problems = check_final(load.fs.mountpoint / "out" / "c", reference / "c")
+        folder = load.fs.mountpoint / "out" / "c"
+        if kind == "file" and not folder.is_dir():
+            problems = ["the container folder %s is gone" % folder]
+        elif kind == "file":
+            problems = check_final(folder, reference / "c")
         else:
             problems = check_container(load.container_source(), FolderSource(str(reference / "c")))
         for problem in problems:

@@ -199,16 +199,22 @@ class Loader:
                 )
             # Created only once every check passed, so a failed start leaves nothing to clean up.
             self.state = StateStore.create(s.state_dir, new_identity(s, target))
-            self.state.before_commit = target.sync  # nothing recorded before it is durable
+            self.state.before_commit = self._make_durable  # nothing recorded before it is durable
             self._log_file = attach_file(s.state_dir, LOG_FILE)
             return self.state
         assert self.state is not None
-        self.state.before_commit = target.sync
+        self.state.before_commit = self._make_durable
         check_resume(s, self.state, target)
         if self.state.phase != "INIT":
             self.state.mark_resumed()
             remove_temp_files(target)
         return self.state
+
+    def _make_durable(self) -> None:
+        """Before each state commit: the driver's own target writes, and the checksum records, durable."""
+        self._target().sync()
+        if self._recorder is not None:
+            self._recorder.flush_checksums()
 
     def _fill_result(self) -> None:
         assert self.state is not None

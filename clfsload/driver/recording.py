@@ -98,9 +98,13 @@ class Recorder:
 
     def commit(self) -> None:
         """Commit the state, the checksum records of the units it makes done first."""
+        self.flush_checksums()
+        self.state.commit()
+
+    def flush_checksums(self) -> None:
+        """Make the checksum records added so far durable (before a commit records their units done)."""
         if self._checksums is not None:
             self._checksums.flush()
-        self.state.commit()
 
     def checksum_log(self) -> ChecksumLog:
         """The run's content checksum log (opened on first use)."""
