@@ -68,11 +68,13 @@ RUN_TIMEOUT = 300.0
 
 @dataclass
 class Azure:
-    """Where the ``azurite`` campaigns load: an endpoint, its connection string, a maker of empty containers."""
+    """Where the ``azurite`` campaigns load: an endpoint, its connection string (to read back),
+    a maker of empty containers and of a SAS for one (the loader's credential)."""
 
     endpoint: str
     connection_string: str
     new_container: Callable[[], str]
+    make_sas: Callable[[str], str]
 
 
 @dataclass
@@ -119,7 +121,8 @@ class _Load:
             self.account, self.container, self.credential = "file:" + str(mount / "out"), "c", "-"
         else:
             assert azure is not None
-            self.account, self.container, self.credential = azure.endpoint, azure.new_container(), azure.connection_string
+            self.account, self.container = azure.endpoint, azure.new_container()
+            self.credential = azure.make_sas(self.container)
         self.azure = azure
         self.preserve = preserve
         self.log_dir = work / "log"
@@ -153,9 +156,12 @@ class _Load:
             return list(target.list_names())
 
     def power_cut(self) -> None:
-        """Power loss now, then the file system back with only its durable image."""
+        """Power loss now, then the file system back with only its durable image (its state dir noted in ``cuts.txt``)."""
         self.fs.cut()
         self.fs.mount()
+        listing = sorted((n, os.path.getsize(self.state / n)) for n in os.listdir(self.state)) if self.state.is_dir() else None
+        with open(self.work / "cuts.txt", "a") as f:
+            f.write("after a cut, the state dir holds: %s\n" % (listing,))
 
 
 def run_until_cut(load: _Load, args: List[str], crash: Optional[str]) -> Tuple[int, str, bool]:
@@ -244,6 +250,10 @@ def campaign(work: Path, rng: random.Random, report: PowerCutReport, kind: str, 
                     crash = "%s@%d" % (point, count)
             before = load.fs.stats()["writes"]
             code, output, cut = run_until_cut(load, load.args(source, new, **shape), crash)
+            with open(work / "cuts.txt", "a") as f:
+                f.write("run %s armed with %s: exit %d, power cut %s, fs %s\n%s\n"
+                        % ("--new" if new else "resume", crash or "writes@%d" % count if drawn else "nothing", code, cut,
+                           load.fs.stats(), output[-1500:]))
             left.subtract(read_counts(load.log_dir))
             left["writes"] -= load.fs.stats()["writes"] - before
             report.runs += 1

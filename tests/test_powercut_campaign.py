@@ -30,7 +30,7 @@ AZURITE_CUTS = 12
 
 @pytest.mark.slow  # once per CI run, in the compiled pass
 def test_power_cut_campaign_loses_nothing(tmp_path, azurite):  # noqa: F811 - the fixture
-    az = Azure(azurite.endpoint, azurite.connection_string, azurite.create_container)
+    az = Azure(azurite.endpoint, azurite.connection_string, azurite.create_container, azurite.make_sas)
     report = run_powercut_campaigns(tmp_path, SEED, {"file": FILE_CUTS, "azurite": AZURITE_CUTS}, azure=az)
     print("\n" + report.line())
     assert report.failures == [], "\n\n".join(report.failures[:3])

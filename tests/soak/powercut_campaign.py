@@ -53,7 +53,7 @@ def main() -> int:
             endpoint = "%s/%s" % (url, ACCOUNT_NAME)
             wait_answering(endpoint + "?comp=list", 30)
             az = Azurite(endpoint=endpoint, port=int(url.rsplit(":", 1)[1]), location=base / "azurite-data")
-            azure = Azure(az.endpoint, az.connection_string, az.create_container)
+            azure = Azure(az.endpoint, az.connection_string, az.create_container, az.make_sas)
         cuts = {"file": args.count}
         if args.azurite:
             cuts["azurite"] = args.azurite
