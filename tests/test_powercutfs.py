@@ -101,6 +101,24 @@ def _zombie_or_gone(pid: int) -> bool:
         return True
 
 
+def test_a_cut_with_nothing_synced_gives_back_the_image_as_mounted(store: Path) -> None:
+    """Symlinks, hard links, empty folders and modes of the image survive a cut untouched."""
+    os.symlink("dir/inner", store / "link")
+    os.link(store / "old", store / "dir" / "hard")
+    (store / "empty").mkdir()
+    os.chmod(store / "dir" / "inner", 0o640)
+    before = _tree(store)
+    with PowerCutFS(store) as fs:
+        _write(fs.mountpoint / "dir" / "hard", b"changed through one name", fsync=False)
+        os.unlink(fs.mountpoint / "link")
+        os.rmdir(fs.mountpoint / "empty")
+        fs.cut()
+    assert _tree(store) == before
+    assert os.readlink(store / "link") == "dir/inner"
+    assert os.stat(store / "old").st_ino == os.stat(store / "dir" / "hard").st_ino
+    assert os.stat(store / "dir" / "inner").st_mode & 0o777 == 0o640
+
+
 def test_unsynced_file_data_is_lost(fs: PowerCutFS, store: Path) -> None:
     with open(fs.mountpoint / "old", "r+b") as f:
         f.write(b"NEW")
