@@ -25,8 +25,10 @@ if _WHY_NOT:
 
 
 def _mounted_powercutfs() -> list:
+    """This process's powercutfs mounts (others may run in parallel sessions)."""
     with open("/proc/self/mounts") as f:
-        return [line for line in f if "powercutfs" in line.split()[2]]
+        return [line for line in f
+                if "powercutfs" in line.split()[2] and line.split()[0] == "powercutfs-%d" % os.getpid()]
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +85,7 @@ def _tree(root: Path) -> Dict[str, bytes]:
 def test_mount_shows_the_store_and_a_clean_unmount_keeps_everything(store: Path) -> None:
     before = _tree(store)
     with PowerCutFS(store) as fs:
+        assert [line.split()[1] for line in _mounted_powercutfs()] == [str(fs.mountpoint)]
         assert _tree(fs.mountpoint) == before
         assert ".powercutfs" not in os.listdir(fs.mountpoint)  # the control file is never listed
         _write(fs.mountpoint / "new", b"never synced", fsync=False)
@@ -281,11 +284,19 @@ def test_tear_is_deterministic_for_a_seed(store: Path) -> None:
     durable, live = b"D" * 5000, bytes(range(256)) * 30
     results = {seed: _torn_result(store, seed) for seed in range(6)}
     assert _torn_result(store, 3) == results[3]
-    for data in results.values():  # the rule: a prefix of the new content over the old
-        k = next((i for i in range(len(data)) if i >= len(live) or data[i] != live[i]), len(data))
-        assert data == live[:k] + durable[k:]
+    for data in results.values():  # the rule: a prefix of the new content over the old, in place
+        assert any(data == live[:k] + durable[k:] for k in range(len(live) + 1))
     assert len(set(results.values())) > 1 and any(d not in (durable, live) for d in results.values())
     assert _torn_result(store, 3, tear=False) == durable
+
+
+def test_tear_keeps_every_byte_at_its_offset(store: Path) -> None:
+    """An unsynced truncation and shorter rewrite tear in place: never the old bytes shifted."""
+    for seed in range(8):
+        with PowerCutFS(store, seed=seed, tear=True) as fs:
+            _write(fs.mountpoint / "old", b"xy", fsync=False)  # O_TRUNC, then 2 bytes
+            fs.cut()
+        assert (store / "old").read_bytes() in (b"old content", b"xld content", b"xy" + b"d content")
 
 
 def test_tear_gives_a_never_synced_file_with_a_durable_name_a_prefix(store: Path) -> None:

@@ -62,6 +62,8 @@ class PowerCutFS:
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self._stderr = None
         self._work = self.store.parent / (".%s.powercutfs" % self.store.name)
+        # the mount table's first column: this process's mounts, apart from other sessions' ones
+        self.fsname = "powercutfs-%d" % os.getpid()
 
     # --- mount ------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class PowerCutFS:
         if copied.returncode != 0:
             raise RuntimeError("powercutfs: copying %s failed: %s" % (self.store, copied.stderr.strip()))
         write_base(live, meta)
-        options = ["meta=" + str(meta), "auto_unmount", "max_threads=%d" % self.max_threads,
+        options = ["meta=" + str(meta), "fsname=" + self.fsname, "auto_unmount", "max_threads=%d" % self.max_threads,
                    "max_idle_threads=%d" % self.max_threads]
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([str(binary), str(live), str(self.mountpoint), "-f", "-o", ",".join(options)],

@@ -18,10 +18,10 @@ image a remount shows:
   content in ``store``, else empty;
 * ``tear=True``: a file whose inode still exists in ``live`` with content
   different from its durable content is torn: the first K bytes of the live
-  content over the durable content (``live[:K] + durable[K:]``), K drawn
-  uniformly from ``0..max(len(live), len(durable))`` by
+  content over the durable content (``live[:K] + durable[K:]``, byte for
+  byte in place), K drawn uniformly from ``0..len(live)`` by
   ``random.Random("<seed>:<path in the image>")``, so the same seed and the
-  same operations give the same bytes;
+  same operations give the same bytes (an unsynced truncation never tears);
 * an inode reached under several names is hard-linked (a rename durable in
   both directories, or a real hard link); a directory reached twice is
   written once, at its first path (a cycle cannot arise on a real disk
@@ -132,9 +132,9 @@ class Records:
 
 
 def torn(durable: bytes, live: bytes, rng: random.Random) -> bytes:
-    """The first K bytes of ``live`` over ``durable``, K uniform in 0..max(lengths)."""
-    k = rng.randint(0, max(len(live), len(durable)))
-    return live[:k] + durable[k:]
+    """The first K bytes of ``live`` over ``durable`` in place, K uniform in 0..len(live)."""
+    k = rng.randint(0, len(live))
+    return live[:k] + durable[k:]  # k <= len(live): every byte stays at its offset
 
 
 def build_image(records: Records, out: Path, *, seed: int, tear: bool) -> None:

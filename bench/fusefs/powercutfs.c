@@ -766,8 +766,9 @@ int main(int argc, char *argv[])
     created_fd = open_meta("created", O_WRONLY | O_CREAT | O_APPEND);
     if (data_fd < 0 || dirs_fd < 0 || created_fd < 0)
         return 1;
-    /* "powercutfs" in the mount table: `grep powercutfs /proc/mounts` finds leftovers. */
-    fuse_opt_add_arg(&args, "-osubtype=powercutfs,fsname=powercutfs");
+    /* "powercutfs" in the mount table: `grep powercutfs /proc/mounts` finds leftovers.
+     * First, so a caller's own -o fsname=... (later: the last one wins) names its mounts. */
+    fuse_opt_insert_arg(&args, 1, "-osubtype=powercutfs,fsname=powercutfs");
     int res = fuse_main(args.argc, args.argv, &pc_ops, NULL);
     fuse_opt_free_args(&args);
     return res;
