@@ -13,6 +13,9 @@ the foreground as a child of this process and dies with it (PR_SET_PDEATHSIG)
 and ``-o auto_unmount`` makes fusermount3 unmount when the daemon dies, so a
 killed benchmark leaves no mount behind either; ``__exit__`` unmounts on any
 exception, KeyboardInterrupt included.
+
+``PowerCutFS`` (the power-cut file system, powercut.py) is importable from
+here too: ``from fusefs.mount import PowerCutFS``.
 """
 
 import ctypes

@@ -62,6 +62,8 @@ class PowerCutFS:
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self._stderr = None
         self._work = self.store.parent / (".%s.powercutfs" % self.store.name)
+        # the mount table's first column: this process's mounts, apart from other sessions' ones
+        self.fsname = "powercutfs-%d" % os.getpid()
 
     # --- mount ------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class PowerCutFS:
         if copied.returncode != 0:
             raise RuntimeError("powercutfs: copying %s failed: %s" % (self.store, copied.stderr.strip()))
         write_base(live, meta)
-        options = ["meta=" + str(meta), "auto_unmount", "max_threads=%d" % self.max_threads,
+        options = ["meta=" + str(meta), "fsname=" + self.fsname, "auto_unmount", "max_threads=%d" % self.max_threads,
                    "max_idle_threads=%d" % self.max_threads]
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([str(binary), str(live), str(self.mountpoint), "-f", "-o", ",".join(options)],
@@ -185,11 +187,12 @@ class PowerCutFS:
 
     def _stop(self) -> None:
         """Unmount (lazily if busy) and reap the daemon, killing it if it lingers."""
-        for flags in ("-u", "-uz"):  # -z: lazy, when a process still has a file open
-            if subprocess.run(["fusermount3", flags, str(self.mountpoint)], capture_output=True).returncode == 0:
-                break
+        busy = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True).returncode != 0
+        if busy:  # a process still has a file open: detach now (-z)
+            subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], capture_output=True)
         try:
-            self.proc.wait(timeout=10)  # a lazy unmount keeps it until the last file closes
+            # a lazily unmounted daemon serves the open files until they close: not waited for long
+            self.proc.wait(timeout=1 if busy else 10)
         except subprocess.TimeoutExpired:
             pass
         self._kill()
@@ -197,14 +200,17 @@ class PowerCutFS:
     def _kill(self) -> None:
         """SIGKILL the daemon and wait until its mount is gone (auto_unmount, else ``fusermount3 -uz``).
 
-        Waiting for auto_unmount's own unmount first matters: a late one
-        would take away the next mount at the same mountpoint."""
+        auto_unmount's watchdog (fusermount3) unmounts only a mount whose
+        root answers ENOTCONN, so a late one leaves the next (live) mount at
+        the same mountpoint alone; it is given 0.5 s first all the same. It
+        sometimes exits without unmounting (it looked before the kernel had
+        aborted the connection): then the lazy unmount here does it."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 0.5
         while self._mounted() and time.monotonic() < deadline:
             time.sleep(0.02)
         if self._mounted():

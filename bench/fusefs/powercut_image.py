@@ -18,10 +18,10 @@ image a remount shows:
   content in ``store``, else empty;
 * ``tear=True``: a file whose inode still exists in ``live`` with content
   different from its durable content is torn: the first K bytes of the live
-  content over the durable content (``live[:K] + durable[K:]``), K drawn
-  uniformly from ``0..max(len(live), len(durable))`` by
+  content over the durable content (``live[:K] + durable[K:]``, byte for
+  byte in place), K drawn uniformly from ``0..len(live)`` by
   ``random.Random("<seed>:<path in the image>")``, so the same seed and the
-  same operations give the same bytes;
+  same operations give the same bytes (an unsynced truncation never tears);
 * an inode reached under several names is hard-linked (a rename durable in
   both directories, or a real hard link); a directory reached twice is
   written once, at its first path (a cycle cannot arise on a real disk
@@ -116,14 +116,14 @@ class Records:
             out.append(Entry(kind, stat.S_IMODE(st.st_mode), self.base_oid[path], name, target))
         return out
 
-    def durable_data(self, oid: str) -> bytes:
-        """The content file ``oid`` has after the cut (before any tearing)."""
+    def durable_source(self, oid: str) -> Optional[Path]:
+        """The file holding the content file ``oid`` has after the cut (before any tearing); None: empty."""
         copy = self.meta / "data" / oid
         if copy.exists():
-            return copy.read_bytes()
+            return copy
         if oid in self.base_path:
-            return (self.store / self.base_path[oid]).read_bytes()
-        return b""
+            return self.store / self.base_path[oid]
+        return None
 
     def live_data(self, oid: str) -> Optional[bytes]:
         """The content file ``oid`` has in the volatile copy now, None if its inode is gone."""
@@ -132,9 +132,9 @@ class Records:
 
 
 def torn(durable: bytes, live: bytes, rng: random.Random) -> bytes:
-    """The first K bytes of ``live`` over ``durable``, K uniform in 0..max(lengths)."""
-    k = rng.randint(0, max(len(live), len(durable)))
-    return live[:k] + durable[k:]
+    """The first K bytes of ``live`` over ``durable`` in place, K uniform in 0..len(live)."""
+    k = rng.randint(0, len(live))
+    return live[:k] + durable[k:]  # k <= len(live): every byte stays at its offset
 
 
 def build_image(records: Records, out: Path, *, seed: int, tear: bool) -> None:
@@ -159,14 +159,30 @@ def build_image(records: Records, out: Path, *, seed: int, tear: bool) -> None:
             elif e.oid in written:
                 os.link(written[e.oid], path)
             else:
-                data = records.durable_data(e.oid)
-                if tear:
-                    live = records.live_data(e.oid)
-                    if live is not None and live != data:
-                        data = torn(data, live, random.Random("%d:%s" % (seed, rel_path)))
-                path.write_bytes(data)
+                _write_file(records, e.oid, path, tear and random.Random("%d:%s" % (seed, rel_path)))
                 os.chmod(path, e.mode)
                 written[e.oid] = path
+
+
+def _write_file(records: Records, oid: str, path: Path, tear_rng) -> None:
+    """Put file ``oid``'s content after the cut at ``path``, torn with ``tear_rng`` unless it is False.
+
+    Without tearing the content is moved (a record in meta, used once: other
+    names of the inode are hard links) or hard-linked (a file of the old
+    image, deleted after the swap), never copied."""
+    source = records.durable_source(oid)
+    if tear_rng:
+        data = source.read_bytes() if source is not None else b""
+        live = records.live_data(oid)
+        if live is not None and live != data:
+            path.write_bytes(torn(data, live, tear_rng))
+            return
+    if source is None:
+        path.write_bytes(b"")
+    elif source.is_relative_to(records.meta):
+        os.rename(source, path)
+    else:
+        os.link(source, path)
 
 
 _RENAME_EXCHANGE = 2

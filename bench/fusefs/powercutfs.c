@@ -45,6 +45,14 @@
  *    and given its oid under it, and a directory listing or a file's content
  *    is recorded under it, so a listing never pairs a name with a stale oid
  *    and nothing becomes durable once `frozen` is set;
+ *  - ns_lock makes a directory listing a snapshot: every change to a
+ *    directory (create, mkdir, symlink, link, rename, unlink, rmdir) holds
+ *    it shared, fsyncdir exclusively (writers preferred), so a listing never
+ *    sees a rename half done (a name under neither name), which readdir
+ *    alone allows and a journaling disk never shows after a crash. (The
+ *    kernel already holds a directory's lock across FUSE_FSYNCDIR and
+ *    across every change to it; this does not rely on that.) Lock order:
+ *    ns_lock, then dur_lock;
  *  - META's files appear by rename from a .tmp name: a reader (the caller,
  *    after SIGKILL) sees a whole old or a whole new record, never a part.
  *
@@ -94,6 +102,7 @@ static long writes, fsyncs, dirsyncs, lost_fsyncs, armed, cut_at;
 /* ---- object ids: backing inode -> creation counter (guarded by dur_lock) ---- */
 
 static pthread_mutex_t dur_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t ns_lock;    /* initialised in main: writers preferred */
 static int frozen;              /* the power is cut: nothing more becomes durable */
 static uint64_t next_counter;
 
@@ -238,10 +247,12 @@ static int make_dir_durable(int dfd)
     char oid[32], tmp[64];
     if (fstat(dfd, &st) == -1)
         return -errno;
+    pthread_rwlock_wrlock(&ns_lock);
     pthread_mutex_lock(&dur_lock);
     if (frozen) {
         __atomic_add_fetch(&lost_fsyncs, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&dur_lock);
+        pthread_rwlock_unlock(&ns_lock);
         return 0;
     }
     oid_of(st.st_ino, oid, sizeof(oid));
@@ -256,6 +267,7 @@ static int make_dir_durable(int dfd)
         else if (list_fd >= 0)
             close(list_fd);
         pthread_mutex_unlock(&dur_lock);
+        pthread_rwlock_unlock(&ns_lock);
         return res;
     }
     struct stat root;           /* the root lists no control file */
@@ -289,6 +301,7 @@ static int make_dir_durable(int dfd)
     closedir(dir);
     res = publish(dirs_fd, oid, tmp, out, res);
     pthread_mutex_unlock(&dur_lock);
+    pthread_rwlock_unlock(&ns_lock);
     return res;
 }
 
@@ -373,7 +386,7 @@ struct pfile {
 
 static void *pc_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  /* every write reaches us when write(2) returns */
     cfg->use_ino = 1;           /* st_ino from LIVE: hard links stay visible */
     cfg->hard_remove = 1;       /* an unlinked open file goes at once: no .fuse_hidden names in listings */
     return NULL;
@@ -487,6 +500,7 @@ static int pc_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     note_write();
     int flags = fi->flags | O_NOFOLLOW | O_CLOEXEC, fd, res = 0;
     struct stat st;
+    pthread_rwlock_rdlock(&ns_lock);
     pthread_mutex_lock(&dur_lock);
     for (;;) {
         fd = openat(base_fd, rel(path), flags | O_CREAT | O_EXCL, mode);
@@ -505,6 +519,7 @@ static int pc_create(const char *path, mode_t mode, struct fuse_file_info *fi)
         }                       /* unlinked between the two opens: try again */
     }
     pthread_mutex_unlock(&dur_lock);
+    pthread_rwlock_unlock(&ns_lock);
     if (res) {
         if (fd >= 0)
             close(fd);
@@ -618,11 +633,13 @@ static int pc_mkdir(const char *path, mode_t mode)
 {
     note_write();
     struct stat st;
+    pthread_rwlock_rdlock(&ns_lock);
     pthread_mutex_lock(&dur_lock);
     int res = ERR(mkdirat(base_fd, rel(path), mode));
     if (!res)
         res = fstatat(base_fd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == -1 ? -errno : note_created(st.st_ino);
     pthread_mutex_unlock(&dur_lock);
+    pthread_rwlock_unlock(&ns_lock);
     return res;
 }
 
@@ -630,36 +647,50 @@ static int pc_symlink(const char *target, const char *path)
 {
     note_write();
     struct stat st;
+    pthread_rwlock_rdlock(&ns_lock);
     pthread_mutex_lock(&dur_lock);
     int res = ERR(symlinkat(target, base_fd, rel(path)));
     if (!res)
         res = fstatat(base_fd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == -1 ? -errno : note_created(st.st_ino);
     pthread_mutex_unlock(&dur_lock);
+    pthread_rwlock_unlock(&ns_lock);
     return res;
 }
 
 static int pc_unlink(const char *path)
 {
     note_write();
-    return ERR(unlinkat(base_fd, rel(path), 0));
+    pthread_rwlock_rdlock(&ns_lock);
+    int res = ERR(unlinkat(base_fd, rel(path), 0));
+    pthread_rwlock_unlock(&ns_lock);
+    return res;
 }
 
 static int pc_rmdir(const char *path)
 {
     note_write();
-    return ERR(unlinkat(base_fd, rel(path), AT_REMOVEDIR));
+    pthread_rwlock_rdlock(&ns_lock);
+    int res = ERR(unlinkat(base_fd, rel(path), AT_REMOVEDIR));
+    pthread_rwlock_unlock(&ns_lock);
+    return res;
 }
 
 static int pc_rename(const char *from, const char *to, unsigned int flags)
 {
     note_write();
-    return ERR(renameat2(base_fd, rel(from), base_fd, rel(to), flags));
+    pthread_rwlock_rdlock(&ns_lock);
+    int res = ERR(renameat2(base_fd, rel(from), base_fd, rel(to), flags));
+    pthread_rwlock_unlock(&ns_lock);
+    return res;
 }
 
 static int pc_link(const char *from, const char *to)
 {
     note_write();
-    return ERR(linkat(base_fd, rel(from), base_fd, rel(to), 0));
+    pthread_rwlock_rdlock(&ns_lock);
+    int res = ERR(linkat(base_fd, rel(from), base_fd, rel(to), 0));
+    pthread_rwlock_unlock(&ns_lock);
+    return res;
 }
 
 static const struct fuse_operations pc_ops = {
@@ -721,6 +752,10 @@ int main(int argc, char *argv[])
         fprintf(stderr, "usage: %s LIVE MOUNTPOINT -o meta=DIR [-f] [-o max_threads=N,...]\n", argv[0]);
         return 1;
     }
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&ns_lock, &attr);
     base_fd = open(opts.source, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (base_fd < 0) {
         perror(opts.source);
@@ -731,8 +766,9 @@ int main(int argc, char *argv[])
     created_fd = open_meta("created", O_WRONLY | O_CREAT | O_APPEND);
     if (data_fd < 0 || dirs_fd < 0 || created_fd < 0)
         return 1;
-    /* "powercutfs" in the mount table: `grep powercutfs /proc/mounts` finds leftovers. */
-    fuse_opt_add_arg(&args, "-osubtype=powercutfs,fsname=powercutfs");
+    /* "powercutfs" in the mount table: `grep powercutfs /proc/mounts` finds leftovers.
+     * First, so a caller's own -o fsname=... (later: the last one wins) names its mounts. */
+    fuse_opt_insert_arg(&args, 1, "-osubtype=powercutfs,fsname=powercutfs");
     int res = fuse_main(args.argc, args.argv, &pc_ops, NULL);
     fuse_opt_free_args(&args);
     return res;
