@@ -402,3 +402,17 @@ def test_problems_are_listed_in_the_order_found(store):
         assert store.count_problems() == 3
     finally:
         store.close()
+
+
+def test_each_commit_runs_the_before_commit_hook_first(store):
+    seen = []
+    store.before_commit = lambda: seen.append(store.get("k"))
+    store.set("k", "v")
+    store.commit()
+    assert seen == ["v"]  # called inside the batch, before COMMIT
+    store.commit()
+    assert seen == ["v"]  # nothing to commit: no hook
+
+
+def test_the_state_commits_with_synchronous_full(store):
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: every commit durable

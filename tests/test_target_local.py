@@ -33,3 +33,61 @@ def test_local_temp_files_are_invisible_and_removable(tmp_path) -> None:
     assert list(target.list_names()) == ["real"]
     assert target.remove_temp_files() == 1  # type: ignore[attr-defined]
     assert sorted(os.listdir(tmp_path / "c")) == ["real", "subdir"]
+
+
+def _record_fsyncs(monkeypatch) -> list:
+    """Patch os.fsync (the one the target and clfsload.durable call) to note (inode, is a folder) of each fsync."""
+    import stat
+
+    done = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        done.append((st.st_ino, stat.S_ISDIR(st.st_mode)))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return done
+
+
+@pytest.mark.parametrize("count", [3, 100])  # one thread, and a batch shared by threads
+def test_sync_fsyncs_every_blob_written_then_the_folder_once(tmp_path, monkeypatch, count) -> None:
+    target = open_target("file:" + str(tmp_path), "c", "-", create=True)
+    done = _record_fsyncs(monkeypatch)
+    for i in range(count):
+        target.put("blob-%03d" % i, b"x" * i)
+    assert done == []  # put alone makes nothing durable: the batch waits for sync
+    target.sync()
+    folder = os.stat(tmp_path / "c").st_ino
+    blobs = {os.stat(tmp_path / "c" / ("blob-%03d" % i)).st_ino for i in range(count)}
+    assert {ino for ino, is_dir in done if not is_dir} == blobs
+    assert done[-1] == (folder, True) and sum(1 for _, is_dir in done if is_dir) == 1  # the folder last, once
+    done.clear()
+    target.sync()
+    assert done == []  # nothing new: nothing to do
+    target.delete("blob-000")
+    target.sync()
+    assert done == [(folder, True)]  # a removal is the folder's to make durable
+    target.close()
+
+
+def test_publish_fsyncs_the_file_before_its_name_appears(tmp_path, monkeypatch) -> None:
+    target = open_target("file:" + str(tmp_path), "c", "-", create=True)
+    order = []
+    real_replace = os.replace
+    done = _record_fsyncs(monkeypatch)
+    monkeypatch.setattr(os, "replace", lambda a, b: (order.append(("rename", len(done))), real_replace(a, b)))
+    target.publish("root", b"published")
+    assert (tmp_path / "c" / "root").read_bytes() == b"published"
+    assert order == [("rename", 1)] and done[0][1] is False  # the file's fsync came before the rename
+    assert done[-1] == (os.stat(tmp_path / "c").st_ino, True)  # and the folder's after it
+    target.close()
+
+
+def test_create_makes_the_new_folders_durable_in_their_parents(tmp_path, monkeypatch) -> None:
+    done = _record_fsyncs(monkeypatch)
+    open_target("file:" + str(tmp_path / "a" / "b"), "c", "-", create=True).close()
+    synced = {ino for ino, is_dir in done if is_dir}
+    for folder in (tmp_path, tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert os.stat(folder).st_ino in synced, folder
