@@ -9,16 +9,19 @@ bytes that are not.
 """
 
 import os
+import time
 from concurrent.futures import Executor
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 __all__ = ["fsync_dir", "fsync_paths", "makedirs_durable"]
 
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
-#: below this many files one thread fsyncs them all; above, ``threads`` share them in chunks
-_SERIAL_MAX = 32
+#: an fsync shorter than this did not wait for a disk (tmpfs, or nothing to write): the rest go in one thread
+_QUICK_S = 50e-6
+#: files per thread at least, when the fsyncs are shared out
+_PER_THREAD = 4
 
 
 def fsync_dir(path: str) -> None:
@@ -30,36 +33,47 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _fsync_one(path: str) -> None:
+    """fsync one file; one gone since it was written (deleted, renamed over) is skipped."""
+    try:
+        fd = os.open(path, _O_FILE)
+    except FileNotFoundError:
+        return  # deleted since: its removal is the folder's to make durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_some(paths: Sequence[str]) -> None:
-    """fsync each file of ``paths``; one gone since it was written (deleted, renamed over) is skipped."""
     for path in paths:
-        try:
-            fd = os.open(path, _O_FILE)
-        except FileNotFoundError:
-            continue  # deleted since: its removal is the folder's to make durable
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_one(path)
 
 
-def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threads: int = 8) -> None:
-    """fsync every file of ``paths``; many at once share ``threads`` threads of ``executor``.
+def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threads: int = 32) -> None:
+    """fsync every file of ``paths``; on a disk, many at once in up to ``threads`` threads of ``executor``.
 
-    An fsync of a file on a journalling disk waits for a journal commit;
-    concurrent ones share commits, so a batch in threads costs a fraction of
-    the same fsyncs one after another. Each thread takes one chunk (no hand-off
-    per file). Raises the first OSError.
+    An fsync on a journalling disk waits for a journal commit, and
+    concurrent ones share commits, so a batch in many threads costs a
+    fraction of the same fsyncs one after another. Where an fsync returns at
+    once (tmpfs, or the data already on disk), a hand-off to a thread would
+    cost more than the fsync: the first one is timed, and if it was quick the
+    rest run here. Each thread takes one chunk (no hand-off per file).
+    Raises the first OSError.
     """
-    if executor is None or len(paths) <= _SERIAL_MAX:
-        _fsync_some(paths)
+    if not paths:
         return
-    count = min(threads, (len(paths) + _SERIAL_MAX - 1) // _SERIAL_MAX)
-    chunks: List[Sequence[str]] = [paths[k::count] for k in range(count)]
-    futures = [executor.submit(_fsync_some, chunk) for chunk in chunks[1:]]
+    started = time.perf_counter()
+    _fsync_one(paths[0])
+    rest = paths[1:]
+    if executor is None or len(rest) < 2 * _PER_THREAD or time.perf_counter() - started < _QUICK_S:
+        _fsync_some(rest)
+        return
+    count = min(threads, len(rest) // _PER_THREAD)
+    futures = [executor.submit(_fsync_some, rest[k::count]) for k in range(1, count)]
     error: Optional[BaseException] = None
     try:
-        _fsync_some(chunks[0])
+        _fsync_some(rest[0::count])
     except OSError as exc:
         error = exc
     for future in futures:

@@ -73,6 +73,9 @@ TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
 #: File systems limit one name component to 255 bytes.
 _MAX_FILE_NAME_BYTES = 255
 
+#: threads that share a batch of fsyncs (the caller's one of them): a disk's journal commits them together
+FSYNC_THREADS = 32
+
 #: errnos that will fail every later write the same way: stop the run.
 _TERMINAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
@@ -187,7 +190,7 @@ class LocalFolderTarget(BlobTarget):
             dirty, self._folder_dirty = self._folder_dirty, False
         try:
             if paths:
-                fsync_paths(paths, self._executor(len(paths)))
+                fsync_paths(paths, self._executor(len(paths)), FSYNC_THREADS)
             if dirty:
                 fsync_dir(self._folder)
         except OSError as exc:
@@ -197,10 +200,11 @@ class LocalFolderTarget(BlobTarget):
             ) from None
 
     def _executor(self, batch: int) -> Optional[ThreadPoolExecutor]:
-        if batch <= 32:
+        """The fsync threads (made at the first batch that could use them), None for a small batch."""
+        if batch < 8:
             return None
         if self._fsyncs is None:
-            self._fsyncs = ThreadPoolExecutor(max_workers=7, thread_name_prefix="clfsload-fsync")
+            self._fsyncs = ThreadPoolExecutor(max_workers=FSYNC_THREADS - 1, thread_name_prefix="clfsload-fsync")
         return self._fsyncs
 
     def _write(self, name: str, payload: Payload, durable: bool) -> str:
