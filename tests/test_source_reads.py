@@ -13,14 +13,16 @@ from clfsload.work.source_reads import OrderedAhead, SourceReads, walk_reads
 
 
 def _source_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("clfsload-source")]
+    """The pipeline's threads alive now (other tests' pools for life among them: compare with a snapshot)."""
+    return {t for t in threading.enumerate() if t.name.startswith("clfsload-source")}
 
 
-def _until_gone(deadline: float = 5.0):
+def _until_gone(before, deadline: float = 5.0):
+    """The pipeline's threads started since the snapshot ``before`` still alive after at most ``deadline`` s."""
     end = time.monotonic() + deadline
-    while _source_threads() and time.monotonic() < end:
+    while _source_threads() - before and time.monotonic() < end:
         time.sleep(0.01)
-    return _source_threads()
+    return _source_threads() - before
 
 
 @pytest.fixture
@@ -31,24 +33,25 @@ def slow(monkeypatch):
 
 def test_a_walk_ends_its_threads_and_puts_the_process_settings_back(slow) -> None:
     """The dry run and verify in a library caller's process: nothing of the pool outlives the walk."""
-    assert not _until_gone(), "threads of another test still running"
-    before = sys.getswitchinterval()
+    threads = _source_threads()
+    before = sys.getswitchinterval()  # lowered already if another test's pool runs for life here
     with walk_reads(8, 60) as reads:
         assert [f.result() for f in reads.map("lstat", lambda x: x * 2, range(50))] == list(range(0, 100, 2))
         reads.call("lstat", b"/", time.sleep, 0)  # the hang watch starts with the first operation
-        assert _source_threads()
+        assert len(_source_threads() - threads) == 8  # 7 pool threads and the watch
         assert sys.getswitchinterval() == min(before, source_reads.SWITCH_INTERVAL)
         assert source_reads.stuck_operations() == 0  # counted with the rest while it runs
     assert sys.getswitchinterval() == before
-    assert not _until_gone()
+    assert not _until_gone(threads)
 
 
 def test_a_dry_run_count_leaves_no_thread(tmp_path, slow) -> None:
+    threads = _source_threads()
     for i in range(30):
         (tmp_path / ("f%d" % i)).write_bytes(b"x" * i)
     (tmp_path / "d").mkdir()
     assert count_tree(str(tmp_path), False, logging.getLogger("test")) == (32, sum(range(30)), 0)
-    assert not _until_gone()
+    assert not _until_gone(threads)
 
 
 def test_take_refuses_a_key_it_was_not_given_and_drops_nothing(slow) -> None:
