@@ -47,7 +47,7 @@ SWITCHES = (
     ("CLFSLOAD_BATCH_ENTRIES", "batch_entries",
      "a directory of more than N non-directories is loaded in batches of N entries (default 10,000; 0: never)"),
     ("CLFSLOAD_RANGE_SEGMENTS", "range_segments",
-     "a file of more than N data segments is loaded in ranges of N segments (default 128; 0: never)"),
+     "ranges of a large file hold at most N data segments (default 128; 0: never split)"),
     ("CLFSLOAD_MAX_IN_FLIGHT", "max_in_flight",
      "requests each worker keeps in flight, instead of max(64, 4 x --worker_thread_count)"),
     ("CLFSLOAD_NO_UVLOOP", "no_uvloop", "uploads use asyncio's own event loop even when uvloop is installed"),

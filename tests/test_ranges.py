@@ -20,7 +20,7 @@ from clfsload.clfs.constants import DIRECT_BLOCKS, FIRST_SEGMENT_BYTES, INDIR_PO
 from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.decode import decode_body
 from clfsload.clfs.objects import InodeName, file_blobs, file_inode_blobs
-from clfsload.work.ranges import READ_ATTEMPTS, FileAssembly, plan_ranges
+from clfsload.work.ranges import READ_ATTEMPTS, FileAssembly, plan_ranges, range_size
 from clfsload.work.scan import EntryStat, Problem
 from clfsload.work.transfer import UnitRunner
 from clfsload.work.units import HugeFile, RangeVanished, RunParams
@@ -80,6 +80,21 @@ def run_ranges(worker, assembly, between=None):
 ])  # fmt: skip
 def test_plan_ranges_covers_every_segment_once(size, per_range, expected):
     assert plan_ranges(size, per_range) == expected
+
+
+@pytest.mark.parametrize("size, range_segments, expected", [
+    (FIRST_SEGMENT_BYTES + 4 * SEG, 128, 0),  # 32 MiB of data: one unit's, as always
+    (FIRST_SEGMENT_BYTES + 4 * SEG + 1, 128, 4),  # past it: spread, in ranges of 4 segments at least
+    (128 << 20, 128, 4),  # four 128 MiB files of one directory: 16 units, not one
+    (FIRST_SEGMENT_BYTES + 100 * SEG, 128, 13),  # about an eighth of the file per range
+    (FIRST_SEGMENT_BYTES + 4096 * SEG, 128, 128),  # never more than range_segments
+    (FIRST_SEGMENT_BYTES + 2 * SEG, 1, 1),  # a switch below 4 is threshold and range, as before
+    (FIRST_SEGMENT_BYTES + 3 * SEG, 2, 2),
+    (FIRST_SEGMENT_BYTES + 2 * SEG, 2, 0),
+    (FIRST_SEGMENT_BYTES + 4096 * SEG, 0, 0),  # 0: never split
+])  # fmt: skip
+def test_a_file_goes_in_ranges_by_its_size_alone(size, range_segments, expected):
+    assert range_size(size, range_segments) == expected
 
 
 @pytest.mark.parametrize("per_range", [1, 2, 5])

@@ -18,7 +18,7 @@ from typing import Any, Callable, Deque, Dict, Optional, Union
 
 from ..work.directories import DirectoryWriter, split_listing
 from ..work.ids import IdMint
-from ..work.ranges import FileAssembly
+from ..work.ranges import FileAssembly, range_size
 from ..work.reasons import VANISHED
 from ..work.scan import EntryStat, Problem
 from ..work.units import (
@@ -138,7 +138,8 @@ class Assembly:
 
     def _start_file(self, huge: HugeFile) -> int:
         """Queue the ranges of a huge file still to load (those an earlier run stored stand); returns errors."""
-        per_range = self.params.range_segments
+        # the file's own range size, from its size (the worker that split it off used the same rule)
+        per_range = range_size(huge.stat.st_size, self.params.range_segments) or self.params.range_segments
         stored = [(last, RangeDone(first, EntryStat.unpack(st), head, digest, nbytes))
                   for first, last, st, head, digest, nbytes in self.state.stored_ranges(huge.fh)]
         assembly = self._files[huge.fh] = FileAssembly(huge, per_range, stored)

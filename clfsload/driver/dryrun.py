@@ -13,7 +13,7 @@ from typing import Optional
 from . import history
 from ..work.prefetch import list_and_lstat
 from ..work.scan import describe_oserror
-from ..work.source_reads import SourceReads, shared
+from ..work.source_reads import SourceReads, walk_reads
 
 GIB = 1 << 30
 
@@ -23,10 +23,12 @@ def count_tree(root: str, preserve_hardlinks: bool, log: logging.Logger, reads: 
 
     Each directory is listed, then its entries' lstats run in parallel
     through ``reads`` (:mod:`clfsload.work.source_reads`; a pool of the
-    default depth if None): on a filer, one round trip per entry one after
-    another would take days for a tree of a hundred million.
+    default depth for this walk if None): on a filer, one round trip per
+    entry one after another would take days for a tree of a hundred million.
     """
-    reads = reads or shared(0, 0, 0)
+    if reads is None:
+        with walk_reads() as reads:
+            return count_tree(root, preserve_hardlinks, log, reads)
     objects, size, unreadable = 1, 0, 0
     seen = set()
     stack = [os.fsencode(root)]
@@ -68,8 +70,9 @@ def dry_run(state, settings, log: logging.Logger, kind: str = "local") -> None:
     if settings.dry_run:
         start = time.monotonic()
         log.info("perform dry run on %s", settings.source)
-        reads = shared(settings.source_concurrency or 0, 0, settings.source_timeout)
-        count, size, unreadable = count_tree(settings.source, state.get("preserve_hardlinks") == "1", log, reads)
+        # the walk's own pool: its threads end with it (a library caller's process keeps none)
+        with walk_reads(settings.source_concurrency or 0, settings.source_timeout) as reads:
+            count, size, unreadable = count_tree(settings.source, state.get("preserve_hardlinks") == "1", log, reads)
         log.info(
             "dry run result count=%d GB=%.6f elapsed=%.3f%s",
             count,

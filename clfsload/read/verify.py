@@ -66,7 +66,7 @@ from typing import Any, ClassVar, Dict, FrozenSet, Hashable, Iterable, Iterator,
 
 from ..work.checksum_log import Recorded, matches
 from ..work.prefetch import list_and_lstat
-from ..work.source_reads import shared
+from ..work.source_reads import walk_reads
 from ..clfs.constants import FIRST_SEGMENT_BYTES, FTYPE_TO_BTYPE, Btype
 from ..clfs.container import Container, Inode
 from ..clfs.vattr import ftype_of_mode, split_time
@@ -197,29 +197,31 @@ class _TreeSide:
         top = os.lstat(self.root)
         if not stat.S_ISDIR(top.st_mode):
             raise NotADirectoryError("not a directory: %r" % root)
-        reads = shared(0, 0, 0)  # this process's source pipeline, the default depth
         stats = {b"": top}
         subdirs: Dict[bytes, int] = {}
         stack = [b""]
-        while stack:
-            path = stack.pop()
-            subdirs[path] = 0
-            try:
-                # the listing, then its lstats many at a time (a filer costs a round trip each)
-                listed, failed = list_and_lstat(reads, self.local(path))
-                if failed is not None:
-                    raise failed
-                children = [(name, _raised(st)) for name, _, st in listed]
-            except OSError as exc:
-                self.unlisted.add(path)
-                self.errors.append(Difference(path, "read error", None, "%s: cannot list: %s" % (label, exc.strerror)))
-                continue
-            for name, st in children:
-                child = path + b"/" + name if path else name
-                stats[child] = st
-                if stat.S_ISDIR(st.st_mode):
-                    subdirs[path] += 1
-                    stack.append(child)
+        # a pool of the default depth for this walk: its threads end with it
+        with walk_reads() as reads:
+            while stack:
+                path = stack.pop()
+                subdirs[path] = 0
+                try:
+                    # the listing, then its lstats many at a time (a filer costs a round trip each)
+                    listed, failed = list_and_lstat(reads, self.local(path))
+                    if failed is not None:
+                        raise failed
+                    children = [(name, _raised(st)) for name, _, st in listed]
+                except OSError as exc:
+                    self.unlisted.add(path)
+                    self.errors.append(Difference(path, "read error", None,
+                                                  "%s: cannot list: %s" % (label, exc.strerror)))
+                    continue
+                for name, st in children:
+                    child = path + b"/" + name if path else name
+                    stats[child] = st
+                    if stat.S_ISDIR(st.st_mode):
+                        subdirs[path] += 1
+                        stack.append(child)
         groups: Dict[Hashable, int] = {}
         for st in stats.values():
             key = (st.st_dev, st.st_ino)

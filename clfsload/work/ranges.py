@@ -1,10 +1,12 @@
 """Huge regular files loaded as ranges of their segments, so one file spreads over many workers.
 
-A directory unit that meets a regular file of more than ``range_segments``
-data segments does not read it itself: it hands the driver a
+A directory unit that meets a regular file of more than 4 data segments
+(32 MiB, :func:`range_size`) does not read it itself: it hands the driver a
 :class:`HugeFile`. The driver cuts the file into :class:`FileRange` units of
-at most ``range_segments`` segments each (128 x 8 MiB = 1 GiB by default)
-and runs them like any unit, on any worker or Dask node. A range needs
+4 to ``range_segments`` segments each (128 x 8 MiB = 1 GiB by default; about
+an eighth of the file between the two) and runs them like any unit, on any
+worker or Dask node, so a directory's large files spread over every worker
+process instead of being one unit's. A range needs
 nobody: segment ids are fixed by the file's fh and the segment's index
 (:class:`clfsload.work.ids.BlockIds`), and a segment's body by its bytes, its
 offset and the file's ctime, so a range run twice writes the same blobs
@@ -42,9 +44,36 @@ from .source_reads import AheadReader
 from .units import FileRange, HugeFile, RangeDone, RangeOutcome, RangeVanished
 from .upload import first_error
 
+#: a file of more data segments than this (32 MiB) is loaded in ranges even below ``range_segments``:
+#: one unit reading and encoding a large file alone leaves the other worker processes idle
+#: (four 128 MiB files of one directory were one process's work), a slow source most of all
+SPREAD_SEGMENTS = 4
+#: such a file is cut into about this many ranges (of SPREAD_SEGMENTS .. range_segments segments each)
+SPREAD_RANGES = 8
+
+
+def range_size(size: int, range_segments: int) -> int:
+    """Data segments per range of a regular file of ``size`` bytes; 0 if it is not loaded in ranges.
+
+    Files of more than ``range_segments`` segments (1 GiB by default) or of
+    more than SPREAD_SEGMENTS (32 MiB) are; a range holds ``range_segments``
+    at most, SPREAD_SEGMENTS at least, about 1/SPREAD_RANGES of the file
+    between the two. The size alone decides (not the worker count nor the
+    source's speed), so the same tree is always cut the same way: the same
+    units, the same checksum records (their range span). ``range_segments``
+    0 never splits a file; below SPREAD_SEGMENTS (a test's switch) it is
+    both the threshold and the range, as it always was.
+    """
+    if range_segments <= 0:
+        return 0
+    count = segment_count(size, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+    span = min(range_segments, max(SPREAD_SEGMENTS, -(-count // SPREAD_RANGES)))
+    return span if count > span else 0
+
+
 def is_huge(st: EntryStat, range_segments: int) -> bool:
     """True if a regular file of this stat is loaded in ranges (never with ``range_segments`` 0)."""
-    return bool(range_segments) and segment_count(st.st_size, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES) > range_segments
+    return range_size(st.st_size, range_segments) > 0
 
 
 def plan_ranges(size: int, range_segments: int) -> List[Tuple[int, int]]:
@@ -227,5 +256,6 @@ __all__ = [
     "FileAssembly",
     "is_huge",
     "plan_ranges",
+    "range_size",
     "store_range",
 ]

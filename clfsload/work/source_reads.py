@@ -28,6 +28,7 @@ the budget and ends only when it returns or fails (:class:`HangWatch`).
 """
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -83,6 +84,7 @@ class HangWatch:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
 
     def enter(self, op: str, path: Any, now: float) -> int:
         """Record an operation started at ``now``; returns its token for :meth:`leave`."""
@@ -94,7 +96,7 @@ class HangWatch:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None and self.timeout > 0:
+            if self._thread is None and self.timeout > 0 and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._watch, name="clfsload-source-watch", daemon=True)
                 self._thread.start()
 
@@ -126,10 +128,13 @@ class HangWatch:
             self.on_stuck(path, op, waited)
         return due
 
+    def stop(self) -> None:
+        """End the watch thread (the pool it watches is shut down)."""
+        self._stop.set()
+
     def _watch(self) -> None:
         tick = max(0.05, min(5.0, self.timeout / 4))
-        while True:
-            time.sleep(tick)
+        while not self._stop.wait(tick):
             try:
                 self.check()
                 count = self.stuck()
@@ -276,11 +281,16 @@ class SourceReads:
         return self._ahead_bytes
 
     def shutdown(self) -> None:
-        """Stop the pool threads once their operations end."""
+        """Stop the pool threads once their operations end, and the hang watch.
+
+        Returns at once: an operation still running (one a consumer dropped,
+        or a hung one) ends on its own thread, which then exits.
+        """
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()
+        self.watch.stop()
 
 
 #: stack of a pool thread: its calls are shallow (a syscall or five); the default 8 MiB
@@ -296,13 +306,52 @@ SWITCH_INTERVAL = 0.0005
 ARENAS = 2
 
 
-def _share_malloc_arenas() -> None:
+def _set_malloc_arenas(count: int) -> None:
+    """glibc's M_ARENA_MAX (0: its default, 8 per core); nothing elsewhere."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).mallopt(-8, ARENAS)  # M_ARENA_MAX
+        ctypes.CDLL(None).mallopt(-8, count)  # M_ARENA_MAX
     except (OSError, AttributeError):
         pass  # not glibc: nothing to share
+
+
+class _ProcessSettings:
+    """The process-wide settings pool threads want (GIL switch interval, malloc arenas), held while any pool runs.
+
+    The first pool to start saves the process's values and sets them; the
+    last to shut down puts them back, so a library caller's process is left
+    as it was once a walk (the dry run, verify) has ended. A worker
+    process's pool runs for the life of the process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._interval = 0.0
+
+    def take(self) -> None:
+        """A pool starts."""
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self._interval = sys.getswitchinterval()
+                _set_malloc_arenas(ARENAS)
+                # A thread whose read returned waits for the GIL up to the switch interval
+                # (5 ms) while the consumer encodes: at 0.5-2 ms per source round trip
+                # that wait would be the pipeline's pace. 0.5 ms keeps them moving.
+                sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL))
+
+    def give_back(self) -> None:
+        """A pool has shut down."""
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._interval)
+                _set_malloc_arenas(0)  # arenas made meanwhile stay; new ones follow the default again
+
+
+_SETTINGS = _ProcessSettings()
 
 
 class _Threads:
@@ -315,11 +364,8 @@ class _Threads:
     def __init__(self, count: int) -> None:
         self._queue: "queue.SimpleQueue[Optional[Tuple[Future, Callable[..., Any], tuple]]]" = queue.SimpleQueue()
         self._threads: List[threading.Thread] = []
-        _share_malloc_arenas()
-        # A thread whose read returned waits for the GIL up to the switch interval
-        # (5 ms) while the consumer encodes: at 0.5-2 ms per source round trip
-        # that wait would be the pipeline's pace. 0.5 ms keeps them moving.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self._settings = True  # holds _SETTINGS until shutdown
+        _SETTINGS.take()
         with _stack_lock:
             old = threading.stack_size(THREAD_STACK)
             try:
@@ -362,11 +408,12 @@ class _Threads:
                 future.set_result(result)
 
     def shutdown(self) -> None:
-        """End the threads once the calls queued before are done."""
+        """End the threads once the calls queued before are done (without waiting for them)."""
         for _ in self._threads:
             self._queue.put(None)
-        for thread in self._threads:
-            thread.join()
+        if self._settings:
+            self._settings = False
+            _SETTINGS.give_back()
 
 
 _shared: Dict[Tuple[int, int, float], SourceReads] = {}
@@ -388,10 +435,34 @@ def shared(depth: int, budget: int, timeout: float) -> SourceReads:
         return reads
 
 
+#: pools of walks running in this process (:func:`walk_reads`), counted by :func:`stuck_operations`
+_walks: List[SourceReads] = []
+
+
+@contextlib.contextmanager
+def walk_reads(depth: int = 0, timeout: float = 0) -> Iterator[SourceReads]:
+    """A pool for one walk of the source in this process (the dry run, ``verify``), shut down when it ends.
+
+    Unlike :func:`shared` (a worker process's pool, for its life), its
+    threads and hang watch end with the walk and the process-wide settings
+    they took are put back, so a library caller's process does not keep them.
+    """
+    reads = SourceReads(depth or DEFAULT_CONCURRENCY, DEFAULT_BUDGET, timeout if timeout else DEFAULT_TIMEOUT,
+                        on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"])
+    with _shared_lock:
+        _walks.append(reads)
+    try:
+        yield reads
+    finally:
+        with _shared_lock:
+            _walks.remove(reads)
+        reads.shutdown()
+
+
 def stuck_operations() -> int:
     """Source operations outstanding past their timeout now: this process's and its worker processes'."""
     with _shared_lock:
-        pools = list(_shared.values())
+        pools = list(_shared.values()) + _walks
     return sum(reads.watch.stuck() for reads in pools) + sum(REMOTE_STUCK.values())
 
 
@@ -416,6 +487,8 @@ class OrderedAhead:
         self._ahead: Deque[Tuple[Any, "Future[Any]", int]] = collections.deque()
         self._window = 2 * reads.depth
         self._discard = discard
+        #: the keys not yet taken nor dropped: take() of any other is refused before anything is dropped
+        self._keys = {item[0] for item in items}
 
     def _fill(self) -> None:
         while self._items and len(self._ahead) < self._window:
@@ -451,10 +524,19 @@ class OrderedAhead:
         """The future of ``key`` if it was issued ahead, else None (the consumer runs it itself).
 
         Keys are taken in order; items before ``key`` not taken are dropped.
+        A key that is not among those still to take (never given, or taken
+        or passed already) raises KeyError and drops nothing: it would
+        otherwise flush the rest of the unit's reads ahead.
         """
+        keys = self._keys
+        if key not in keys:
+            raise KeyError("%r is not among the operations still to take ahead" % (key,))
         ahead = self._ahead
         while ahead and ahead[0][0] != key:
-            self._drop(*ahead.popleft())
+            dropped = ahead.popleft()
+            keys.discard(dropped[0])
+            self._drop(*dropped)
+        keys.discard(key)
         if ahead:
             _, future, nbytes = ahead.popleft()
             self.reads.release(nbytes)
@@ -462,7 +544,9 @@ class OrderedAhead:
             return future
         items = self._items
         while items:  # not issued ahead (fast, or out of budget): it and those before leave the queue
-            if items.popleft()[0] == key:
+            passed = items.popleft()[0]
+            keys.discard(passed)
+            if passed == key:
                 break
         self._fill()
         return None
@@ -482,6 +566,7 @@ class OrderedAhead:
     def close(self) -> None:
         """Drop every result not taken (cancelled, or discarded when it comes)."""
         self._items.clear()
+        self._keys.clear()
         while self._ahead:
             self._drop(*self._ahead.popleft())
 
@@ -603,4 +688,5 @@ __all__ = [
     "per_process",
     "shared",
     "stuck_operations",
+    "walk_reads",
 ]
