@@ -92,12 +92,26 @@ class Sink:
         self.clock = _Clock()
         self.stats = {"requests": 0, "puts": 0, "gets": 0, "deletes": 0, "lists": 0, "denied": 0,
                       "unsupported": 0, "errors": 0, "bytes_in": 0, "bytes_out": 0, "in_flight": 0,
-                      "peak_in_flight": 0}
+                      "peak_in_flight": 0, "in_flight_seconds": 0.0}
+        self._in_flight_since = time.monotonic()
         self._sas: Dict[str, SasGrant] = {}
         self._etag = int(time.time() * 1e7) << 8
         self._wire_free = 0.0  # the bandwidth cap's virtual clock
 
     # -- helpers ---------------------------------------------------------------------
+
+    def held(self, change: int) -> None:
+        """One more (+1) or one fewer (-1) answer held; keeps the peak and the time integral of the count.
+
+        ``in_flight_seconds`` / a run's wall time is its mean number of requests in flight.
+        """
+        stats = self.stats
+        now = time.monotonic()
+        stats["in_flight_seconds"] += stats["in_flight"] * (now - self._in_flight_since)
+        self._in_flight_since = now
+        stats["in_flight"] += change
+        if stats["in_flight"] > stats["peak_in_flight"]:
+            stats["peak_in_flight"] = stats["in_flight"]
 
     def next_etag(self) -> str:
         """A fresh ETag (bare, as in listings)."""
@@ -382,16 +396,13 @@ class Connection(asyncio.Protocol):
             out = sink.error(_Answer(500, "InternalError", "sink bug: %r" % exc), method, keep_alive)
         hold = sink.hold(len(body) + sum(len(b) for b in out)) if sink.bandwidth else sink.delay
         if hold > 0:
-            stats = sink.stats
-            stats["in_flight"] += 1
-            if stats["in_flight"] > stats["peak_in_flight"]:
-                stats["peak_in_flight"] = stats["in_flight"]
+            sink.held(1)
             self._loop.call_later(hold, self._send_held, out, keep_alive)
         else:
             self._send(out, keep_alive)
 
     def _send_held(self, out: List[bytes], keep_alive: bool) -> None:
-        self._sink.stats["in_flight"] -= 1
+        self._sink.held(-1)
         self._send(out, keep_alive)
 
     def _send(self, out: List[bytes], keep_alive: bool) -> None:
