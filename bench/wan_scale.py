@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Scale runs of issue 22: the loader against the benchmark Blob sink, a WAN round trip away.
 
-usage: python bench/wan_scale.py [--files 1000000] [--per-dir 100] [--delays 0,20] [--workers 1,2,4]
-                                 [--worker-in-flight 16] [--dirs 100000] [--skip single,dask,dirs]
+usage: python bench/wan_scale.py [--files 1000000] [--per-dir 100] [--delays 0,20] [--in-flight N]
+                                 [--workers 1,2,4] [--worker-in-flight 8] [--dirs 100000]
+                                 [--skip selftest,single,dask,dirs]
 
 Everything runs against ``bench/blobsink`` (a fresh sink per load, in its own
 process, holding every answer ``--delays`` ms by a timer), with ``CLFSLOAD.py``
@@ -216,12 +217,12 @@ def human(n: float) -> str:
 
 # -- the runs ----------------------------------------------------------------------------------------
 
-def single_node(tree: Path, base: Path, delays: List[float], files: int, dirs: int) -> List[Dict]:
-    """The tree on one node at each delay."""
+def single_node(tree: Path, base: Path, delays: List[float], env: Dict[str, str]) -> List[Dict]:
+    """The tree on one node at each delay (*env*: the loader's switches)."""
     rows = []
     for delay in delays:
-        with BlobSink(delay, keep_data=True) as sink:
-            row = run_load(sink, tree, base, "single-%g" % delay, [], {})
+        with BlobSink(delay) as sink:
+            row = run_load(sink, tree, base, "single-%g" % delay, [], env)
         row["delay"] = delay
         rows.append(row)
         print("  measured: single node, %.0f ms: %.0f objects/s" % (1000 * delay, row["objects"] / row["wall"]),
@@ -343,6 +344,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--delays", default="0,20", help="ms per request, comma-separated")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--worker-in-flight", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=0,
+                        help="single node: requests in flight per process (CLFSLOAD_MAX_IN_FLIGHT; 0: the default)")
     parser.add_argument("--dirs", type=int, default=100_000, help="directories of the directory-unit tree")
     parser.add_argument("--skip", default="", help="comma-separated: single, dask, dirs, selftest")
     args = parser.parse_args(argv)
@@ -368,11 +371,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                 files, dirs, human(dir_size(base / "tree")), time.perf_counter() - t0), flush=True)
             if "single" not in skip:
                 from clfsload.execute.pool import uploads_in_flight
-                from clfsload.settings import default_upload_threads
-                from clfsload.targets.azure_common import AzureOptions
+                from clfsload.settings import Switches, default_upload_threads
 
-                per_process = min(uploads_in_flight(default_upload_threads()), AzureOptions().max_connections)
-                report += single_table(single_node(base / "tree", base, delays, files, dirs), cores, cores * per_process)
+                in_flight = uploads_in_flight(default_upload_threads(), args.in_flight or None)
+                options = Switches().target_options(local=False, in_flight=in_flight)
+                per_process = min(in_flight, options.max_connections if options else in_flight)
+                env = {"CLFSLOAD_MAX_IN_FLIGHT": str(args.in_flight)} if args.in_flight else {}
+                report += single_table(single_node(base / "tree", base, delays, env), cores, cores * per_process)
             if "dask" not in skip:
                 report += dask_table(dask_rows(base / "tree", base, max(delays), workers, args.worker_in_flight))
             shutil.rmtree(base / "tree", ignore_errors=True)
