@@ -140,13 +140,21 @@ class Switches:
         """Seconds to wait for the Dask scheduler to answer; ValueError if malformed."""
         return float(self.dask_timeout)
 
-    def target_options(self, local: bool) -> Optional[AzureOptions]:
+    def target_options(self, local: bool, in_flight: Optional[int] = None) -> Optional[AzureOptions]:
         """The options to open a target with: an Azure one gets :attr:`retry`; a local folder (``local``) none.
+
+        ``in_flight``: the requests its user keeps in flight (a worker's
+        uploader); the target's connections follow it, so a deeper queue is
+        not held back by the default pool of 64 connections.
 
         Built for Azure only, so a malformed ``CLFSLOAD_TEST_RETRY`` fails
         only what it applies to, as before.
         """
-        return None if local else AzureOptions(retry=self.retry)
+        if local:
+            return None
+        if in_flight is None:
+            return AzureOptions(retry=self.retry)
+        return AzureOptions(retry=self.retry, max_connections=max(1, in_flight))
 
     def overlaid(self, local: "Switches", names: Collection[str] = WORKER_SIDE) -> "Switches":
         """These switches, with the fields in ``names`` that ``local`` was given put over them.

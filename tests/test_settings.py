@@ -171,6 +171,19 @@ def test_the_switches_reach_the_pool_uploader_and_retry_policy(monkeypatch):
         worker.uploader.close()
 
 
+def test_a_workers_connections_follow_its_requests_in_flight():
+    """Issue 22: the wire pool's 64 connections capped a worker whatever its in-flight setting."""
+    for switches, threads, expected in ((Switches(max_in_flight=200), 8, 200), (Switches(), 40, 160),
+                                        (Switches(), 8, 64)):
+        config = pool.WorkerConfig(AZURE, "cont1", SAS, _config(Switches()).params, threads, switches)
+        worker = pool.open_runner(config)
+        try:
+            assert worker.uploader._max_in_flight == expected
+            assert worker.uploader.target._core.options.max_connections == expected
+        finally:
+            worker.uploader.close()
+
+
 def test_uploads_in_flight_take_the_switch():
     assert pool.uploads_in_flight(8, 5) == 5
     assert pool.uploads_in_flight(8, None) == 64

@@ -78,12 +78,14 @@ def open_runner(config: WorkerConfig) -> UnitRunner:
         uploader = DirectUploader(open_target(config.account, config.container, config.credential),
                                   config.params.compress)
     else:
-        def opener():
-            return open_async_target(config.account, config.container, config.credential,
-                                     options=switches.target_options(local=False))
+        in_flight = uploads_in_flight(config.upload_threads, switches.max_in_flight)
 
-        uploader = Uploader(opener, config.params.compress,
-                            max_in_flight=uploads_in_flight(config.upload_threads, switches.max_in_flight),
+        def opener():
+            # as many connections as requests in flight: the pool must not be the cap
+            return open_async_target(config.account, config.container, config.credential,
+                                     options=switches.target_options(local=False, in_flight=in_flight))
+
+        uploader = Uploader(opener, config.params.compress, max_in_flight=in_flight,
                             pace=not switches.no_pacing, uvloop=not switches.no_uvloop)
     return UnitRunner(config.params, uploader)
 
