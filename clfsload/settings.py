@@ -75,6 +75,22 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "") not in ("", "0")
 
 
+def connection_cap() -> int:
+    """The most connections one process's target may open: half its file-descriptor limit, at least 64.
+
+    The other half is left to the source reads, the state and the sockets of
+    the pool; past it a load would fail with EMFILE part way.
+    """
+    try:
+        import resource  # POSIX only
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(64, soft // 2)
+
+
 @dataclass(frozen=True)
 class Switches:
     """Tuning, benchmark and test switches from the environment, read once at the edge.
@@ -145,7 +161,8 @@ class Switches:
 
         ``in_flight``: the requests its user keeps in flight (a worker's
         uploader); the target's connections follow it, so a deeper queue is
-        not held back by the default pool of 64 connections.
+        not held back by the default pool of 64 connections, up to
+        :func:`connection_cap` (each connection is a file descriptor).
 
         Built for Azure only, so a malformed ``CLFSLOAD_TEST_RETRY`` fails
         only what it applies to, as before.
@@ -154,7 +171,7 @@ class Switches:
             return None
         if in_flight is None:
             return AzureOptions(retry=self.retry)
-        return AzureOptions(retry=self.retry, max_connections=max(1, in_flight))
+        return AzureOptions(retry=self.retry, max_connections=max(1, min(in_flight, connection_cap())))
 
     def overlaid(self, local: "Switches", names: Collection[str] = WORKER_SIDE) -> "Switches":
         """These switches, with the fields in ``names`` that ``local`` was given put over them.

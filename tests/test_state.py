@@ -416,3 +416,29 @@ def test_each_commit_runs_the_before_commit_hook_first(store):
 
 def test_the_state_commits_with_synchronous_full(store):
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: every commit durable
+
+
+def test_a_failing_before_commit_hook_rolls_the_batch_back(state_dir):
+    """What the batch records may not be durable: no later commit (the error path's, close's) may record it."""
+    store = StateStore.create(state_dir, IDENTITY)
+    store.set("k", "kept")
+    store.commit()
+
+    def fails():
+        raise OSError("fsync failed")
+
+    store.before_commit = fails
+    store.set("k", "not durable")
+    with pytest.raises(OSError):
+        store.commit()
+    store.before_commit = None
+    store.commit()  # what drain's error path does
+    with pytest.raises(OSError):
+        store.before_commit = fails
+        store.set("k", "not durable either")
+        store.close()  # raises the hook's error, after releasing the database and the lock
+    reopened = StateStore.open(state_dir)
+    try:
+        assert reopened.get("k") == "kept"
+    finally:
+        reopened.close()

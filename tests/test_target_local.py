@@ -91,3 +91,34 @@ def test_create_makes_the_new_folders_durable_in_their_parents(tmp_path, monkeyp
     synced = {ino for ino, is_dir in done if is_dir}
     for folder in (tmp_path, tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert os.stat(folder).st_ino in synced, folder
+
+
+def test_a_failed_sync_stays_failed(tmp_path, monkeypatch) -> None:
+    """After a failed fsync Linux may report the next one as a success with the data gone: never retry."""
+    import errno
+
+    from clfsload.errors import TerminalError
+
+    target = open_target("file:" + str(tmp_path), "c", "-", create=True)
+    target.put("blob", b"lost at the disk")
+    real_fsync = os.fsync
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def failing_once(fd):
+        if failures:
+            raise failures.pop()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_once)
+    with pytest.raises(TerminalError, match="durable"):
+        target.sync()
+    with pytest.raises(TerminalError, match="durable"):
+        target.sync()  # the fsync would succeed now: the blob must still not count as durable
+    target.put("later", b"x")
+    with pytest.raises(TerminalError):
+        target.close()
+
+
+def test_durable_is_accepted_with_a_deprecation_warning(tmp_path) -> None:
+    with pytest.warns(DeprecationWarning, match="durable"):
+        open_target("file:" + str(tmp_path), "c", "-", create=True, durable=True).close()

@@ -97,8 +97,10 @@ class Loader:
         state dir stays attached until :meth:`close_log`, so the line the run
         ends with reaches it too.
         """
+        stopped = True  # until _run returns: an error is on its way out, which _close must not replace
         try:
             self._run()
+            stopped = False
         finally:
             self.result.elapsed = time.monotonic() - self._started
             if self.state is not None:
@@ -111,24 +113,50 @@ class Loader:
                     write_problems(self.state, self.settings.state_dir)
                 except OSError as exc:
                     log.warning("cannot write %s: %s", PROBLEMS_FILE, exc.strerror)
-            self._close()
+            try:
+                self._close()
+            except Exception as exc:  # noqa: BLE001 - see below
+                if not stopped:
+                    raise
+                log.warning("while closing the run after it stopped: %s", exc)  # the error that stopped it wins
         return self.result
 
     def _close(self) -> None:
-        """Release what the run holds: the checksum log, the Dask run, the target, the state."""
+        """Release what the run holds: the checksum log, the Dask run, the target, the state.
+
+        Every step runs even if one before it fails (the state's lock must be
+        released for a library caller's next load); the first failure is
+        raised after them, the others are logged.
+        """
+        steps = [self._close_recorder, self._close_dask]
+        if self.target is not None:
+            steps.append(self.target.close)  # a file: target syncs what it wrote: can raise TerminalError
+        if self.state is not None:
+            steps.append(self.state.close)
+        failure: Optional[BaseException] = None
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - released in order, the first failure raised last
+                if failure is None:
+                    failure = exc
+                else:
+                    log.warning("while closing the run: %s", exc)
+        if failure is not None:
+            raise failure
+
+    def _close_recorder(self) -> None:
         if self._recorder is not None:
             try:
                 self._recorder.close()
             except OSError as exc:
                 log.warning("cannot write %s: %s", CHECKSUM_FILE, exc.strerror)
+
+    def _close_dask(self) -> None:
         if self._dask is not None:
             self._dask.close()
         elif self._dask_client is not None and self.settings.dask_client is None:
             self._dask_client.close()
-        if self.target is not None:
-            self.target.close()
-        if self.state is not None:
-            self.state.close()
 
     def close_log(self) -> None:
         """Stop writing this run's log to the state dir."""

@@ -70,11 +70,19 @@ def edit_directory(
     written = set()
     for index, new in enumerate(blobs):
         name = new.name
-        if index == len(blobs) - 1 and name.startswith(TMP_PREFIX) and not blob.startswith(TMP_PREFIX):
+        published = index == len(blobs) - 1 and name.startswith(TMP_PREFIX) and not blob.startswith(TMP_PREFIX)
+        if published:
             name = blob  # a published root is edited in place
         sealed = seal(new._replace(name=name), compress)
-        target.put(sealed.name, sealed.payload)
+        if published:
+            target.sync()  # its new segments durable before the root that names them
+            target.publish(sealed.name, sealed.payload)  # never torn under its name
+        else:
+            target.put(sealed.name, sealed.payload)
         written.add(sealed.name)
+    # The new blobs durable before the old blocks go: a power loss in between
+    # must not leave the stored directory naming blocks that are gone.
+    target.sync()
     for old in inode.block_names:
         if old not in written:
             target.delete(old)

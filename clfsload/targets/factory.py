@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional, Tuple, Union
 
 from ..errors import TargetConfigError
@@ -67,8 +68,15 @@ def _construct(account: str, container: str, credential: CredentialLike, create:
     return AzureBlobTarget(where, options), create
 
 
+def _warn_durable(durable: Optional[bool]) -> None:
+    """The ``durable`` argument is gone (always durable at sync): say so to a caller who still passes it."""
+    if durable is not None:
+        warnings.warn("open_target(durable=...) is ignored: a local folder target is always made durable at sync()",
+                      DeprecationWarning, stacklevel=3)
+
+
 def open_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
-                options: Optional[AzureOptions] = None) -> BlobTarget:
+                options: Optional[AzureOptions] = None, durable: Optional[bool] = None) -> BlobTarget:
     """Open a blocking target.
 
     *account*: an account name, a blob endpoint URL or a ``file:`` URL (see
@@ -78,9 +86,12 @@ def open_target(account: str, container: str, credential: CredentialLike, *, cre
     *create*: create the container (folder) if it is missing; the loader
     passes it only for ``--new``. Writes are durable once :meth:`~.BlobTarget.sync`
     returns (a local folder fsyncs then).
-    *options*: Azure tuning. Raises :class:`~clfsload.errors.TerminalError`
-    subclasses for unusable values; does no network request.
+    *options*: Azure tuning. *durable*: ignored, with a DeprecationWarning
+    (a local folder is always durable at :meth:`~.BlobTarget.sync` now).
+    Raises :class:`~clfsload.errors.TerminalError` subclasses for unusable
+    values; does no network request.
     """
+    _warn_durable(durable)
     target, must_create = _construct(account, container, credential, create, options, aio=False)
     if must_create:
         try:
@@ -92,11 +103,13 @@ def open_target(account: str, container: str, credential: CredentialLike, *, cre
 
 
 async def open_async_target(account: str, container: str, credential: CredentialLike, *, create: bool = False,
-                            options: Optional[AzureOptions] = None) -> AsyncBlobTarget:
+                            options: Optional[AzureOptions] = None,
+                            durable: Optional[bool] = None) -> AsyncBlobTarget:
     """Open an asyncio target; the arguments are those of :func:`open_target`.
 
     Call it from the event loop the target will be used on.
     """
+    _warn_durable(durable)
     target, must_create = _construct(account, container, credential, create, options, aio=True)
     if must_create:
         try:

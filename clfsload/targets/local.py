@@ -6,9 +6,9 @@ sub-folder ``ROOT/CONTAINER``; blob ``NAME`` is the file ``ROOT/CONTAINER/NAME``
 Decisions (the loader relies on them):
 
 * **Container folder.** It must exist unless the target is opened with
-  ``create=True``; then only that last folder is created (mode 0o777 minus the
-  umask), never ROOT or its parents, so a mistyped ROOT fails instead of
-  growing a tree. The loader passes ``create=True`` for ``--new`` only; a
+  ``create=True``; then it and any missing folder above it are created, as
+  ``mkdir -p`` does (mode 0o777 minus the umask), each durable in its
+  parent. The loader passes ``create=True`` for ``--new`` only; a
   resume with the folder missing gets :class:`ContainerNotFoundError` naming
   the path.
 * **Atomic writes.** ``put`` writes ``.clfsload-tmp-<pid>-<token>-<n>`` in the
@@ -101,6 +101,7 @@ class LocalFolderTarget(BlobTarget):
         self._lock = threading.Lock()
         self._unsynced: List[str] = []  # blob files written since the last sync
         self._folder_dirty = False  # a name created or removed since the last sync
+        self._sync_failed: Optional[str] = None  # the error of a failed sync: raised by every later one
         self._fsyncs: Optional[ThreadPoolExecutor] = None  # made on the first large batch
         self._token = secrets.token_hex(4)
         self._counter = itertools.count()
@@ -184,7 +185,12 @@ class LocalFolderTarget(BlobTarget):
         fsyncs the files (in threads for a large batch), then the folder
         once. An error is a :class:`TerminalError`: what was written may be
         lost, so nothing may be recorded as stored; a rerun writes it again.
+        The failure is permanent for this target: after a failed fsync Linux
+        may report the next one as a success with the data gone, so every
+        later call raises it again rather than retry.
         """
+        if self._sync_failed is not None:
+            raise TerminalError(self._sync_failed)
         with self._lock:
             paths, self._unsynced = self._unsynced, []
             dirty, self._folder_dirty = self._folder_dirty, False
@@ -194,10 +200,11 @@ class LocalFolderTarget(BlobTarget):
             if dirty:
                 fsync_dir(self._folder)
         except OSError as exc:
-            raise TerminalError(
+            self._sync_failed = (
                 f"cannot make the blobs written to folder '{self._folder}' durable (fsync): "
                 f"{exc.strerror or exc}; fix the file system and run again"
-            ) from None
+            )
+            raise TerminalError(self._sync_failed) from None
 
     def _executor(self, batch: int) -> Optional[ThreadPoolExecutor]:
         """The fsync threads (made at the first batch that could use them), None for a small batch."""
@@ -392,11 +399,6 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
                  inline_limit: int = 256 * 1024) -> None:
         self._sync = LocalFolderTarget(root, container, create=create)
         self._inline_limit = inline_limit
-
-    @property
-    def sync(self) -> LocalFolderTarget:
-        """The blocking target underneath (same folder, same rules)."""
-        return self._sync
 
     def describe(self) -> str:
         """``file:`` plus the absolute container folder path."""

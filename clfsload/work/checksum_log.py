@@ -28,7 +28,7 @@ marker whose record was cut off by a crash applies to nothing.
 
 import os
 import struct
-from typing import BinaryIO, Dict, Iterable, NamedTuple, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, Iterable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import xxhash
 
@@ -134,6 +134,7 @@ class ChecksumLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=1 << 16)
         self._unsynced = False
+        self._sync_failed: Optional[OSError] = None  # a failed fsync: raised again by every later flush
         if created:  # verify --state wants the file: its name survives a power loss
             os.fsync(fd)
             fsync_dir(state_dir)
@@ -154,9 +155,15 @@ class ChecksumLog:
 
         A tail lost anyway (a crash between two commits) only makes verify read more.
         """
+        if self._sync_failed is not None:
+            raise self._sync_failed  # a failed fsync is not retried: the next may say success with the data gone
         self._file.flush()
         if self._unsynced:
-            os.fsync(self._file.fileno())
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                self._sync_failed = exc
+                raise
             self._unsynced = False
 
     def close(self) -> None:

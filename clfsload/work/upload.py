@@ -146,7 +146,12 @@ class Uploader:
                 self._cond.notify_all()
 
     def sync(self) -> None:
-        """Nothing to do: an acknowledged Put Blob is durable at the service (and a done future is one)."""
+        """Make every blob stored so far durable: the target's own sync, on the loop.
+
+        For Azure it does nothing (an acknowledged Put Blob is durable at the
+        service, and a done future is one); a local folder fsyncs.
+        """
+        self._call(self.target.sync())
 
     def close(self) -> None:
         """Close the target and stop the loop (every submitted PUT has been awaited by then)."""

@@ -158,20 +158,23 @@ class StateCore:
 
     def close(self) -> None:
         """Commit, checkpoint and release the lock."""
-        if self._db is not None:
-            try:
-                self.commit()
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                # A full disk or a busy checkpoint: the last batch is redone by the
-                # next run, and the checkpoint is retried at the next open.
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-            self._db.close()
-            self._db = None  # type: ignore[assignment]
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        try:
+            if self._db is not None:
+                try:
+                    self.commit()  # a failing before_commit hook rolls back and raises, after the release below
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    # A full disk or a busy checkpoint: the last batch is redone by the
+                    # next run, and the checkpoint is retried at the next open.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+        finally:
+            if self._db is not None:
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     def _begin(self) -> None:
         if not self._db.in_transaction:
@@ -184,7 +187,14 @@ class StateCore:
             self._dir_counter_dirty = False
         if self._db.in_transaction:
             if self.before_commit is not None:
-                self.before_commit()
+                try:
+                    self.before_commit()
+                except BaseException:
+                    # What the batch records may not be durable: drop it (a resume redoes it),
+                    # so no later commit (the error path's, close's) can record it.
+                    self._db.execute("ROLLBACK")
+                    self._in_batch = 0
+                    raise
             self._db.execute("COMMIT")
             crashpoints.reached("commit")
         self._in_batch = 0
