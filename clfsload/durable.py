@@ -77,9 +77,9 @@ def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threa
     except OSError as exc:
         error = exc
     for future in futures:
-        exc = future.exception()
-        if exc is not None and error is None:
-            error = exc
+        failed = future.exception()
+        if failed is not None and error is None:
+            error = failed
     if error is not None:
         raise error
 
