@@ -112,3 +112,38 @@ def test_sweep_deletes_blocks_written_out_of_order(tmp_path, monkeypatch):
     after = Container(FolderSource(str(folder)))
     assert after.strays() == []
     assert diff_canonical(before, canonical_form(after)) == []
+
+
+def test_sweep_deletes_objects_whose_owner_has_no_inode(tmp_path):
+    """A directory stopped after storing entries, then renumbered (its parent's outcome lost): its entries go.
+
+    The power-cut campaign met it on Azurite: a regular file's inode owned by
+    a directory fh that no inode had, left after a run that succeeded.
+    """
+    folder, mint = _loaded(tmp_path)
+    container = Container(FolderSource(str(folder)))
+    before = canonical_form(container)
+    d = container.lookup(b"d")
+    target = open_target("file:" + str(folder.parent), "c", "-")
+
+    def plant(obj_id: bytes, btype: int, owner: bytes) -> str:
+        sealed = seal(Blob(hashing.blob_name(obj_id, btype, owner), b"leftover"), False)
+        target.put(sealed.name, sealed.payload)
+        return sealed.name
+
+    ghost = mint.dir_fh(d.fh, (1 << 28) * 999 + 1, 77)  # its inode was never stored
+    child = mint.fh(ghost, Ftype.REG, (1 << 28) * 999 + 2)
+    subdir = mint.dir_fh(ghost, (1 << 28) * 999 + 3, 78)
+    grandchild = mint.fh(subdir, Ftype.REG, (1 << 28) * 999 + 4)
+    planted = [
+        plant(child, Btype.REG, ghost),
+        plant(mint.block_id(child, b"S", 1), Btype.SEGMENT, child),
+        plant(subdir, Btype.DIR, ghost),  # an orphan directory: what it owns is orphaned in turn
+        plant(grandchild, Btype.REG, subdir),
+    ]
+    deleted = []
+    Sweeper(target, mint, str(tmp_path), log=deleted.append).run([d.fh])
+    assert sorted(deleted) == sorted(planted)
+    after = Container(FolderSource(str(folder)))
+    assert after.strays() == []
+    assert diff_canonical(before, canonical_form(after)) == []

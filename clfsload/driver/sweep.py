@@ -24,11 +24,16 @@ entry of a swept directory): blocks it owns that its inode does not name are
 deleted. Nothing is deleted unless its id is one this run could have made
 for that owner, so a hash collision with a live object never deletes data.
 
-Last, orphaned blocks: a file killed after some of its segments were stored
-and before its inode (which goes last, FMT §11.5) owns blocks that no inode
-names. Any segment or indirect block whose owner hash is the id hash of no
-inode in the container is deleted. That check joins the whole listing, so it
-runs in a scratch SQLite file next to the state (bounded memory on
+Last, orphans. A file killed after some of its segments were stored and
+before its inode (which goes last, FMT §11.5) owns blocks that no inode
+names. A directory whose unit stored entries and was then stopped before its
+own inode, and whose parent's outcome was lost (a kill or a power cut before
+the commit) while the source changed, comes back under another fh: the
+entries it stored are owned by an fh no inode has. So, to a fixpoint: an
+inode this run made (not hard-linked, not owned by the root) whose owner
+hash is the id hash of no inode is deleted; then any segment or indirect
+block whose owner has no inode left. That check joins the whole listing, so
+it runs in a scratch SQLite file next to the state (bounded memory on
 containers of any size) and is deleted afterwards.
 """
 
@@ -40,7 +45,7 @@ from typing import Callable, DefaultDict, Dict, FrozenSet, Iterable, List, Optio
 
 from .. import crashpoints
 from .._native import hashing
-from ..clfs.constants import TMP_PREFIX, Btype, Ftype
+from ..clfs.constants import ROOT_ID, TMP_PREFIX, Btype, Ftype
 from ..clfs.handles import fh_word
 from ..clfs.container import BlobName, parse_blob_name
 from ..clfs.stored import directory_entries, find_inode_blob, read_inode
@@ -109,47 +114,72 @@ class Sweeper:
                         if not is_linked(name.obj_id):
                             next_dead.add(name.obj_id)  # a linked object lives on under its other names
             check, dead = {}, next_dead
-        self._sweep_orphan_blocks()
+        self._sweep_orphans()
         return self.deleted
 
-    def _sweep_orphan_blocks(self) -> None:
-        """Delete every block whose owner has no inode at all (see the module notes)."""
+    def _sweep_orphans(self) -> None:
+        """Delete every object and block whose owner has no inode at all (see the module notes).
+
+        Inodes first, to a fixpoint: an inode this run made whose owner has
+        no inode is an orphan (a directory whose unit stored entries before
+        a kill or power cut, then came back under another fh because its
+        parent's outcome was lost and the source changed), and deleting an
+        orphan directory orphans what it owned in turn. Hard-linked objects
+        are left alone (they live on under their other names), and so is
+        what the root owns. Then the blocks whose owner is left without an
+        inode.
+        """
         path = os.path.join(self.scratch_dir, SCRATCH_NAME)
         for leftover in (path, path + "-journal"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
         db = sqlite3.connect(path, isolation_level=None)
+        root_hash = _signed(hashing.hash64(ROOT_ID))
+        doomed: List[str] = []
         try:
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE blocks (owner INTEGER NOT NULL, blob TEXT NOT NULL)")
-            db.execute("CREATE TABLE inodes (id INTEGER PRIMARY KEY)")
+            # one row per inode name; an id can have several (a linked object, a stale version)
+            db.execute("CREATE TABLE inodes (id INTEGER NOT NULL, owner INTEGER NOT NULL, blob TEXT NOT NULL,"
+                       " removable INTEGER NOT NULL)")
             db.execute("BEGIN")
             blocks: List[Tuple[int, str]] = []
-            inodes: List[Tuple[int]] = []
+            inodes: List[Tuple[int, int, str, int]] = []
             for blob in self.target.list_names():
                 name = parse_blob_name(blob[len(TMP_PREFIX):] if blob.startswith(TMP_PREFIX) else blob)
                 if name is None or name.name_version != 2:
                     continue
+                assert name.owner_hash is not None
                 if name.btype in _BLOCK_BTYPES:
                     blocks.append((_signed(name.owner_hash), blob))
                 else:
-                    inodes.append((_signed(name.id_hash),))
+                    removable = self._made_by_run(name.obj_id) and not is_linked(name.obj_id)
+                    inodes.append((_signed(name.id_hash), _signed(name.owner_hash), blob, int(removable)))
                 if len(blocks) + len(inodes) >= 10000:
                     self._flush(db, blocks, inodes)
             self._flush(db, blocks, inodes)
+            db.execute("CREATE INDEX inodes_id ON inodes (id)")
             db.execute("COMMIT")
-            orphans = [r[0] for r in db.execute("SELECT blob FROM blocks WHERE owner NOT IN (SELECT id FROM inodes)")]
+            while True:
+                orphans = db.execute(
+                    "SELECT rowid, blob FROM inodes WHERE removable AND owner != ? AND owner != id"
+                    " AND owner NOT IN (SELECT id FROM inodes)", (root_hash,)).fetchall()
+                if not orphans:
+                    break
+                db.executemany("DELETE FROM inodes WHERE rowid = ?", [(rowid,) for rowid, _ in orphans])
+                doomed.extend(blob for _, blob in orphans)
+            doomed.extend(r[0] for r in db.execute("SELECT blob FROM blocks WHERE owner NOT IN (SELECT id FROM inodes)"))
         finally:
             db.close()
             os.unlink(path)
-        for blob in orphans:
+        for blob in doomed:
             self._delete(blob)
 
     @staticmethod
-    def _flush(db: sqlite3.Connection, blocks: List[Tuple[int, str]], inodes: List[Tuple[int]]) -> None:
+    def _flush(db: sqlite3.Connection, blocks: List[Tuple[int, str]], inodes: List[Tuple[int, int, str, int]]) -> None:
         db.executemany("INSERT INTO blocks (owner, blob) VALUES (?, ?)", blocks)
-        db.executemany("INSERT OR IGNORE INTO inodes (id) VALUES (?)", inodes)
+        db.executemany("INSERT INTO inodes (id, owner, blob, removable) VALUES (?, ?, ?, ?)", inodes)
         blocks.clear()
         inodes.clear()
 
