@@ -115,7 +115,7 @@ def test_sweep_deletes_blocks_written_out_of_order(tmp_path, monkeypatch):
 
 
 def test_sweep_deletes_objects_whose_owner_has_no_inode(tmp_path):
-    """A directory stopped after storing entries, then renumbered (its parent's outcome lost): its entries go.
+    """Entries stored under a directory fh that no inode has in the end (and what they own) go.
 
     The power-cut campaign met it on Azurite: a regular file's inode owned by
     a directory fh that no inode had, left after a run that succeeded.

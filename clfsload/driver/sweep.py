@@ -26,10 +26,10 @@ for that owner, so a hash collision with a live object never deletes data.
 
 Last, orphans. A file killed after some of its segments were stored and
 before its inode (which goes last, FMT §11.5) owns blocks that no inode
-names. A directory whose unit stored entries and was then stopped before its
-own inode, and whose parent's outcome was lost (a kill or a power cut before
-the commit) while the source changed, comes back under another fh: the
-entries it stored are owned by an fh no inode has. So, to a fixpoint: an
+names. Likewise entries stored under a directory fh that no inode has in the
+end (the power-cut campaign met one on Azurite after a run that succeeded:
+a directory stopped before its own inode whose fh the resume did not give
+again; the exact path is not pinned down). So, to a fixpoint: an
 inode this run made (not hard-linked, not owned by the root) whose owner
 hash is the id hash of no inode is deleted; then any segment or indirect
 block whose owner has no inode left. That check joins the whole listing, so
@@ -121,10 +121,9 @@ class Sweeper:
         """Delete every object and block whose owner has no inode at all (see the module notes).
 
         Inodes first, to a fixpoint: an inode this run made whose owner has
-        no inode is an orphan (a directory whose unit stored entries before
-        a kill or power cut, then came back under another fh because its
-        parent's outcome was lost and the source changed), and deleting an
-        orphan directory orphans what it owned in turn. Hard-linked objects
+        no inode is an orphan (entries stored under a directory fh that no
+        inode has in the end), and deleting an orphan directory orphans what
+        it owned in turn. Hard-linked objects
         are left alone (they live on under their other names), and so is
         what the root owns. Then the blocks whose owner is left without an
         inode.
