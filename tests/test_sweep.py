@@ -8,6 +8,7 @@ directory no longer uses. The sweep over the dirty directory must delete
 every planted blob and leave the container canonical-equal to before.
 """
 
+import functools
 import sqlite3
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def _loaded(tmp_path: Path):
     return out / "c", mint
 
 
+def _plant(target, obj_id: bytes, btype: int, owner: bytes) -> str:
+    """Store a leftover blob under the name ``obj_id`` of ``btype`` owned by ``owner``; returns the name."""
+    sealed = seal(Blob(hashing.blob_name(obj_id, btype, owner), b"leftover"), False)
+    target.put(sealed.name, sealed.payload)
+    return sealed.name
+
+
 def test_sweep_deletes_only_leftovers(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "MAX_BLOCK_INDEX", 1 << 10)  # the collision below enumerates all
     folder, mint = _loaded(tmp_path)
@@ -47,12 +55,7 @@ def test_sweep_deletes_only_leftovers(tmp_path, monkeypatch):
     d = container.lookup(b"d")
     big = container.lookup(b"d/big.bin")
     target = open_target("file:" + str(folder.parent), "c", "-")
-
-    def plant(obj_id: bytes, btype: int, owner: bytes) -> str:
-        sealed = seal(Blob(hashing.blob_name(obj_id, btype, owner), b"leftover"), False)
-        target.put(sealed.name, sealed.payload)
-        return sealed.name
-
+    plant = functools.partial(_plant, target)
     planted = [
         # big.bin once had three segments: its 2nd and 3rd are past its end now
         plant(mint.block_id(big.fh, b"S", 2), Btype.SEGMENT, big.fh),
@@ -125,12 +128,7 @@ def test_sweep_deletes_objects_whose_owner_has_no_inode(tmp_path):
     before = canonical_form(container)
     d = container.lookup(b"d")
     target = open_target("file:" + str(folder.parent), "c", "-")
-
-    def plant(obj_id: bytes, btype: int, owner: bytes) -> str:
-        sealed = seal(Blob(hashing.blob_name(obj_id, btype, owner), b"leftover"), False)
-        target.put(sealed.name, sealed.payload)
-        return sealed.name
-
+    plant = functools.partial(_plant, target)
     ghost = mint.dir_fh(d.fh, (1 << 28) * 999 + 1, 77)  # its inode was never stored
     child = mint.fh(ghost, Ftype.REG, (1 << 28) * 999 + 2)
     subdir = mint.dir_fh(ghost, (1 << 28) * 999 + 3, 78)
