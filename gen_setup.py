@@ -31,6 +31,7 @@ NATIVE_MODULES = (
     NativeModule("dirents"),
     NativeModule("envelope", pkgconfig=("liblz4",), debian=("liblz4-dev",)),
     NativeModule("checksum", pkgconfig=("libxxhash",), debian=("libxxhash-dev",)),
+    NativeModule("sourceio"),
 )
 
 COMPILER_DIRECTIVES = {

@@ -21,7 +21,8 @@ NATIVE_MODULES = [('hashing', (), ()),
  ('records', (), ()),
  ('dirents', (), ()),
  ('envelope', ('liblz4',), ('liblz4-dev',)),
- ('checksum', ('libxxhash',), ('libxxhash-dev',))]
+ ('checksum', ('libxxhash',), ('libxxhash-dev',)),
+ ('sourceio', (), ())]
 COMPILER_DIRECTIVES = {'embedsignature': True, 'language_level': '3'}
 
 

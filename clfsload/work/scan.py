@@ -12,6 +12,7 @@ import stat
 import struct
 from typing import Dict, List, NamedTuple, Optional, Protocol, Tuple, Union
 
+from .._native import sourceio
 from ..clfs.constants import Ftype
 from ..clfs.vattr import ftype_of_mode
 from ..errors import EncodeError
@@ -123,16 +124,6 @@ def describe_oserror(exc: OSError) -> str:
     return str(exc)
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    return "a special file"
-
-
 class Scanner(Protocol):
     """How a scan reads through the pipeline (:class:`clfsload.work.prefetch.ParallelScan`)."""
 
@@ -213,6 +204,7 @@ def open_for_reading(path: bytes) -> Tuple[int, os.stat_result]:
     """
     # O_NONBLOCK: a FIFO put in the file's place since the scan must not block
     # the open (the fstat below then refuses it); no effect on regular files.
+    # The same open as clfsload._native.sourceio.open_read (the small-file chain of the pipeline).
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     noatime = getattr(os, "O_NOATIME", 0)
     fd = -1
@@ -226,7 +218,7 @@ def open_for_reading(path: bytes) -> Tuple[int, os.stat_result]:
     opened = os.fstat(fd)
     if not stat.S_ISREG(opened.st_mode):
         os.close(fd)
-        raise OSError(errno.EINVAL, "no longer a regular file: it became %s since the scan" % _kind(opened.st_mode))
+        raise OSError(errno.EINVAL, "no longer a regular file: it became %s since the scan" % sourceio.kind_of_mode(opened.st_mode))
     return fd, opened
 
 
