@@ -165,6 +165,24 @@ def test_short_reads_never_change_segment_boundaries():
     assert n == 5000
 
 
+def test_segments_read_in_pieces_are_the_segments_read_whole():
+    """A stream giving 1 MiB pieces (the read pipeline's) makes the same blobs as one giving whole segments."""
+
+    class Pieces(ShortReads):
+        def read(self, n=-1):
+            return self._data.read(min(n, 1 << 20) if n >= 0 else 1 << 20)
+
+    rng = random.Random(11)
+    data = rng.randbytes(FIRST_SEGMENT_BYTES + 2 * OTHER_SEGMENT_BYTES + 12345)
+    attrs = example_attrs(0o100644, Btype.REG, 1)
+    whole = list(file_blobs(io.BytesIO(data), attrs, HELLO_FH, [DOCS_FH], b"f", InodeName(DOCS_FH)))
+    pieces = list(file_blobs(Pieces(data), attrs, HELLO_FH, [DOCS_FH], b"f", InodeName(DOCS_FH)))
+    assert len(whole) == len(pieces) == 4  # three segments, then the inode (segment ids are random here)
+    for a, b in zip(whole[:3], pieces[:3]):
+        assert a.body == b.body
+    assert [len(b.body) for b in pieces[:3]] == [len(b.body) for b in whole[:3]]
+
+
 def test_replace_handles_swaps_only_the_named_types():
     attrs = example_attrs(0o100644, Btype.REG, 123456)
     (blob,) = [b for b in file_blobs(io.BytesIO(b"Hello, CLFS!\n"), attrs, HELLO_FH, [DOCS_FH], b"hello.txt", InodeName(DOCS_FH))]

@@ -2,6 +2,8 @@
 fixed vectors of the format spec (§7-§9, §18.3-§18.7)."""
 
 
+import random
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -316,3 +318,21 @@ def test_records_errors(twins):
     assert same(py.encode_data, c.encode_data, [104, 105])[0] == "ok"
     assert same(py.encode_dirents, c.encode_dirents, 3)[0] == "ok"
     assert same(py.encode_back, c.encode_back, [[1, 2], bytearray(b"xy")])[0] == "ok"
+
+
+def test_file_segment_parts_is_the_segment_of_their_concatenation(twins):
+    """A segment read in pieces encodes to the body of its joined bytes, in both twins; bad pieces raise alike."""
+    py, c = twins("records")
+    rng = random.Random(7)
+    owner = bytes(range(24))
+    for sizes in ([], [0], [5], [1 << 20] * 3, [1, 0, 65536, 3], [rng.randrange(1 << 16) for _ in range(9)]):
+        parts = [bytes(rng.getrandbits(8) for _ in range(min(n, 64))) * (n // 64) + bytes(n % 64) for n in sizes]
+        mixed = [bytearray(p) if i % 3 == 1 else memoryview(p) if i % 3 == 2 else p for i, p in enumerate(parts)]
+        joined = py.encode_file_segment(b"".join(parts), 1234, 8 << 20, owner)
+        for twin in (py, c):
+            assert twin.encode_file_segment_parts(parts, 1234, 8 << 20, owner) == joined
+            assert twin.encode_file_segment_parts(tuple(mixed), 1234, 8 << 20, owner) == joined
+    for bad in ([b"a", "text"], [b"a", 3], None):
+        same(py.encode_file_segment_parts, c.encode_file_segment_parts, bad, 1, 2, owner)
+    same(py.encode_file_segment_parts, c.encode_file_segment_parts, [b"x"], -1, 2, owner)
+    same(py.encode_file_segment_parts, c.encode_file_segment_parts, [b"x"], 1, 2, b"o" * 70000)

@@ -41,6 +41,7 @@ __all__ = [
     "encode_file_inode",
     "encode_dir_inode",
     "encode_file_segment",
+    "encode_file_segment_parts",
     "encode_dir_segment",
     "encode_indirect_block",
 ]
@@ -228,6 +229,11 @@ def encode_dir_inode(
 def encode_file_segment(data: bytes, ctime: int, offset: int, owner: bytes) -> bytes:
     """Body of a file data segment (§9.6): DATA, DATABACK."""
     return encode_data(data) + encode_databack(ctime, offset, owner)
+
+
+def encode_file_segment_parts(parts: Sequence[bytes], ctime: int, offset: int, owner: bytes) -> bytes:
+    """:func:`encode_file_segment` of the concatenation of ``parts`` (a segment read in pieces), joined once, in the body."""
+    return encode_file_segment(b"".join(parts), ctime, offset, owner)
 
 
 def encode_dir_segment(entries: bytes, ctime: int, offset: int, owner: bytes) -> bytes:

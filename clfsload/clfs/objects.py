@@ -11,7 +11,7 @@ directory, is a self-contained unit of work.
 import os
 import struct
 import uuid
-from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .._native import checksum, dirents, envelope, hashing, records
 from .blockmap import BlockMapBuilder, RandomBlockIds, segment_offset
@@ -75,6 +75,24 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def read_parts(stream: BinaryIO, size: int) -> List[bytes]:
+    """:func:`read_exact`, the pieces as the stream gave them (their concatenation is what it returns).
+
+    A segment read through the pipeline comes as 1 MiB pieces; joined here
+    it would be copied once more than :func:`file_segment_blob` copies it
+    into its body.
+    """
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks
+
+
 def _indirect_emitter(out: List[Blob], owner: bytes, ctime: int):
     def emit(block_id: bytes, children: List[bytes], offset: int) -> None:
         body = records.encode_indirect_block(children, ctime, offset, owner)
@@ -120,17 +138,18 @@ def file_blobs(
     if size == FIRST_SEGMENT_BYTES:
         index = 1
         while True:
-            data = read_exact(stream, OTHER_SEGMENT_BYTES)
-            if not data:
+            parts = read_parts(stream, OTHER_SEGMENT_BYTES)
+            length = sum(map(len, parts))
+            if not length:
                 break
             seg_id = ids.segment(index)
-            yield file_segment_blob(data, index, seg_id, ctime, fh)
+            yield file_segment_blob(parts, index, seg_id, ctime, fh)
             blockmap.add(seg_id)
             yield from pending
             pending.clear()
-            size += len(data)
+            size += length
             index += 1
-            if len(data) < OTHER_SEGMENT_BYTES:
+            if length < OTHER_SEGMENT_BYTES:
                 break
     direct, roots = blockmap.finish()
     yield from pending
@@ -140,10 +159,17 @@ def file_blobs(
     return final
 
 
-def file_segment_blob(data: bytes, index: int, seg_id: bytes, ctime: int, fh: bytes) -> Blob:
-    """Data segment ``index`` (1-based block index) of regular file ``fh``, with id ``seg_id`` (§9.6)."""
+def file_segment_blob(data: Union[bytes, List[bytes]], index: int, seg_id: bytes, ctime: int, fh: bytes) -> Blob:
+    """Data segment ``index`` (1-based block index) of regular file ``fh``, with id ``seg_id`` (§9.6).
+
+    ``data``: the segment's bytes, or the list of its pieces in order (:func:`read_parts`).
+    """
     offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
-    return Blob(hashing.blob_name(seg_id, Btype.SEGMENT, fh), records.encode_file_segment(data, ctime, offset, fh))
+    if isinstance(data, list):
+        body = records.encode_file_segment_parts(data, ctime, offset, fh)
+    else:
+        body = records.encode_file_segment(data, ctime, offset, fh)
+    return Blob(hashing.blob_name(seg_id, Btype.SEGMENT, fh), body)
 
 
 def file_inode_blobs(
