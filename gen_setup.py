@@ -32,6 +32,7 @@ NATIVE_MODULES = (
     NativeModule("envelope", pkgconfig=("liblz4",), debian=("liblz4-dev",)),
     NativeModule("checksum", pkgconfig=("libxxhash",), debian=("libxxhash-dev",)),
     NativeModule("sourceio"),
+    NativeModule("blobfile"),
 )
 
 COMPILER_DIRECTIVES = {

@@ -22,7 +22,8 @@ NATIVE_MODULES = [('hashing', (), ()),
  ('dirents', (), ()),
  ('envelope', ('liblz4',), ('liblz4-dev',)),
  ('checksum', ('libxxhash',), ('libxxhash-dev',)),
- ('sourceio', (), ())]
+ ('sourceio', (), ()),
+ ('blobfile', (), ())]
 COMPILER_DIRECTIVES = {'embedsignature': True, 'language_level': '3'}
 
 

@@ -26,7 +26,7 @@ from clfsload.errors import ClfsLoadError
 from _spec_vectors import DOCS_FH, HELLO_FH
 
 
-TOPICS = ("checksum", "dirents", "envelope", "hashing", "records", "sourceio")
+TOPICS = ("blobfile", "checksum", "dirents", "envelope", "hashing", "records", "sourceio")
 
 # Hypothesis: enough examples for the edge cases, the whole module well under a minute.
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

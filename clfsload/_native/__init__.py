@@ -6,10 +6,10 @@ this process uses: ``"cython"``, ``"python"``, or ``"mixed"`` when a compiled
 twin was missing and the pure one stood in.
 """
 
-from . import checksum, dirents, envelope, hashing, records, sourceio
+from . import blobfile, checksum, dirents, envelope, hashing, records, sourceio
 from ._compat import LOADED, NO_EXTENSIONS, REQUIRE_EXTENSIONS
 
-TOPICS = ("checksum", "dirents", "envelope", "hashing", "records", "sourceio")
+TOPICS = ("blobfile", "checksum", "dirents", "envelope", "hashing", "records", "sourceio")
 
 _kinds = set(LOADED[t] for t in TOPICS)
 BACKEND = _kinds.pop() if len(_kinds) == 1 else "mixed"
@@ -52,6 +52,7 @@ __all__ = [
     "NO_EXTENSIONS",
     "REQUIRE_EXTENSIONS",
     "TOPICS",
+    "blobfile",
     "checksum",
     "dirents",
     "envelope",
