@@ -30,7 +30,6 @@ here, never in timed unit tests.
 """
 
 import argparse
-import compileall
 import multiprocessing
 import os
 import random
@@ -42,7 +41,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from _common import NO_AZURITE, REPO, find_azurite, start_azurite
+from _common import NO_AZURITE, REPO, compile_checkout, find_azurite, start_azurite
 from load_small_files import bare_upload_loop, make_tree
 from procwatch import GroupUsage, run_measured
 
@@ -268,10 +267,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dir", default=None, help="make the work folder under DIR (default: /dev/shm)")
     args = parser.parse_args(argv)
     sections = set(args.only.split(","))
-    # An installed clfsload has its bytecode compiled (pip does it); a run
-    # from this checkout with PYTHONDONTWRITEBYTECODE set would compile every
-    # module in every process, which is no part of a load's cost.
-    compileall.compile_dir(str(REPO / "clfsload"), quiet=1)
+    compile_checkout()
     where = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     base = Path(tempfile.mkdtemp(prefix="clfsload-bench-", dir=where))
     rows: List[Row] = []

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from _common import REPO
+from _common import REPO, compile_checkout
 from fusefs.mount import LatencyFS, fuse_available
 from load_small_files import make_tree
 from procwatch import run_measured
@@ -238,6 +238,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     why = fuse_available()
     if why:
         sys.exit(why)
+    compile_checkout()
+    if args.baseline is not None:
+        compile_checkout(args.baseline)
     # a SIGTERM unwinds like ^C, so every mount is unmounted on the way out
     signal.signal(signal.SIGTERM, _interrupt)
     delays = [float(d) for d in args.delays.split(",")]

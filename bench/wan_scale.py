@@ -53,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # bench.blobsink as a package, whatever the working directory
 sys.path.insert(0, str(HERE))
 
-from _common import REPO  # noqa: E402
+from _common import REPO, compile_checkout  # noqa: E402
 from procwatch import GroupUsage, run_measured  # noqa: E402
 
 from bench.blobsink import BlobSink  # noqa: E402
@@ -349,6 +349,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dirs", type=int, default=100_000, help="directories of the directory-unit tree")
     parser.add_argument("--skip", default="", help="comma-separated: single, dask, dirs, selftest")
     args = parser.parse_args(argv)
+    compile_checkout()
     skip = set(filter(None, args.skip.split(",")))
     delays = [float(d) / 1000 for d in args.delays.split(",")]
     workers = [int(w) for w in args.workers.split(",")]

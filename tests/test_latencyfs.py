@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.fusefs.daemon import own_fsname
 from bench.fusefs.mount import LatencyFS, fuse_available  # bench/ from the checkout (pytest pythonpath)
 
 _WHY_NOT = fuse_available()
@@ -22,8 +23,10 @@ if _WHY_NOT:
 
 
 def _mounted_latencyfs() -> list:
+    """This process's latencyfs mounts (other sessions' ones on the machine are theirs)."""
+    mine = own_fsname("latencyfs")
     with open("/proc/self/mounts") as f:
-        return [line for line in f if "latencyfs" in line.split()[2]]
+        return [line for line in f if "latencyfs" in line.split()[2] and line.split()[0] == mine]
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +71,10 @@ def _snapshot(root: Path) -> dict:
 
 
 def test_mirrors_the_tree_byte_for_byte(tree: Path) -> None:
+    before = len(_mounted_latencyfs())
     with LatencyFS(tree, cache=False) as fs:
+        # named for this process in the mount table, so the leftover check sees its own mounts only
+        assert len(_mounted_latencyfs()) == before + 1
         seen = _snapshot(fs.mountpoint)
         assert ".latencyfs" not in os.listdir(fs.mountpoint)  # the control file is never listed
         assert fs.stats()["total"] > 0

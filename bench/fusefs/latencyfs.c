@@ -598,8 +598,9 @@ int main(int argc, char *argv[])
         perror(opts.source);
         return 1;
     }
-    /* "latencyfs" in the mount table: `mount | grep latencyfs` finds leftovers. */
-    fuse_opt_add_arg(&args, "-osubtype=latencyfs,fsname=latencyfs");
+    /* "latencyfs" in the mount table: `mount | grep latencyfs` finds leftovers. First, so a
+     * caller's own -o fsname=... (later: the last one wins) names its mounts. */
+    fuse_opt_insert_arg(&args, 1, "-osubtype=latencyfs,fsname=latencyfs");
     int res = fuse_main(args.argc, args.argv, &lt_ops, NULL);
     fuse_opt_free_args(&args);
     return res;

@@ -18,16 +18,15 @@ exception, KeyboardInterrupt included.
 here too: ``from fusefs.mount import PowerCutFS``.
 """
 
-import ctypes
 import hashlib
 import os
-import signal
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional
+
+from . import daemon
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "latencyfs.c"
@@ -54,10 +53,6 @@ def build(cache_dir: Optional[Path] = None, name: str = "latencyfs") -> Path:
     if done.returncode != 0:
         raise RuntimeError("building %s failed (needs: %s):\n%s" % (name, APT_LINE, done.stderr[-3000:]))
     return binary
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class LatencyFS:
@@ -94,6 +89,8 @@ class LatencyFS:
         self.proc: Optional[subprocess.Popen] = None
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self._stderr = None
+        #: the mount table's first column: this process's mounts, apart from other sessions' ones
+        self.fsname = daemon.own_fsname("latencyfs")
 
     # --- mount / unmount --------------------------------------------------------
 
@@ -134,29 +131,14 @@ class LatencyFS:
                    "auto_unmount"]
         if self.readonly:
             options.append("readonly")
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([str(binary), str(self.source), str(self.mountpoint), "-f",
-                                      "-o", ",".join(options)],
-                                     stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-                                     preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 10
-        while not self._mounted():
-            if self.proc.poll() is not None:
-                raise RuntimeError("latencyfs exited with %d: %s" % (self.proc.returncode, self._output()))
-            if time.monotonic() > deadline:
-                raise RuntimeError("latencyfs did not mount within 10 s: " + self._output())
-            time.sleep(0.02)
+        options.append("fsname=" + self.fsname)
+        self.proc, self._stderr = daemon.start("latencyfs", binary, self.source, self.mountpoint, options)
 
     def _mounted(self) -> bool:
-        mnt = str(self.mountpoint)
-        with open("/proc/self/mounts") as f:
-            return any(line.split()[1] == mnt and "latencyfs" in line.split()[2] for line in f)
+        return daemon.mounted(self.mountpoint, "latencyfs")
 
     def _output(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")[-2000:]
+        return daemon.tail(self._stderr)
 
     def unmount(self) -> None:
         """Let held operations go, unmount (lazily if busy), reap the daemon. Idempotent."""

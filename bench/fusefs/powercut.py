@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-from .mount import _die_with_parent, build, fuse_available
+from . import daemon
+from .mount import build, fuse_available
 from .powercut_image import Records, build_image, swap_in, write_base
 
 CONTROL = ".powercutfs"  # the control file at the root of the mount
@@ -63,7 +64,7 @@ class PowerCutFS:
         self._stderr = None
         self._work = self.store.parent / (".%s.powercutfs" % self.store.name)
         # the mount table's first column: this process's mounts, apart from other sessions' ones
-        self.fsname = "powercutfs-%d" % os.getpid()
+        self.fsname = daemon.own_fsname("powercutfs")
 
     # --- mount ------------------------------------------------------------------------
 
@@ -101,29 +102,17 @@ class PowerCutFS:
         write_base(live, meta)
         options = ["meta=" + str(meta), "fsname=" + self.fsname, "auto_unmount", "max_threads=%d" % self.max_threads,
                    "max_idle_threads=%d" % self.max_threads]
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([str(binary), str(live), str(self.mountpoint), "-f", "-o", ",".join(options)],
-                                     stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-                                     preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 10
-        while not self._mounted():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                output = self._output()
-                self._kill()
-                shutil.rmtree(self._work, ignore_errors=True)
-                raise RuntimeError("powercutfs did not mount at %s: %s" % (self.mountpoint, output))
-            time.sleep(0.02)
+        try:
+            self.proc, self._stderr = daemon.start("powercutfs", binary, live, self.mountpoint, options)
+        except RuntimeError:
+            shutil.rmtree(self._work, ignore_errors=True)
+            raise
 
     def _mounted(self) -> bool:
-        mnt = str(self.mountpoint)
-        with open("/proc/self/mounts") as f:
-            return any(line.split()[1] == mnt and "powercutfs" in line.split()[2] for line in f)
+        return daemon.mounted(self.mountpoint, "powercutfs")
 
     def _output(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")[-2000:]
+        return daemon.tail(self._stderr)
 
     # --- the control file ---------------------------------------------------------------
 

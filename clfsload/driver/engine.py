@@ -56,7 +56,7 @@ from ..work.source_reads import DEFAULT_BUDGET, DEFAULT_CONCURRENCY, per_process
 from ..work.units import BATCH_ENTRIES, RANGE_SEGMENTS, RunParams
 from ..work.upload import DirectUploader
 from .assembly import Assembly
-from .failures import describe_local_failure
+from .failures import describe_local_failure, release_all
 from .finalize import LOG_FILE, PROBLEMS_FILE, Finalizer, remove_temp_files, write_problems
 from .opening import RunIdentity, check_paths, check_resume, new_identity, read_identity
 from .progress import Progress, azcopy_final
@@ -133,17 +133,7 @@ class Loader:
             steps.append(self.target.close)  # a file: target syncs what it wrote: can raise TerminalError
         if self.state is not None:
             steps.append(self.state.close)
-        failure: Optional[BaseException] = None
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001 - released in order, the first failure raised last
-                if failure is None:
-                    failure = exc
-                else:
-                    log.warning("while closing the run: %s", exc)
-        if failure is not None:
-            raise failure
+        release_all(steps)
 
     def _close_recorder(self) -> None:
         if self._recorder is not None:

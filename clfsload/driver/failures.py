@@ -1,7 +1,12 @@
-"""One line for a failure of the local disk (the state database, or a file beside it), as the run's message."""
+"""Failures on the way out of a run: one line for a failure of the local disk (the state database,
+or a file beside it), and releasing what a run holds when a step of it fails."""
 
 import errno
+import logging
 import sqlite3
+from typing import Callable, Iterable, Optional
+
+log = logging.getLogger("clfsload")
 
 
 def describe_local_failure(exc: BaseException, state_dir: str) -> str:
@@ -19,4 +24,23 @@ def describe_local_failure(exc: BaseException, state_dir: str) -> str:
     return "%s%s; fix it and run the same command to resume" % ("'%s': " % where if where else "", exc.strerror or exc)
 
 
-__all__ = ["describe_local_failure"]
+def release_all(steps: Iterable[Callable[[], None]]) -> None:
+    """Run every step, in order, even if one before it fails; raise the first failure after them.
+
+    The later failures are logged. A run releases its state's lock this way
+    whatever went wrong before, so a library caller's next load can open it.
+    """
+    failure: Optional[BaseException] = None
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - released in order, the first failure raised last
+            if failure is None:
+                failure = exc
+            else:
+                log.warning("while closing the run: %s", exc)
+    if failure is not None:
+        raise failure
+
+
+__all__ = ["describe_local_failure", "release_all"]

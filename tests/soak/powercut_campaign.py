@@ -9,10 +9,8 @@ keeping the failing campaign's folder and printing where, if any campaign
 lost or left anything. See tests/_powercut.py.
 """
 
-import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,20 +20,18 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]
 from _powercut import Azure, run_powercut_campaigns  # noqa: E402
 from bench._common import AzuriteProcess, find_azurite, wait_answering  # noqa: E402
 from bench.fusefs.mount import fuse_available  # noqa: E402
+from soak._soak import finish, parser, work_folder  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="cuts against a file: target (default 200)")
-    parser.add_argument("--azurite", type=int, default=0, help="cuts against Azurite (default 0)")
-    parser.add_argument("--seed", type=int, default=int(time.time()), help="random seed (default: the time)")
-    parser.add_argument("--dir", default=None, help="work folder (default: a new one under /tmp)")
-    args = parser.parse_args()
+    options = parser(__doc__, "cuts against a file: target", 200)
+    options.add_argument("--azurite", type=int, default=0, help="cuts against Azurite (default 0)")
+    args = options.parse_args()
     why = fuse_available()
     if why:
         print(why)
         return 1
-    base = Path(args.dir or tempfile.mkdtemp(prefix="clfsload-powercut-soak-"))
+    base = work_folder(args.dir, "clfsload-powercut-soak-")
     started = time.monotonic()
     process = None
     azure = None
@@ -62,13 +58,7 @@ def main() -> int:
         if process is not None:
             process.stop()
             shutil.rmtree(base / "azurite-data", ignore_errors=True)
-    print("seed %d: %s (%.0f s)" % (args.seed, report.line(), time.monotonic() - started))
-    for failure in report.failures:
-        print("FAILED:", failure)
-    if report.failures:
-        print("work folder kept:", base)
-        return 1
-    return 0
+    return finish(report, args.seed, started, base)
 
 
 if __name__ == "__main__":
