@@ -51,6 +51,9 @@ class StateCore:
         self._db = db
         self._lock_fd = lock_fd
         self._in_batch = 0
+        #: the number of the first unit scheduled in the open batch (None: none is): the
+        #: units from it on are not durable yet, and are not handed out (:meth:`UnitsTable.pending_units`)
+        self._first_new_unit: Optional[int] = None
         #: the directory counter, read once; written to meta with each commit that changed it
         self._dir_counter: Optional[int] = None
         self._dir_counter_dirty = False
@@ -168,6 +171,7 @@ class StateCore:
                     # next run, and the checkpoint is retried at the next open.
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
+                        self._first_new_unit = None
         finally:
             if self._db is not None:
                 self._db.close()
@@ -194,15 +198,22 @@ class StateCore:
                     # so no later commit (the error path's, close's) can record it.
                     self._db.execute("ROLLBACK")
                     self._in_batch = 0
+                    self._first_new_unit = None
                     raise
             self._db.execute("COMMIT")
             crashpoints.reached("commit")
         self._in_batch = 0
+        self._first_new_unit = None
 
     @property
     def batch_size(self) -> int:
         """Results recorded since the last commit."""
         return self._in_batch
+
+    @property
+    def units_to_commit(self) -> bool:
+        """True if the open batch schedules units (a commit makes them available to :meth:`pending_units`)."""
+        return self._first_new_unit is not None
 
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
         """A meta value, or ``default``."""
