@@ -186,6 +186,20 @@ def test_units_are_numbered_in_order_and_listed_pending_after_a_cursor(store):
     assert store.count_units(PENDING) == 5 and store.count_units(FAILED) == 0
 
 
+def test_the_drain_is_handed_committed_units_only(store):
+    """A unit runs once its row is durable: a resume that lost the row would name its subdirectories anew."""
+    first = [store.add_unit(b"/src/d%d" % i, fh(10 + i), ROOT, b"d%d" % i, dir_stat(2)) for i in range(3)]
+    store.commit()
+    assert not store.units_to_commit
+    later = [store.add_unit(b"/src/e%d" % i, fh(20 + i), ROOT, b"e%d" % i, dir_stat(2)) for i in range(2)]
+    assert store.units_to_commit
+    assert [t.unit for t in store.pending_units(0, 10, committed_only=True)] == first
+    assert [t.unit for t in store.pending_units(0, 10)] == first + later  # the connection sees its own rows
+    store.commit()
+    assert not store.units_to_commit
+    assert [t.unit for t in store.pending_units(first[-1], 10, committed_only=True)] == later
+
+
 def test_each_unit_reserves_its_subdirectories_on_the_directory_counter(store):
     first = store.add_unit(b"/a", fh(2), ROOT, b"a", dir_stat(5))  # 3 subdirectories: values 1..3
     second = store.add_unit(b"/b", fh(3), ROOT, b"b", dir_stat(4))  # 2: values 4..5

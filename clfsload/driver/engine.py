@@ -349,7 +349,7 @@ class Loader:
         state = self._state()
         assert self.progress is not None
         self.progress.phase("transfer")
-        self._drain(lambda cursor, n: [(t.unit, t) for t in state.pending_units(cursor or 0, n)])
+        self._drain(lambda cursor, n: [(t.unit, t) for t in state.pending_units(cursor or 0, n, committed_only=True)])
         if state.count_units() != 0:
             raise LoadError("internal error: transfer ended with %d directories pending; run again to resume" % state.count_units())
         progress = self.progress

@@ -133,7 +133,7 @@ def drain(pool: Pool, records: Records, recorder: Recorder, fetch: Fetch, extra:
     try:
         while True:
             if not stopping:
-                cursor = _feed(pool, state, fetch, extra, in_flight, cursor)
+                cursor = _feed(pool, recorder, fetch, extra, in_flight, cursor)
             if not in_flight:
                 break
             done, _ = wait(in_flight, timeout=progress.seconds_to_next(), return_when=FIRST_COMPLETED)
@@ -166,18 +166,34 @@ def drain(pool: Pool, records: Records, recorder: Recorder, fetch: Fetch, extra:
         raise LoadError("phase aborted, error count %d >= max %d; fix the causes and run again to resume" % (errors, s.max_errors))
 
 
-def _feed(pool: Pool, state: StateStore, fetch: Fetch, extra: Deque[Unit], in_flight: dict, cursor: Any) -> Any:
+def _feed(pool: Pool, recorder: Recorder, fetch: Fetch, extra: Deque[Unit], in_flight: dict, cursor: Any) -> Any:
     """Fill the pool up to its capacity: units queued in ``extra`` first, then pending ones after ``cursor``.
 
-    Returns the cursor of the last unit fetched.
+    ``fetch`` gives committed units only (a unit runs once the row that
+    schedules it is durable: :meth:`clfsload.driver.state.StateStore.pending_units`).
+    The state is committed here only when the pool would otherwise wait
+    for units the open batch schedules; else commits follow the drain's
+    COMMIT_EVERY / COMMIT_SECONDS rule. Returns the cursor of the last unit fetched.
     """
     while extra and len(in_flight) < pool.capacity:
         task = extra.popleft()
         in_flight[pool.submit(task)] = task
-    if len(in_flight) < pool.capacity:
-        if state.batch_size:
-            state.commit()  # new units must be visible to the query
-        for key, task in fetch(cursor, pool.capacity - len(in_flight)):
-            in_flight[pool.submit(task)] = task
-            cursor = key
+    room = pool.capacity - len(in_flight)
+    if room > 0:
+        cursor = _fetch_into(pool, fetch, in_flight, cursor, room)
+        room = pool.capacity - len(in_flight)
+        if room > 0 and recorder.state.units_to_commit:
+            recorder.commit()  # the units the batch schedules become durable, and so available
+            cursor = _fetch_into(pool, fetch, in_flight, cursor, room)
+    flush = getattr(pool, "flush", None)  # a pool that holds submissions to send them together
+    if flush is not None:
+        flush()
+    return cursor
+
+
+def _fetch_into(pool: Pool, fetch: Fetch, in_flight: dict, cursor: Any, room: int) -> Any:
+    """Submit up to ``room`` pending units after ``cursor``; returns the cursor of the last one."""
+    for key, task in fetch(cursor, room):
+        in_flight[pool.submit(task)] = task
+        cursor = key
     return cursor

@@ -9,15 +9,24 @@ worker the run's config directly, and gives each phase a
 :class:`DaskUnitPool`, which looks like :class:`clfsload.execute.pool.UnitPool` to
 the engine.
 
+Cost per unit: a Dask task costs the scheduler, the driver and the worker
+far more than a small directory does, so a task carries a bundle of units
+sized to about :data:`BUNDLE_SECONDS` of work (from the units' mean time so
+far; one unit a task until it is known), and each bundle's result is
+fetched by a coroutine on the client's loop. Every unit still has its own
+future, outcome, problem and fault handling.
+
 Faults:
 
-* a worker that dies (its process or its node) costs the unit it ran: Dask
+* a worker that dies (its process or its node) costs the bundle it ran: Dask
   runs it again elsewhere, under the same names, so nothing is duplicated.
   The units that were on a lost worker are reported by :meth:`DaskUnitPool.repeated`,
   and the engine puts them on the sweep list: what the lost attempt wrote
   and the rerun did not (a file that shrank meanwhile) is deleted in FINALIZE;
 * a unit whose workers die ``distributed.scheduler.allowed-failures`` times
-  is recorded as a problem of its directory (rerun to retry it);
+  is recorded as a problem of its directory (rerun to retry it); a bundle
+  of several that does is sent again one unit to a task first, so only
+  the unit that kills its workers becomes a problem;
 * a worker that starts after the run began is joined when its first unit
   comes back with :class:`~clfsload.execute.dask_worker.NotJoined`;
 * the scheduler lost, or the driver killed: the state is saved; the same
@@ -30,7 +39,7 @@ import os
 import secrets
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import ClfsLoadError
@@ -46,6 +55,13 @@ CAPACITY_REFRESH_S = 2.0
 LEAVE_TIMEOUT_S = 10
 #: times one unit is submitted again because the worker it reached had not joined
 REJOINS = 20
+#: seconds of work a bundle of units is sized for (from the units' mean time so far):
+#: enough to spread a task's cost over many small units, short enough to keep the threads evenly busy
+BUNDLE_SECONDS = 0.1
+#: units in one Dask task at most
+MAX_BUNDLE = 64
+#: bundles kept queued per worker thread
+BUNDLES_PER_THREAD = 3
 
 
 class DaskError(ClfsLoadError):
@@ -92,8 +108,10 @@ class DaskRun:
         self._check = None
         self._repeated: Set[str] = set()
         self._keys = itertools.count(1)
-        self._capacity = 4
-        self._capacity_at = float("-inf")
+        self._thread_count = 1
+        self._threads_at = float("-inf")
+        self._unit_s: Optional[float] = None  # mean seconds per unit on a worker (moving average)
+        self._offload: Optional[ThreadPoolExecutor] = None
         client.subscribe_topic("all", self._on_event)
 
     # --- workers -------------------------------------------------------------
@@ -179,26 +197,58 @@ class DaskRun:
         """A pool for one phase's units."""
         return DaskUnitPool(self)
 
-    def next_key(self, task: Unit) -> str:
-        """A unique Dask key for one submission of ``task``, readable in the dashboard."""
-        return "clfsload-%s-%s-%d" % (task.dask_key(), self.token, next(self._keys))
+    def next_key(self, task: Unit, count: int = 1) -> str:
+        """A unique Dask key for one submission of ``task`` (and ``count - 1`` units after it), readable in the dashboard."""
+        more = "+%d" % (count - 1) if count > 1 else ""
+        return "clfsload-%s%s-%s-%d" % (task.dask_key(), more, self.token, next(self._keys))
 
     def was_repeated(self, keys: Iterable[str]) -> bool:
         """True if a task under one of ``keys`` was on a worker the scheduler lost."""
         return any(key in self._repeated for key in keys)
 
+    def repeat(self, keys: Iterable[str]) -> None:
+        """Report the tasks under ``keys`` as run more than once (:meth:`was_repeated`)."""
+        self._repeated.update(keys)
+
+    def timed(self, units: int, seconds: float) -> None:
+        """A bundle of ``units`` took ``seconds`` on its worker: the mean that sizes the bundles moves."""
+        per_unit = seconds / max(units, 1)
+        self._unit_s = per_unit if self._unit_s is None else 0.7 * self._unit_s + 0.3 * per_unit
+
+    def bundle_size(self) -> int:
+        """Units per Dask task: about :data:`BUNDLE_SECONDS` of work at the units' mean time so far.
+
+        One unit a task until the first results come back; whatever the
+        size, the units of a bundle are the ones the engine queued in a row.
+        """
+        if self._unit_s is None:
+            return 1
+        return max(1, min(MAX_BUNDLE, int(BUNDLE_SECONDS / max(self._unit_s, 1e-6))))
+
     def capacity(self) -> int:
-        """Units to keep queued: four per worker thread (asked of the scheduler at most every 2 s)."""
+        """Units to keep queued: :data:`BUNDLES_PER_THREAD` bundles per worker thread, at least four units.
+
+        The thread count is asked of the scheduler at most every 2 s.
+        """
         now = time.monotonic()
-        if now - self._capacity_at > CAPACITY_REFRESH_S:
-            self._capacity = max(4, 4 * sum(self._threads().values()))
-            self._capacity_at = now
-        return self._capacity
+        if now - self._threads_at > CAPACITY_REFRESH_S:
+            self._thread_count = max(1, sum(self._threads().values()))
+            self._threads_at = now
+        return self._thread_count * max(4, BUNDLES_PER_THREAD * self.bundle_size())
+
+    def offload(self, function, *args) -> None:
+        """Run ``function(*args)`` on the run's helper thread (what must not block the client's loop)."""
+        if self._offload is None:
+            self._offload = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clfsload-dask")
+        self._offload.submit(function, *args)
 
     def close(self) -> None:
         """Let the workers close this run's uploaders; disconnect if we connected."""
         from .dask_worker import leave
 
+        if self._offload is not None:
+            self._offload.shutdown(wait=True)
+            self._offload = None
         try:
             if self._joined:
                 self.client.sync(_call_each, self.client, sorted(self._joined), leave, (self.token,),
@@ -240,83 +290,159 @@ async def _call_each(client, addresses: List[str], function, args: Tuple) -> Dic
 
 
 class DaskUnitPool:
-    """Runs units as Dask tasks; the engine sees :class:`clfsload.execute.pool.UnitPool`'s interface."""
+    """Runs units as Dask tasks, several to a task; the engine sees :class:`clfsload.execute.base.Pool`.
+
+    :meth:`submit` holds each unit until :meth:`flush` (the drain loop calls
+    it after each round of submissions) or until a bundle is full, then
+    sends the units held as Dask tasks of :meth:`DaskRun.bundle_size` units
+    each (:func:`clfsload.execute.dask_worker.run_units`). Each bundle's
+    result is fetched by a coroutine on the client's event loop (one gather
+    per bundle, none in a callback thread) that settles every unit's own
+    future. Faults stay per unit:
+
+    * a bundle on a lost worker reruns whole, under the same names: every
+      unit in it is reported by :meth:`repeated`;
+    * a bundle of several units that comes back ``KilledWorker`` is sent
+      again one unit to a task (which unit killed its workers is not known;
+      the others must not become problems): only a unit alone in its task
+      becomes a Problem on ``KilledWorker``; the units sent again are
+      reported by :meth:`repeated`, since the killed attempts may have
+      stored some of what they write;
+    * ``NotJoined``: the worker is joined, and the bundle sent again.
+    """
 
     def __init__(self, run: DaskRun):
         self._run = run
-        self._futures: Dict[str, object] = {}  # key -> Dask future, while in flight
+        self._held: List[Tuple[Unit, "Future[Outcome]"]] = []  # submitted, not yet sent
+        self._bundles: Dict[str, object] = {}  # key -> Dask future, while in flight
         self._keys: Dict[Future, List[str]] = {}  # outer future -> every key it was submitted under
         self._lock = threading.Lock()
         self._closed = False
 
     @property
     def capacity(self) -> int:
-        """Units to keep queued: four per worker thread of the cluster now."""
+        """Units to keep queued: enough bundles per worker thread of the cluster now."""
         return self._run.capacity()
 
     def submit(self, task: Unit) -> "Future[Outcome]":
-        """Queue one unit as a Dask task."""
+        """Queue one unit (it is sent with the next :meth:`flush`, or once a bundle is full)."""
         outer: "Future[Outcome]" = Future()
         outer.set_running_or_notify_cancel()
         self._keys[outer] = []
-        self._launch(task, outer)
+        self._held.append((task, outer))
+        if len(self._held) >= self._run.bundle_size():
+            self.flush()
         return outer
+
+    def flush(self) -> None:
+        """Send the units held so far, as bundles of :meth:`DaskRun.bundle_size` units."""
+        held, self._held = self._held, []
+        size = self._run.bundle_size()
+        for start in range(0, len(held), size):
+            self._launch(held[start:start + size])
 
     def repeated(self, future: "Future[Outcome]") -> bool:
         """True if the unit may have run more than once (a worker was lost while it ran)."""
         return self._run.was_repeated(self._keys.pop(future, ()))
 
-    def _launch(self, task: Unit, outer: "Future[Outcome]") -> None:
-        from .dask_worker import run_unit
+    def _launch(self, units: List[Tuple[Unit, "Future[Outcome]"]]) -> None:
+        from .dask_worker import run_units
 
-        key = self._run.next_key(task)
-        self._keys[outer].append(key)
-        future = self._run.client.submit(run_unit, self._run.token, task, key=key, pure=False)
+        client = self._run.client
+        key = self._run.next_key(units[0][0], len(units))
+        for _, outer in units:
+            self._keys[outer].append(key)
+        future = client.submit(run_units, self._run.token, [task for task, _ in units], key=key, pure=False)
         with self._lock:
-            self._futures[key] = future
-        future.add_done_callback(lambda f: self._done(f, key, task, outer))
+            self._bundles[key] = future
+        client.loop.add_callback(self._collect, future, key, units)
 
-    def _done(self, future, key: str, task: Unit, outer: "Future[Outcome]") -> None:
-        # Runs in the client's callback thread.
+    async def _collect(self, future, key: str, units: List[Tuple[Unit, "Future[Outcome]"]]) -> None:
+        """On the client's loop: wait for one bundle, fetch its result, settle its units' futures."""
+        try:
+            # What distributed.as_completed(with_results=True) does: the error
+            # (as a (type, value, traceback) tuple) or the cancellation is returned, not raised.
+            result = await future._result(raiseit=False)
+        except BaseException as exc:  # the gather itself failed (the cluster going away)
+            result = exc
+        with self._lock:
+            self._bundles.pop(key, None)
+        if self._closed:
+            return
+        status = future.status
+        if status == "finished" and not isinstance(result, BaseException):
+            outcomes, seconds = result
+            self._run.timed(len(units), seconds)
+            self._settle(units, outcomes)
+            return
+        if status == "error" and isinstance(result, tuple):
+            result = result[1]
+        self._failed(units, result, status == "cancelled")
+
+    @staticmethod
+    def _settle(units: List[Tuple[Unit, "Future[Outcome]"]], outcomes: List[object]) -> None:
+        from .dask_worker import UnitFailed
+
+        for (_, outer), outcome in zip(units, outcomes):
+            if isinstance(outcome, UnitFailed):
+                outer.set_exception(outcome.error)
+            else:
+                outer.set_result(outcome)
+
+    def _failed(self, units: List[Tuple[Unit, "Future[Outcome]"]], exc: BaseException, cancelled: bool) -> None:
+        """A bundle that came back with ``exc`` instead of its outcomes (on the client's loop)."""
         from distributed import KilledWorker
 
         from .dask_worker import NotJoined
 
-        with self._lock:
-            self._futures.pop(key, None)
-        if self._closed:
-            return
-        try:
-            outcome = future.result()
-        except NotJoined as exc:
-            try:
-                if len(self._keys.get(outer, ())) > REJOINS:
-                    raise DaskError("Dask worker %s did not join the run after %d tries; check the workers' logs"
-                                    % (exc.address, REJOINS))
-                self._run.rejoin(exc.address)
-                self._launch(task, outer)
-            except BaseException as error:
-                outer.set_exception(error)
-            return
-        except KilledWorker:
-            outer.set_result(Problem(task.path, "the Dask workers that ran it died each time (killed, or out of "
-                                                "memory); run the same command to retry it"))
-            return
-        except BaseException as exc:
-            if future.status == "cancelled" or type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
+        if isinstance(exc, NotJoined):
+            # Joining is a round trip through this loop: done from another thread.
+            self._run.offload(self._rejoin, exc.address, units)
+        elif isinstance(exc, KilledWorker) and len(units) > 1:
+            self._run.offload(self._one_by_one, units)
+        elif isinstance(exc, KilledWorker):
+            units[0][1].set_result(Problem(units[0][0].path, "the Dask workers that ran it died each time (killed, "
+                                                              "or out of memory); run the same command to retry it"))
+        else:
+            if cancelled or type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
                 exc = DaskError("lost the Dask scheduler at '%s'; the state is saved: run the same command to resume "
                                 "once the cluster is back" % self._run.client.scheduler.address)
-            outer.set_exception(exc)
-            return
-        outer.set_result(outcome)
+            for _, outer in units:
+                outer.set_exception(exc)
+
+    def _rejoin(self, address: str, units: List[Tuple[Unit, "Future[Outcome]"]]) -> None:
+        try:
+            if self._closed:
+                return
+            if any(len(self._keys.get(outer, ())) > REJOINS for _, outer in units):
+                raise DaskError("Dask worker %s did not join the run after %d tries; check the workers' logs"
+                                % (address, REJOINS))
+            self._run.rejoin(address)
+            self._launch(units)
+        except BaseException as error:
+            for _, outer in units:
+                outer.set_exception(error)
+
+    def _one_by_one(self, units: List[Tuple[Unit, "Future[Outcome]"]]) -> None:
+        try:
+            if self._closed:
+                return
+            self._run.repeat(self._keys.get(units[0][1], ())[-1:])  # the killed attempts may have stored some
+            for unit in units:
+                self._launch([unit])
+        except BaseException as error:
+            for _, outer in units:
+                if not outer.done():
+                    outer.set_exception(error)
 
     def shutdown(self, cancel: bool = False) -> None:
         """Stop: with ``cancel`` the queued units are cancelled (running ones finish on their workers)."""
+        self._held = []
         if cancel:
             self._closed = True
             with self._lock:
-                futures = list(self._futures.values())
-                self._futures.clear()
+                futures = list(self._bundles.values())
+                self._bundles.clear()
             if futures:
                 try:
                     self._run.client.cancel(futures)

@@ -8,13 +8,16 @@ A run reaches a Dask worker in two ways:
   it check that it sees SOURCE as the driver does (:class:`SourceCheck`). The scheduler therefore
   never holds the credential: not in a task, not in a plugin, not in its
   logs or dashboard.
-* :func:`run_unit`, submitted through the scheduler as an ordinary task,
-  carries only a run token and a unit (:data:`clfsload.execute.pool.Unit`: a
+* :func:`run_units`, submitted through the scheduler as an ordinary task,
+  carries only a run token and a few units (:data:`clfsload.work.units.Unit`: a
   directory, a batch of a huge directory's entries, a range of a huge file's
-  segments or a hard-linked object; paths, filehandles, unit numbers).
-  A worker that has not joined (it started after the run began, or was
-  restarted after a crash) raises :class:`NotJoined`; the driver then joins
-  it and submits the unit again.
+  segments or a hard-linked object; paths, filehandles, unit numbers), run
+  here one after another: one Dask task for several small units spares the
+  scheduler, the driver and this worker a task's overhead per unit. Each
+  unit's outcome (or what it raised, as :class:`UnitFailed`) comes back on
+  its own. A worker that has not joined (it started after the run began, or
+  was restarted after a crash) raises :class:`NotJoined`; the driver then
+  joins it and submits the units again.
 
 The config carries the driver's run-time switches
 (:class:`clfsload.settings.Switches`). A Dask worker runs in a process of its
@@ -36,10 +39,11 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .pool import WorkerConfig, open_runner, run_task
+from .pool import WorkerConfig, open_runner
 from ..settings import Switches
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
@@ -203,18 +207,48 @@ def _forget(run: _Run) -> None:
                 del _runs[token]
 
 
-def run_unit(token: str, task: Unit) -> Outcome:
-    """A Dask task: run one unit of run ``token`` on this worker."""
+@dataclass(frozen=True)
+class UnitFailed:
+    """What one unit of a bundle raised here; the driver raises it as that unit's outcome alone."""
+
+    error: BaseException
+
+
+def run_units(token: str, tasks: Sequence[Unit]) -> Tuple[List[Union[Outcome, UnitFailed]], float]:
+    """A Dask task: run ``tasks`` of run ``token`` on this worker, one after another.
+
+    Returns each unit's outcome in order (an exception a unit raised comes
+    back as its :class:`UnitFailed`, and the units after it still run), and
+    the seconds they took together (the driver sizes its bundles by it).
+    Returns once what they stored is durable: one sync of the uploader for
+    them all, as :func:`clfsload.execute.pool.run_task` does for one unit.
+    """
     run = _runs.get(token)
     if run is None:
         from distributed import get_worker
 
         raise NotJoined(get_worker().address)
     runner = run.checkout()
+    started = time.monotonic()
     try:
-        return run_task(task, runner)
+        outcomes: List[Union[Outcome, UnitFailed]] = []
+        for task in tasks:
+            try:
+                outcomes.append(task.run(runner))
+            except Exception as exc:  # TerminalError and the like: the driver stops the run on it
+                outcomes.append(UnitFailed(exc))
+        runner.uploader.sync()  # their blobs durable before the driver can record them
+        return outcomes, time.monotonic() - started
     finally:
         run.checkin(runner)
 
 
-__all__ = ["NotJoined", "SourceCheck", "join", "leave", "run_unit"]
+def run_unit(token: str, task: Unit) -> Outcome:
+    """A Dask task of one unit (:func:`run_units` of one; what it raised is raised)."""
+    (outcome,), _ = run_units(token, [task])
+    if isinstance(outcome, UnitFailed):
+        raise outcome.error
+    return outcome
+
+
+__all__ = ["NotJoined", "SourceCheck", "UnitFailed", "join", "leave", "run_unit", "run_units"]

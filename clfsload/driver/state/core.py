@@ -24,7 +24,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from typing import Callable, Dict, Optional, Type, TypeVar
+from typing import Callable, Dict, Optional, Set, Type, TypeVar
 
 from ... import crashpoints
 from ...durable import fsync_dir
@@ -51,9 +51,17 @@ class StateCore:
         self._db = db
         self._lock_fd = lock_fd
         self._in_batch = 0
+        #: the number of the first unit scheduled in the open batch (None: none is): the
+        #: units from it on are not durable yet, and are not handed out (:meth:`UnitsTable.pending_units`)
+        self._first_new_unit: Optional[int] = None
         #: the directory counter, read once; written to meta with each commit that changed it
         self._dir_counter: Optional[int] = None
         self._dir_counter_dirty = False
+        #: integer counters of meta read so far (and changed in the open batch: ``_counters_dirty``);
+        #: written to meta just before the COMMIT, in the same transaction, so a unit's row and
+        #: ``next_unit`` (or a result and ``objects``) are durable together or not at all
+        self._counters: Dict[str, int] = {}
+        self._counters_dirty: Set[str] = set()
         #: called before each commit: what the batch records must be durable first
         self.before_commit: Optional[Callable[[], None]] = None
 
@@ -168,6 +176,8 @@ class StateCore:
                     # next run, and the checkpoint is retried at the next open.
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
+                        self._first_new_unit = None
+                        self._forget_counters()
         finally:
             if self._db is not None:
                 self._db.close()
@@ -185,6 +195,10 @@ class StateCore:
         if self._dir_counter_dirty:
             self.set("dir_counter", str(self._dir_counter))
             self._dir_counter_dirty = False
+        if self._counters_dirty:
+            self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                 [(key, str(self._counters[key])) for key in sorted(self._counters_dirty)])
+            self._counters_dirty.clear()
         if self._db.in_transaction:
             if self.before_commit is not None:
                 try:
@@ -194,38 +208,61 @@ class StateCore:
                     # so no later commit (the error path's, close's) can record it.
                     self._db.execute("ROLLBACK")
                     self._in_batch = 0
+                    self._first_new_unit = None
+                    self._forget_counters()
                     raise
             self._db.execute("COMMIT")
             crashpoints.reached("commit")
         self._in_batch = 0
+        self._first_new_unit = None
 
     @property
     def batch_size(self) -> int:
         """Results recorded since the last commit."""
         return self._in_batch
 
+    @property
+    def units_to_commit(self) -> bool:
+        """True if the open batch schedules units (a commit makes them available to :meth:`pending_units`)."""
+        return self._first_new_unit is not None
+
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
         """A meta value, or ``default``."""
+        if key in self._counters_dirty:
+            return str(self._counters[key])
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set(self, key: str, value: str) -> None:
         """Set a meta value (in the current batch)."""
         self._begin()
+        self._counters.pop(key, None)  # a counter set outright is read afresh
+        self._counters_dirty.discard(key)
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
     def add_counter(self, key: str, amount: int) -> None:
-        """Add to an integer counter in meta."""
+        """Add to an integer counter in meta (kept here, written to meta with the commit)."""
         if amount:
-            self.set(key, str(int(self.get(key, "0") or 0) + amount))
+            value = self.counter(key) + amount
+            self._begin()
+            self._counters[key] = value
+            self._counters_dirty.add(key)
 
     def counter(self, key: str) -> int:
         """An integer counter from meta (0 when unset)."""
-        return int(self.get(key, "0") or 0)
+        value = self._counters.get(key)
+        if value is None:
+            value = self._counters[key] = int(self.get(key, "0") or 0)
+        return value
+
+    def _forget_counters(self) -> None:
+        """The batch was rolled back: the counters are read from meta again."""
+        self._counters.clear()
+        self._counters_dirty.clear()
 
     def _next_unit(self) -> int:
         unit = self.counter("next_unit")
-        self.set("next_unit", str(unit + 1))
+        self.add_counter("next_unit", 1)
         return unit
 
     @property

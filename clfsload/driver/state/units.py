@@ -22,6 +22,8 @@ class UnitsTable(StateCore):
         """
         self._begin()
         unit = self._next_unit()
+        if self._first_new_unit is None:
+            self._first_new_unit = unit
         reserve = max(EntryStat.unpack(stat).st_nlink - 2, 0) if stat else 0
         base = self.take_dir_counter(reserve)
         self._db.execute(
@@ -41,12 +43,22 @@ class UnitsTable(StateCore):
             self._dir_counter_dirty = True
         return base
 
-    def pending_units(self, after: int, limit: int) -> List[DirTask]:
-        """Pending units numbered above ``after``, in order."""
+    def pending_units(self, after: int, limit: int, committed_only: bool = False) -> List[DirTask]:
+        """Pending units numbered above ``after``, in order; with ``committed_only``, only those committed.
+
+        The drain hands out committed units only (:func:`clfsload.driver.recording.drain`):
+        a unit stores blobs under the handles its row reserves (``dmid_base``),
+        and a resume that lost the row would schedule it again with other ones,
+        leaving what it stored unreachable. The connection sees its own
+        uncommitted rows, so they are left out by number: units are numbered
+        in order, and those of the open batch come from ``_first_new_unit`` on.
+        """
+        first_new = self._first_new_unit if committed_only else None
+        before = first_new if first_new is not None else 1 << 62
         rows = self._db.execute(
             "SELECT unit, path, fh, parent_fh, name, stat, scheduled, dmid_base, dmid_count FROM units"
-            " WHERE state = ? AND unit > ? ORDER BY unit LIMIT ?",
-            (PENDING, after, limit),
+            " WHERE state = ? AND unit > ? AND unit < ? ORDER BY unit LIMIT ?",
+            (PENDING, after, before, limit),
         ).fetchall()
         return [DirTask(u, p, fh, pfh, n, st, unpack_subdirs(sc), base, count)
                 for u, p, fh, pfh, n, st, sc, base, count in rows]
