@@ -156,3 +156,14 @@ def test_capacity_grows_with_the_unit_threads(tmp_path):
         unit_pool = UnitPool(config, 2)
         assert (unit_pool.unit_threads, unit_pool.capacity) == (threads or pool_module.DEFAULT_UNIT_THREADS, capacity)
         unit_pool.shutdown()
+
+
+@pytest.mark.parametrize("depth, asked, threads, pipeline", [(32, 4, 4, 29), (0, 4, 4, 61), (2, 4, 2, 1), (1, 4, 1, 1), (8, 1, 1, 8)])
+def test_the_unit_threads_share_the_source_cap(tmp_path, depth, asked, threads, pipeline):
+    """Each unit thread runs source operations of its own: the pipeline gets what they leave of the cap."""
+    params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False,
+                       source_concurrency=depth)
+    config = WorkerConfig("file:" + str(tmp_path), "c", Credential.none(), params, 4)
+    shared, got = pool_module.with_unit_threads(config, asked)
+    assert (got, shared.params.source_concurrency) == (threads, pipeline)
+    assert got + shared.params.source_concurrency - 1 <= (depth or 64)

@@ -31,7 +31,7 @@ import select
 import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..settings import Switches
@@ -87,6 +87,21 @@ def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) 
 def unit_threads(switches: Switches) -> int:
     """Units one worker process runs at once (``CLFSLOAD_UNIT_THREADS``, else :data:`DEFAULT_UNIT_THREADS`)."""
     return switches.unit_threads or DEFAULT_UNIT_THREADS
+
+
+def with_unit_threads(config: WorkerConfig, threads: int) -> "tuple[WorkerConfig, int]":
+    """The config a worker of ``threads`` unit threads gets, and how many unit threads it runs.
+
+    ``--source_concurrency`` caps the source operations in flight, and each
+    unit thread runs one on its own thread besides those of the process's
+    pipeline (``depth - 1`` threads, :class:`clfsload.work.source_reads.SourceReads`).
+    So a process runs at most ``depth`` unit threads, and its pipeline gets
+    ``depth - threads + 1``: in all, still at most ``depth`` at a time.
+    """
+    params = config.params
+    depth = params.source_concurrency or source_reads.DEFAULT_CONCURRENCY
+    threads = max(1, min(threads, depth))
+    return replace(config, params=replace(params, source_concurrency=depth - threads + 1)), threads
 
 
 def open_runner(config: WorkerConfig) -> UnitRunner:
@@ -223,9 +238,10 @@ class UnitPool:
 
     def __init__(self, config: WorkerConfig, processes: int):
         self.processes = processes
-        self.unit_threads = unit_threads(config.switches) if processes > 0 else 1
+        self.unit_threads = 1
         self._executor: "ThreadedProcessPool | ThreadPoolExecutor"
         if processes > 0:
+            config, self.unit_threads = with_unit_threads(config, unit_threads(config.switches))
             context = start_forkserver()
             self._reports = context.SimpleQueue()
             self._stop_relay = threading.Event()
