@@ -51,7 +51,7 @@ SWITCHES = (
     ("CLFSLOAD_MAX_IN_FLIGHT", "max_in_flight",
      "requests each worker keeps in flight, instead of max(64, 4 x --worker_thread_count)"),
     ("CLFSLOAD_UNIT_THREADS", "unit_threads",
-     "each worker process of this node runs up to N units at once, a thread each (default 4)"),
+     "each worker process of this node runs up to N units at once, a thread each (default 8)"),
     ("CLFSLOAD_NO_UVLOOP", "no_uvloop", "uploads use asyncio's own event loop even when uvloop is installed"),
     ("CLFSLOAD_NO_PACING", "no_pacing", "the upload loop wakes for every answer (no turn pacing)"),
     (TEST_RETRY_ENV, "test_retry", "test hook: overrides of the retry settings, e.g. read_timeout=2,base_delay=0.05"),

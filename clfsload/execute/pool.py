@@ -23,6 +23,7 @@ what a power loss could still take away; what the driver writes itself is
 synced before each state commit (:class:`clfsload.driver.state.StateStore`).
 """
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -32,7 +33,7 @@ import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import ContextManager, Optional
 
 from ..settings import Switches
 from ..targets import open_async_target, open_target
@@ -41,12 +42,16 @@ from ..targets.endpoint import LocalFolder, parse_account
 from ..work import source_reads
 from ..work.protocols import BlobUploader
 from ..work.transfer import UnitRunner
-from ..work.units import Outcome, RunParams, Unit
+from ..work.units import FileRange, Outcome, RunParams, Unit
 from ..work.upload import DirectUploader, Uploader
 from .procpool import ThreadedProcessPool
 
 #: units a worker process runs at once unless ``CLFSLOAD_UNIT_THREADS`` says otherwise
-DEFAULT_UNIT_THREADS = 4
+DEFAULT_UNIT_THREADS = 8
+#: ranges of a huge file a worker process runs at once, whatever its unit threads: each
+#: holds segments of 8 MiB in memory and reads many chunks ahead on its own, so more at
+#: once would raise the peak RSS (x2 with 8 threads) for nothing (LZ4 keeps a core busy)
+RANGE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class WorkerConfig:
 _config: Optional[WorkerConfig] = None  # this pool process's run
 _uploader: Optional[BlobUploader] = None  # this pool process's, shared by its unit threads
 _threads = threading.local()  # each unit thread's own UnitRunner
+_ranges = threading.BoundedSemaphore(RANGE_THREADS)  # this pool process's ranges running
 
 
 def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) -> int:
@@ -185,6 +191,10 @@ def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
         source_reads.REPORTERS["count"] = lambda count: reports.put(("count", pid, count))
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # glibc gives each new thread a malloc arena of its own (up to 8 per core), and an
+    # arena keeps what a unit's segments took: with several unit threads the peak RSS
+    # doubled. Set before the unit threads start, as the source pipeline's threads do.
+    source_reads._set_malloc_arenas(source_reads.ARENAS)
     _config = config
     _uploader = open_uploader(config)
 
@@ -204,8 +214,13 @@ def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
     Returns once what the unit stored is durable. TerminalError propagates:
     the driver stops the run.
     """
-    runner = runner or _thread_runner()
-    outcome = task.run(runner)
+    gate: ContextManager[object] = contextlib.nullcontext()
+    if runner is None:  # a unit thread of a pool process
+        runner = _thread_runner()
+        if isinstance(task, FileRange):
+            gate = _ranges
+    with gate:
+        outcome = task.run(runner)
     # Its blobs durable before the driver can record them. The uploader is
     # shared by the process's unit threads: its sync returns only once every
     # blob stored before the call is durable, even those another thread's
