@@ -1,9 +1,18 @@
-"""The local process pool (clfsload.execute.pool): its shutdown, and the relay of the workers' reports."""
+"""The local process pool (clfsload.execute.pool, procpool): its shutdown, the relay of the workers' reports, several units per process."""
 
 import logging
+import os
 import threading
+import time
+from concurrent.futures import CancelledError, wait
+from concurrent.futures.process import BrokenProcessPool
 
+import pytest
+
+from clfsload.execute import pool as pool_module
 from clfsload.execute.pool import UnitPool, WorkerConfig
+from clfsload.execute.procpool import RemoteTraceback, ThreadedProcessPool
+from clfsload.settings import Switches
 from clfsload.targets.credentials import Credential
 from clfsload.work.units import RunParams
 
@@ -46,17 +55,6 @@ def test_shutdown_returns_though_a_dead_worker_holds_the_report_queue(tmp_path):
 
 
 # -- the pool under UnitPool: several units at once per process (clfsload.execute.procpool) --
-
-import os  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import CancelledError, wait  # noqa: E402
-from concurrent.futures.process import BrokenProcessPool  # noqa: E402
-
-import pytest  # noqa: E402
-
-from clfsload.execute import pool as pool_module  # noqa: E402
-from clfsload.execute.procpool import RemoteTraceback, ThreadedProcessPool  # noqa: E402
-from clfsload.settings import Switches  # noqa: E402
 
 
 def _procs(processes=1, slots=2, **kwargs):
