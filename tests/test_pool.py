@@ -156,7 +156,8 @@ def test_capacity_grows_with_the_unit_threads(tmp_path):
         unit_pool.shutdown()
 
 
-@pytest.mark.parametrize("depth, asked, threads, pipeline", [(32, 4, 4, 29), (0, 4, 4, 61), (2, 4, 2, 1), (1, 4, 1, 1), (8, 1, 1, 8)])
+@pytest.mark.parametrize("depth, asked, threads, pipeline", [
+    (32, 8, 8, 25), (32, 4, 4, 29), (0, 8, 8, 57), (8, 8, 2, 7), (2, 4, 1, 2), (1, 4, 1, 1), (8, 1, 1, 8)])
 def test_the_unit_threads_share_the_source_cap(tmp_path, depth, asked, threads, pipeline):
     """Each unit thread runs source operations of its own: the pipeline gets what they leave of the cap."""
     params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False,

@@ -101,12 +101,15 @@ def with_unit_threads(config: WorkerConfig, threads: int) -> "tuple[WorkerConfig
     ``--source_concurrency`` caps the source operations in flight, and each
     unit thread runs one on its own thread besides those of the process's
     pipeline (``depth - 1`` threads, :class:`clfsload.work.source_reads.SourceReads`).
-    So a process runs at most ``depth`` unit threads, and its pipeline gets
-    ``depth - threads + 1``: in all, still at most ``depth`` at a time.
+    So a process runs at most a quarter of ``depth`` unit threads (one at
+    least), and its pipeline gets ``depth - threads + 1``: in all, still at
+    most ``depth`` at a time. The pipeline keeps the larger share: it reads
+    ahead for every unit, where a unit thread with no unit to run holds its
+    share for nothing (a small tree under a small cap).
     """
     params = config.params
     depth = params.source_concurrency or source_reads.DEFAULT_CONCURRENCY
-    threads = max(1, min(threads, depth))
+    threads = max(1, min(threads, depth // 4))
     return replace(config, params=replace(params, source_concurrency=depth - threads + 1)), threads
 
 
