@@ -79,8 +79,9 @@ class ThreadedProcessPool:
         try:
             for _ in range(processes):
                 parent, child = context.Pipe(duplex=True)
+                # daemon: a parent that exits without shutdown() ends them rather than waits on them
                 process = context.Process(target=_serve, args=(child, slots, initializer, initargs),
-                                          name="clfsload-worker")
+                                          name="clfsload-worker", daemon=True)
                 process.start()
                 child.close()  # the worker's end: EOF here once the worker is gone
                 self._workers.append(_Worker(process, parent))
