@@ -119,6 +119,8 @@ def test_an_exception_comes_back_with_its_remote_traceback_and_the_worker_lives_
 def test_a_failed_initializer_fails_the_calls_with_its_error():
     procs = _procs(slots=2, initializer=os.chdir, initargs=("/nonexistent/clfsload",))
     with pytest.raises(FileNotFoundError):
+        procs.submit(os.getpid).result(timeout=30)  # the call's future, or the submit once the pool is broken
+    with pytest.raises(FileNotFoundError):
         procs.submit(os.getpid).result(timeout=30)
     procs.shutdown(cancel_futures=True)
 

@@ -15,7 +15,8 @@ What it keeps of ``ProcessPoolExecutor``:
   raises fails every call with its exception;
 * a worker that dies (killed, or exiting on its own) breaks the pool: every
   call not finished fails with :class:`BrokenProcessPool`, later submits
-  raise it, the other workers are stopped;
+  raise it, the other workers are stopped (an initializer that raised breaks
+  it the same way, with its exception);
 * ``shutdown(cancel=True)`` drops the calls not yet handed to a worker.
 
 One duplex pipe per worker carries the calls one way and the results the
@@ -96,11 +97,15 @@ class ThreadedProcessPool:
     # -- the caller's side --------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
-        """Queue ``fn(*args)`` for a worker; returns its future. Raises BrokenProcessPool once the pool is broken."""
+        """Queue ``fn(*args)`` for a worker; returns its future.
+
+        Once the pool is broken, raises what broke it: BrokenProcessPool, or
+        the exception of a worker's initializer.
+        """
         future: "Future[Any]" = Future()
         with self._lock:
             if self._broken is not None:
-                raise BrokenProcessPool(str(self._broken))
+                raise self._broken
             if self._closed:
                 raise RuntimeError("cannot submit after shutdown")
             self._queued.append((next(self._ids), fn, args, future))
