@@ -6,7 +6,7 @@ sends SIGKILL to the loader's whole process group, as a power cut or an OOM
 kill would. With ``POINT@N:driver`` only the driver is killed, which checks
 that no worker outlives it. Counting is per process, so with
 ``--processes 1`` the worker-side points are deterministic up to the order in
-which its uploads complete.
+which its uploads complete and its unit threads take turns.
 
 Points (see the call sites):
 
@@ -57,6 +57,7 @@ _tickets = False
 _log_fd = -1
 _log_pid = 0
 _log_lock = threading.Lock()
+_count_lock = threading.Lock()
 
 
 def _load() -> Optional[Tuple[str, int, str]]:
@@ -128,8 +129,9 @@ def reached(point: str) -> None:
         _ticket(point)
     if plan is None or plan[0] != point:
         return
-    _counts[point] = _counts.get(point, 0) + 1
-    if _counts[point] == plan[1]:
+    with _count_lock:  # a worker's unit threads reach points at once: each count once
+        count = _counts[point] = _counts.get(point, 0) + 1
+    if count == plan[1]:
         if plan[2] == "driver":
             driver = os.getpgrp()  # the driver leads the group (check_process_group)
             os.kill(driver, signal.SIGKILL)

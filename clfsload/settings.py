@@ -50,6 +50,8 @@ SWITCHES = (
      "ranges of a large file hold at most N data segments (default 128; 0: never split)"),
     ("CLFSLOAD_MAX_IN_FLIGHT", "max_in_flight",
      "requests each worker keeps in flight, instead of max(64, 4 x --worker_thread_count)"),
+    ("CLFSLOAD_UNIT_THREADS", "unit_threads",
+     "each worker process of this node runs up to N units at once, a thread each (default 8)"),
     ("CLFSLOAD_NO_UVLOOP", "no_uvloop", "uploads use asyncio's own event loop even when uvloop is installed"),
     ("CLFSLOAD_NO_PACING", "no_pacing", "the upload loop wakes for every answer (no turn pacing)"),
     (TEST_RETRY_ENV, "test_retry", "test hook: overrides of the retry settings, e.g. read_timeout=2,base_delay=0.05"),
@@ -109,6 +111,8 @@ class Switches:
     range_segments: Optional[int] = None
     #: CLFSLOAD_MAX_IN_FLIGHT: requests in flight per worker (positive)
     max_in_flight: Optional[int] = None
+    #: CLFSLOAD_UNIT_THREADS: units each local worker process runs at once (positive)
+    unit_threads: Optional[int] = None
     #: CLFSLOAD_NO_UVLOOP
     no_uvloop: bool = False
     #: CLFSLOAD_NO_PACING
@@ -128,10 +132,12 @@ class Switches:
     def from_environ(cls, environ: Mapping[str, str]) -> "Switches":
         """The switches ``environ`` sets (the edge passes ``os.environ``)."""
         in_flight = _count(environ, "CLFSLOAD_MAX_IN_FLIGHT")
+        unit_threads = _count(environ, "CLFSLOAD_UNIT_THREADS")
         return cls(
             batch_entries=_count(environ, "CLFSLOAD_BATCH_ENTRIES"),
             range_segments=_count(environ, "CLFSLOAD_RANGE_SEGMENTS"),
             max_in_flight=in_flight if in_flight else None,
+            unit_threads=unit_threads if unit_threads else None,
             no_uvloop=_flag(environ, "CLFSLOAD_NO_UVLOOP"),
             no_pacing=_flag(environ, "CLFSLOAD_NO_PACING"),
             test_retry=environ.get(TEST_RETRY_ENV, ""),

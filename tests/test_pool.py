@@ -1,9 +1,18 @@
-"""The local process pool (clfsload.execute.pool): its shutdown, and the relay of the workers' reports."""
+"""The local process pool (clfsload.execute.pool, procpool): its shutdown, the relay of the workers' reports, several units per process."""
 
 import logging
+import os
 import threading
+import time
+from concurrent.futures import CancelledError, wait
+from concurrent.futures.process import BrokenProcessPool
 
+import pytest
+
+from clfsload.execute import pool as pool_module
 from clfsload.execute.pool import UnitPool, WorkerConfig
+from clfsload.execute.procpool import RemoteTraceback, ThreadedProcessPool
+from clfsload.settings import Switches
 from clfsload.targets.credentials import Credential
 from clfsload.work.units import RunParams
 
@@ -43,3 +52,119 @@ def test_shutdown_returns_though_a_dead_worker_holds_the_report_queue(tmp_path):
     pool = _pool(tmp_path)
     assert pool._reports._wlock.acquire(timeout=5)  # as a worker killed inside put() leaves it
     assert _shutdown_within(pool, 30)
+
+
+# -- the pool under UnitPool: several units at once per process (clfsload.execute.procpool) --
+
+
+def _procs(processes=1, slots=2, **kwargs):
+    return ThreadedProcessPool(processes, slots, pool_module.start_forkserver(), **kwargs)
+
+
+def test_a_result_comes_back_while_a_slower_sibling_runs():
+    procs = _procs(slots=2)
+    slow = procs.submit(time.sleep, 30)
+    quick = procs.submit(os.getpid)
+    assert quick.result(timeout=30) != os.getpid()  # ran in the worker, beside the slow one
+    assert not slow.done()
+    os.kill(quick.result(), 9)  # ends the slow one the quick way
+    with pytest.raises(BrokenProcessPool):
+        slow.result(timeout=30)
+    procs.shutdown()
+
+
+def test_one_slot_runs_one_call_at_a_time():
+    procs = _procs(slots=1)
+    first = procs.submit(time.sleep, 1)
+    second = procs.submit(os.getpid)
+    done, _ = wait([first, second], return_when="FIRST_COMPLETED")
+    assert first in done
+    second.result(timeout=30)
+    procs.shutdown()
+
+
+def test_a_worker_that_dies_breaks_the_pool():
+    procs = _procs(processes=2, slots=2)
+    dying = procs.submit(os._exit, 3)
+    waiting = [procs.submit(time.sleep, 30) for _ in range(5)]  # held by the other worker, or queued
+    for future in waiting + [dying]:
+        with pytest.raises(BrokenProcessPool, match="terminated abruptly"):
+            future.result(timeout=30)
+    with pytest.raises(BrokenProcessPool):
+        procs.submit(os.getpid)
+    procs.shutdown(cancel_futures=True)  # returns: the other worker was stopped too
+
+
+def test_shutdown_with_cancel_drops_the_queued_calls_and_waits_for_the_running():
+    procs = _procs(slots=1)
+    running = procs.submit(time.sleep, 1)
+    queued = [procs.submit(os.getpid) for _ in range(3)]
+    time.sleep(0.2)
+    procs.shutdown(cancel_futures=True)
+    assert running.done() and running.exception() is None
+    for future in queued:
+        with pytest.raises(CancelledError):
+            future.result(timeout=0)
+
+
+def test_an_exception_comes_back_with_its_remote_traceback_and_the_worker_lives_on():
+    procs = _procs(slots=2)
+    with pytest.raises(FileNotFoundError) as caught:
+        procs.submit(os.stat, "/nonexistent/clfsload").result(timeout=30)
+    assert isinstance(caught.value.__cause__, RemoteTraceback)
+    assert procs.submit(os.getpid).result(timeout=30) > 0
+    procs.shutdown()
+
+
+def test_a_failed_initializer_fails_the_calls_with_its_error():
+    procs = _procs(slots=2, initializer=os.chdir, initargs=("/nonexistent/clfsload",))
+    with pytest.raises(FileNotFoundError):
+        procs.submit(os.getpid).result(timeout=30)  # the call's future, or the submit once the pool is broken
+    with pytest.raises(FileNotFoundError):
+        procs.submit(os.getpid).result(timeout=30)
+    procs.shutdown(cancel_futures=True)
+
+
+def test_each_unit_thread_has_its_own_runner_on_the_shared_uploader(tmp_path, monkeypatch):
+    params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False)
+    worker = WorkerConfig("file:" + str(tmp_path / "out"), "c", Credential.none(), params, 4)
+    shared = object()
+    monkeypatch.setattr(pool_module, "_config", worker)
+    monkeypatch.setattr(pool_module, "_uploader", shared)
+    runners = []
+
+    def take():
+        runners.append(pool_module._thread_runner())
+        runners.append(pool_module._thread_runner())
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert runners[0] is runners[1] and runners[2] is runners[3]  # one per thread, kept
+    assert runners[0] is not runners[2]
+    assert all(runner.uploader is shared for runner in runners)
+
+
+def test_capacity_grows_with_the_unit_threads(tmp_path):
+    params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False)
+    (tmp_path / "out").mkdir()
+    for threads, capacity in ((None, 2 * (pool_module.DEFAULT_UNIT_THREADS + 3)), (1, 8), (6, 18)):
+        config = WorkerConfig("file:" + str(tmp_path / "out"), "c", Credential.none(), params, 4,
+                              Switches(unit_threads=threads))
+        unit_pool = UnitPool(config, 2)
+        assert (unit_pool.unit_threads, unit_pool.capacity) == (threads or pool_module.DEFAULT_UNIT_THREADS, capacity)
+        unit_pool.shutdown()
+
+
+@pytest.mark.parametrize("depth, asked, threads, pipeline", [
+    (32, 8, 8, 25), (32, 4, 4, 29), (0, 8, 8, 57), (8, 8, 2, 7), (2, 4, 1, 2), (1, 4, 1, 1), (8, 1, 1, 8)])
+def test_the_unit_threads_share_the_source_cap(tmp_path, depth, asked, threads, pipeline):
+    """Each unit thread runs source operations of its own: the pipeline gets what they leave of the cap."""
+    params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False,
+                       source_concurrency=depth)
+    config = WorkerConfig("file:" + str(tmp_path), "c", Credential.none(), params, 4)
+    shared, got = pool_module.with_unit_threads(config, asked)
+    assert (got, shared.params.source_concurrency) == (threads, pipeline)
+    assert got + shared.params.source_concurrency - 1 <= (depth or 64)

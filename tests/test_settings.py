@@ -38,6 +38,7 @@ ENVIRON = {
     "CLFSLOAD_BATCH_ENTRIES": "7",
     "CLFSLOAD_RANGE_SEGMENTS": "0",
     "CLFSLOAD_MAX_IN_FLIGHT": "5",
+    "CLFSLOAD_UNIT_THREADS": "3",
     "CLFSLOAD_NO_UVLOOP": "1",
     "CLFSLOAD_NO_PACING": "1",
     "CLFSLOAD_TEST_RETRY": "max_attempts=3,read_timeout=2",
@@ -83,6 +84,7 @@ def test_switches_from_an_environ_mapping():
     assert Switches.from_environ({}) == Switches()
     switches = Switches.from_environ(ENVIRON)
     assert (switches.batch_entries, switches.range_segments, switches.max_in_flight) == (7, 0, 5)
+    assert switches.unit_threads == 3
     assert switches.no_uvloop and switches.no_pacing
     assert switches.retry == RetrySettings(max_attempts=3, read_timeout=2.0)
     assert (switches.dask_wait_s, switches.dask_timeout_s) == (60.0, 2.0)
@@ -91,8 +93,10 @@ def test_switches_from_an_environ_mapping():
     assert {name for name, _, _ in SWITCHES} == set(ENVIRON)
     # not a count, or 0 requests in flight: the default, as before
     odd = Switches.from_environ({"CLFSLOAD_BATCH_ENTRIES": "x", "CLFSLOAD_RANGE_SEGMENTS": "²",
-                                 "CLFSLOAD_MAX_IN_FLIGHT": "0", "CLFSLOAD_NO_PACING": "0"})
+                                 "CLFSLOAD_MAX_IN_FLIGHT": "0", "CLFSLOAD_NO_PACING": "0",
+                                 "CLFSLOAD_UNIT_THREADS": "0"})
     assert (odd.batch_entries, odd.range_segments, odd.max_in_flight, odd.no_pacing) == (None, None, None, False)
+    assert odd.unit_threads is None
     assert history_path({"XDG_STATE_HOME": "/state"}) == "/state/clfsload/history.json"
 
 

@@ -122,3 +122,111 @@ def test_a_failed_sync_stays_failed(tmp_path, monkeypatch) -> None:
 def test_durable_is_accepted_with_a_deprecation_warning(tmp_path) -> None:
     with pytest.warns(DeprecationWarning, match="durable"):
         open_target("file:" + str(tmp_path), "c", "-", create=True, durable=True).close()
+
+
+def _block_first(monkeypatch, name: str):
+    """Patch ``clfsload.targets.local.<name>`` (fsync_paths or fsync_dir) so its first call waits for a release.
+
+    Returns (entered, release, calls): ``entered`` is set once the first call
+    is blocked; ``calls`` lists the arguments of every call.
+    """
+    import threading
+
+    import clfsload.targets.local as local
+
+    real = getattr(local, name)
+    entered, release, calls = threading.Event(), threading.Event(), []
+
+    def blocking(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(local, name, blocking)
+    return entered, release, calls
+
+
+def _in_thread(fn):
+    """Run ``fn`` in a thread; returns (the thread, an event set when it returned, a list for its error)."""
+    import threading
+
+    finished, errors = threading.Event(), []
+
+    def run():
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+        finished.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, finished, errors
+
+
+@pytest.mark.parametrize("step", ["fsync_paths", "fsync_dir"])
+def test_a_sync_waits_for_another_threads_batch_that_holds_its_changes(tmp_path, monkeypatch, step) -> None:
+    """Thread A's sync took thread B's blob (or removal) into its batch: B's sync returns only once A's batch is done."""
+    target = open_target("file:" + str(tmp_path), "c", "-", create=True)
+    target.put("old", b"x")
+    target.sync()
+    entered, release, calls = _block_first(monkeypatch, step)
+    target.put("a", b"a")
+    if step == "fsync_paths":
+        target.put("b", b"b")  # B's blob, noted before A's sync begins
+    else:
+        target.delete("old")  # a removal: the folder's fsync makes it durable
+    first, first_done, first_errors = _in_thread(target.sync)  # thread A: swaps out both and blocks
+    assert entered.wait(30)
+    second, second_done, second_errors = _in_thread(target.sync)  # thread B
+    assert not second_done.wait(0.5), "a sync returned while its changes were still in another thread's batch"
+    release.set()
+    assert first_done.wait(30) and second_done.wait(30)
+    assert first_errors == [] and second_errors == []
+    if step == "fsync_paths":
+        assert sorted(os.path.basename(p) for p in calls[0][0]) == ["a", "b"]
+    assert len(calls) == 1  # B's changes were in A's batch: B had nothing left to do
+    target.close()
+
+
+def test_a_sync_after_another_batch_began_runs_its_own(tmp_path, monkeypatch) -> None:
+    """A blob written after thread A's batch began is not in it: B's sync waits for A's, then fsyncs it."""
+    target = open_target("file:" + str(tmp_path), "c", "-", create=True)
+    entered, release, calls = _block_first(monkeypatch, "fsync_paths")
+    target.put("a", b"a")
+    first, first_done, _ = _in_thread(target.sync)
+    assert entered.wait(30)
+    target.put("b", b"b")
+    second, second_done, second_errors = _in_thread(target.sync)
+    assert not second_done.wait(0.3)
+    release.set()
+    assert first_done.wait(30) and second_done.wait(30) and second_errors == []
+    assert [[os.path.basename(p) for p in args[0]] for args in calls] == [["a"], ["b"]]
+    target.close()
+
+
+def test_a_failed_batch_fails_the_syncs_waiting_on_it(tmp_path, monkeypatch) -> None:
+    import errno
+
+    import clfsload.targets.local as local
+    from clfsload.errors import TerminalError
+
+    target = open_target("file:" + str(tmp_path), "c", "-", create=True)
+    entered, release, _ = _block_first(monkeypatch, "fsync_paths")
+    blocked = local.fsync_paths
+
+    def failing(*args):
+        blocked(*args)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local, "fsync_paths", failing)
+    target.put("a", b"a")
+    first, first_done, first_errors = _in_thread(target.sync)
+    assert entered.wait(30)
+    second, second_done, second_errors = _in_thread(target.sync)
+    release.set()
+    assert first_done.wait(30) and second_done.wait(30)
+    assert len(first_errors) == 1 and isinstance(first_errors[0], TerminalError)
+    assert len(second_errors) == 1 and isinstance(second_errors[0], TerminalError)

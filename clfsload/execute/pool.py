@@ -6,6 +6,15 @@ units (:data:`clfsload.work.units.Unit`: directories, batches of a huge director
 ranges of a huge file's segments, hard-linked objects) and returns their
 outcome. The driver alone writes the state store.
 
+A worker process runs up to ``CLFSLOAD_UNIT_THREADS`` units at once
+(:data:`DEFAULT_UNIT_THREADS`; :mod:`clfsload.execute.procpool`), a thread
+each with a :class:`UnitRunner` of its own (the state of the unit it runs),
+all sharing the process's uploader (one event loop and byte budget, or one
+local target) and its pipeline of source operations: a unit waiting for its
+PUTs or for a slow source no longer leaves the process idle. Each outcome
+returns as its unit ends, whatever its siblings do. Ids come from the unit
+(its directory unit number, the entry's rank), never from the thread.
+
 Durability: a unit's outcome leaves the worker only once every blob it
 stored is durable (:func:`run_task` syncs the uploader after the unit: for a
 local folder one batch of fsyncs per unit, for Azure nothing, an
@@ -14,6 +23,7 @@ what a power loss could still take away; what the driver writes itself is
 synced before each state commit (:class:`clfsload.driver.state.StateStore`).
 """
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -21,9 +31,9 @@ import os
 import select
 import signal
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import ContextManager, Optional
 
 from ..settings import Switches
 from ..targets import open_async_target, open_target
@@ -32,8 +42,16 @@ from ..targets.endpoint import LocalFolder, parse_account
 from ..work import source_reads
 from ..work.protocols import BlobUploader
 from ..work.transfer import UnitRunner
-from ..work.units import Outcome, RunParams, Unit
+from ..work.units import FileRange, Outcome, RunParams, Unit
 from ..work.upload import DirectUploader, Uploader
+from .procpool import ThreadedProcessPool
+
+#: units a worker process runs at once unless ``CLFSLOAD_UNIT_THREADS`` says otherwise
+DEFAULT_UNIT_THREADS = 8
+#: ranges of a huge file a worker process runs at once, whatever its unit threads: each
+#: holds segments of 8 MiB in memory and reads many chunks ahead on its own, so more at
+#: once would raise the peak RSS (x2 with 8 threads) for nothing (LZ4 keeps a core busy)
+RANGE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,10 @@ class WorkerConfig:
     switches: Switches = Switches()
 
 
-_runner: Optional[UnitRunner] = None  # this pool process's
+_config: Optional[WorkerConfig] = None  # this pool process's run
+_uploader: Optional[BlobUploader] = None  # this pool process's, shared by its unit threads
+_threads = threading.local()  # each unit thread's own UnitRunner
+_ranges = threading.BoundedSemaphore(RANGE_THREADS)  # this pool process's ranges running
 
 
 def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) -> int:
@@ -69,8 +90,36 @@ def uploads_in_flight(upload_threads: int, max_in_flight: Optional[int] = None) 
     return max(64, 4 * upload_threads)
 
 
+def unit_threads(switches: Switches) -> int:
+    """Units one worker process runs at once (``CLFSLOAD_UNIT_THREADS``, else :data:`DEFAULT_UNIT_THREADS`)."""
+    return switches.unit_threads or DEFAULT_UNIT_THREADS
+
+
+def with_unit_threads(config: WorkerConfig, threads: int) -> "tuple[WorkerConfig, int]":
+    """The config a worker of ``threads`` unit threads gets, and how many unit threads it runs.
+
+    ``--source_concurrency`` caps the source operations in flight, and each
+    unit thread runs one on its own thread besides those of the process's
+    pipeline (``depth - 1`` threads, :class:`clfsload.work.source_reads.SourceReads`).
+    So a process runs at most a quarter of ``depth`` unit threads (one at
+    least), and its pipeline gets ``depth - threads + 1``: in all, still at
+    most ``depth`` at a time. The pipeline keeps the larger share: it reads
+    ahead for every unit, where a unit thread with no unit to run holds its
+    share for nothing (a small tree under a small cap).
+    """
+    params = config.params
+    depth = params.source_concurrency or source_reads.DEFAULT_CONCURRENCY
+    threads = max(1, min(threads, depth // 4))
+    return replace(config, params=replace(params, source_concurrency=depth - threads + 1)), threads
+
+
 def open_runner(config: WorkerConfig) -> UnitRunner:
     """A :class:`UnitRunner` with its own connection to the target (one per process or Dask thread)."""
+    return UnitRunner(config.params, open_uploader(config))
+
+
+def open_uploader(config: WorkerConfig) -> BlobUploader:
+    """The uploader of one process (or Dask thread): its connection to the target; thread-safe."""
     switches = config.switches
     uploader: BlobUploader
     if isinstance(parse_account(config.account), LocalFolder):
@@ -87,7 +136,7 @@ def open_runner(config: WorkerConfig) -> UnitRunner:
 
         uploader = Uploader(opener, config.params.compress, max_in_flight=in_flight,
                             pace=not switches.no_pacing, uvloop=not switches.no_uvloop)
-    return UnitRunner(config.params, uploader)
+    return uploader
 
 
 def _die_with_parent() -> None:
@@ -135,7 +184,7 @@ def _die_with_driver(driver: int) -> None:
 
 
 def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
-    global _runner
+    global _config, _uploader
     _die_with_parent()
     _die_with_driver(driver)
     if reports is not None:  # stuck source operations: the driver logs and counts them
@@ -145,19 +194,41 @@ def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
         source_reads.REPORTERS["count"] = lambda count: reports.put(("count", pid, count))
     # Ctrl-C is the driver's business: it stops the pool and records the state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _runner = open_runner(config)
+    # glibc gives each new thread a malloc arena of its own (up to 8 per core), and an
+    # arena keeps what a unit's segments took: with several unit threads the peak RSS
+    # doubled. Set before the unit threads start, as the source pipeline's threads do.
+    source_reads._set_malloc_arenas(source_reads.ARENAS)
+    _config = config
+    _uploader = open_uploader(config)
+
+
+def _thread_runner() -> UnitRunner:
+    """This unit thread's :class:`UnitRunner` (made at its first unit), on the process's shared uploader."""
+    runner = getattr(_threads, "runner", None)
+    if runner is None:
+        assert _config is not None and _uploader is not None, "pool process not initialised"
+        runner = _threads.runner = UnitRunner(_config.params, _uploader)
+    return runner
 
 
 def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
-    """Run one unit (on ``runner``, else this pool process's); a directory that fails outright comes back as its Problem.
+    """Run one unit (on ``runner``, else this unit thread's); a directory that fails outright comes back as its Problem.
 
     Returns once what the unit stored is durable. TerminalError propagates:
     the driver stops the run.
     """
-    runner = runner or _runner
-    assert runner is not None, "pool process not initialised"
-    outcome = task.run(runner)
-    runner.uploader.sync()  # its blobs durable before the driver can record them
+    gate: ContextManager[object] = contextlib.nullcontext()
+    if runner is None:  # a unit thread of a pool process
+        runner = _thread_runner()
+        if isinstance(task, FileRange):
+            gate = _ranges
+    with gate:
+        outcome = task.run(runner)
+    # Its blobs durable before the driver can record them. The uploader is
+    # shared by the process's unit threads: its sync returns only once every
+    # blob stored before the call is durable, even those another thread's
+    # sync is still fsyncing (LocalFolderTarget.sync).
+    runner.uploader.sync()
     return outcome
 
 
@@ -175,16 +246,25 @@ def start_forkserver() -> "multiprocessing.context.ForkServerContext":
 
 
 class UnitPool:
-    """Runs units concurrently; ``processes=0`` runs them in this process (one at a time)."""
+    """Runs units concurrently, ``unit_threads`` at once in each of ``processes`` worker processes.
+
+    ``processes=0`` runs them in this process, one at a time. A worker
+    process that dies stops the run: every unit not finished fails with
+    :class:`concurrent.futures.process.BrokenProcessPool`, as with
+    :class:`~concurrent.futures.ProcessPoolExecutor`.
+    """
 
     def __init__(self, config: WorkerConfig, processes: int):
         self.processes = processes
+        self.unit_threads = 1
+        self._executor: "ThreadedProcessPool | ThreadPoolExecutor"
         if processes > 0:
+            config, self.unit_threads = with_unit_threads(config, unit_threads(config.switches))
             context = start_forkserver()
             self._reports = context.SimpleQueue()
             self._stop_relay = threading.Event()
-            self._executor = ProcessPoolExecutor(
-                max_workers=processes, mp_context=context, initializer=_init_process,
+            self._executor = ThreadedProcessPool(
+                processes, self.unit_threads, context, initializer=_init_process,
                 initargs=(config, os.getpid(), self._reports),
             )
             self._inline: Optional[UnitRunner] = None
@@ -198,8 +278,8 @@ class UnitPool:
 
     @property
     def capacity(self) -> int:
-        """How many units to keep queued so no worker idles."""
-        return max(1, self.processes) * 4
+        """How many units to keep queued so no unit thread idles: each process's slots and 3 more."""
+        return max(1, self.processes) * (self.unit_threads + 3)
 
     def submit(self, task: Unit) -> "Future[Outcome]":
         """Queue one unit."""

@@ -17,7 +17,8 @@ Decisions (the loader relies on them):
 * **Durable in batches.** ``put`` and ``delete`` do not fsync: the target
   notes each blob written and whether the folder changed, and :meth:`sync`
   fsyncs those files (several threads share a batch) and then the folder
-  once. Whoever records a blob as stored calls :meth:`sync` first: a worker
+  once; with several writer threads, a :meth:`sync` returns only once every
+  blob noted before it began is durable, whichever thread's batch took it. Whoever records a blob as stored calls :meth:`sync` first: a worker
   before it hands back a unit's outcome, the driver before each state commit
   (:mod:`clfsload.execute.pool`, :class:`clfsload.driver.state.StateStore`).
   Until then a power loss may lose a blob, or, if another writer's folder
@@ -100,8 +101,18 @@ class LocalFolderTarget(BlobTarget):
         self._prefix = os.path.join(self._folder, "")  # the folder and a separator
         self._container = container
         self._lock = threading.Lock()
-        self._unsynced: List[str] = []  # blob files written since the last sync
-        self._folder_dirty = False  # a name created or removed since the last sync
+        self._synced_cond = threading.Condition(self._lock)  # a batch of fsyncs ended
+        self._unsynced: List[str] = []  # blob files written since the last batch began
+        self._folder_dirty = False  # a name created or removed since the last batch began
+        # Generations: each change (a blob written, a name removed) takes the
+        # next number; every change up to ``_synced`` is durable. One batch of
+        # fsyncs runs at a time (``_syncing``); a sync returns once every
+        # change noted before it began is durable, whichever thread's batch
+        # took it (a batch swaps out the list, so the list being empty does
+        # not mean its paths are durable yet).
+        self._noted = 0
+        self._synced = 0
+        self._syncing = False
         self._sync_failed: Optional[str] = None  # the error of a failed sync: raised by every later one
         self._fsyncs: Optional[ThreadPoolExecutor] = None  # made on the first large batch
         self._token = secrets.token_hex(4)
@@ -172,40 +183,70 @@ class LocalFolderTarget(BlobTarget):
         with self._lock:
             self._unsynced.append(path)
             self._folder_dirty = True
+            self._noted += 1
 
     def publish(self, name: str, payload: Payload) -> None:
         """Store blob *name* durably, never torn under its name: file fsynced, renamed, folder fsynced."""
         self._write(name, payload, durable=True)
         with self._lock:
             self._folder_dirty = True
-        self.sync()
+            self._noted += 1
+        self.sync()  # returns once the folder fsync that follows the rename is done
 
     def sync(self) -> None:
-        """Make every blob written and every name changed since the last call durable.
+        """Make every blob written and every name changed before this call durable.
 
         fsyncs the files (in threads for a large batch), then the folder
-        once. An error is a :class:`TerminalError`: what was written may be
-        lost, so nothing may be recorded as stored; a rerun writes it again.
-        The failure is permanent for this target: after a failed fsync Linux
-        may report the next one as a success with the data gone, so every
-        later call raises it again rather than retry.
+        once. Threads share the work: one batch runs at a time, and a call
+        returns once every change noted before it began is durable, made so
+        by its own batch or by another thread's (never while another
+        thread's batch still holds one of its files). An error is a
+        :class:`TerminalError`: what was written may be lost, so nothing may
+        be recorded as stored; a rerun writes it again. The failure is
+        permanent for this target: after a failed fsync Linux may report the
+        next one as a success with the data gone, so every later call (and
+        every call waiting on the failed batch) raises it again rather than retry.
         """
-        if self._sync_failed is not None:
-            raise TerminalError(self._sync_failed)
         with self._lock:
+            goal = self._noted
+            while True:
+                if self._sync_failed is not None:
+                    raise TerminalError(self._sync_failed)
+                if self._synced >= goal:
+                    return
+                if not self._syncing:
+                    break
+                self._synced_cond.wait()
+            self._syncing = True
             paths, self._unsynced = self._unsynced, []
             dirty, self._folder_dirty = self._folder_dirty, False
+            upto = self._noted
+        failed: Optional[str] = None
+        done = False
         try:
             if paths:
                 fsync_paths(paths, self._executor(len(paths)), FSYNC_THREADS)
             if dirty:
                 fsync_dir(self._folder)
+            done = True
         except OSError as exc:
-            self._sync_failed = (
+            failed = (
                 f"cannot make the blobs written to folder '{self._folder}' durable (fsync): "
                 f"{exc.strerror or exc}; fix the file system and run again"
             )
-            raise TerminalError(self._sync_failed) from None
+        finally:
+            with self._lock:
+                self._syncing = False
+                if failed is not None:
+                    self._sync_failed = failed
+                elif not done:  # interrupted (not an fsync error): the next batch takes them again
+                    self._unsynced[:0] = paths
+                    self._folder_dirty = self._folder_dirty or dirty
+                elif self._sync_failed is None:
+                    self._synced = max(self._synced, upto)
+                self._synced_cond.notify_all()
+        if failed is not None:
+            raise TerminalError(failed) from None
 
     def _executor(self, batch: int) -> Optional[ThreadPoolExecutor]:
         """The fsync threads (made at the first batch that could use them), None for a small batch."""
@@ -278,6 +319,7 @@ class LocalFolderTarget(BlobTarget):
             os.unlink(path)
             with self._lock:
                 self._folder_dirty = True
+                self._noted += 1
         except FileNotFoundError as exc:
             if missing_ok and os.path.isdir(self._folder):
                 return
