@@ -11,7 +11,7 @@ rejoins, a lost scheduler is a DaskError, a unit's own exception is its own).
 import asyncio
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
 import pytest
 from distributed import KilledWorker
@@ -27,6 +27,7 @@ class Task:
     """A unit as the pool sees it: a Dask key part and a path."""
 
     n: int
+    bundled: ClassVar[bool] = True  # a directory: may share a Dask task
 
     @property
     def path(self) -> bytes:
@@ -130,6 +131,21 @@ def test_each_unit_of_a_bundle_gets_its_own_outcome(run):
     assert futures[4].exception() is failure and futures[5].result() == "r5"
     assert not futures[6].done()
     assert not any(pool.repeated(f) for f in futures[:6])
+
+
+@dataclass(frozen=True)
+class Range(Task):
+    """A unit that is not a directory (a range of a huge file): never bundled."""
+
+    bundled: ClassVar[bool] = False
+
+
+def test_units_other_than_directories_go_one_to_a_task(run):
+    run._unit_s = dask_driver.BUNDLE_SECONDS / 3
+    pool = run.pool()
+    futures = _submit(pool, [Task(0), Range(1), Task(2), Range(3), Task(4)])
+    assert sorted([t.n for t in f.tasks] for f in run.client.submitted) == [[0, 2, 4], [1], [3]]
+    assert len(futures) == 5
 
 
 def test_a_killed_bundle_is_sent_again_one_unit_to_a_task_and_only_a_killer_is_a_problem(run):

@@ -62,6 +62,8 @@ def start(name: str, binary: Path, source: Path, mountpoint: Path,
             if exited is None:
                 proc.kill()
                 proc.wait()
+            if mounted(mountpoint, name):  # it came up as it was killed: auto_unmount may not take it
+                subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
             why = "exited with %d" % exited if exited is not None else "did not mount within %d s" % MOUNT_TIMEOUT_S
             text = tail(output)
             output.close()

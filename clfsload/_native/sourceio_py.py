@@ -65,11 +65,14 @@ def open_read(path: bytes, limit: int) -> Tuple[int, os.stat_result, Optional[by
             data = os.read(fd, limit)
             if len(data) == opened.st_size:
                 after = os.fstat(fd)
-                if (after.st_ino == opened.st_ino and after.st_size == opened.st_size
-                        and after.st_mtime_ns == opened.st_mtime_ns and after.st_ctime_ns == opened.st_ctime_ns):
-                    os.close(fd)
+                whole = (after.st_ino == opened.st_ino and after.st_size == opened.st_size
+                         and after.st_mtime_ns == opened.st_mtime_ns and after.st_ctime_ns == opened.st_ctime_ns)
+                if whole:
+                    fd, closing = -1, fd
+                    os.close(closing)  # its error raised as is: the descriptor is gone either way
                     return -1, opened, data
     except BaseException:
-        os.close(fd)
+        if fd >= 0:  # never closed twice: another thread may have that number by now
+            os.close(fd)
         raise
     return fd, opened, None

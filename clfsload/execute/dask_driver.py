@@ -329,6 +329,13 @@ class DaskUnitPool:
         outer: "Future[Outcome]" = Future()
         outer.set_running_or_notify_cancel()
         self._keys[outer] = []
+        if not getattr(task, "bundled", False):
+            # Ranges of a huge file (up to 1 GiB), batches of a huge directory, deferred
+            # directories and linked objects: far longer than the directories whose mean
+            # time sizes the bundles, so each goes alone (a bundle of them would hold
+            # every outcome, and a lost worker would repeat them all).
+            self._launch([(task, outer)])
+            return outer
         self._held.append((task, outer))
         if len(self._held) >= self._run.bundle_size():
             self.flush()
@@ -428,12 +435,18 @@ class DaskUnitPool:
             if self._closed:
                 return
             self._run.repeat(self._keys.get(units[0][1], ())[-1:])  # the killed attempts may have stored some
-            for unit in units:
-                self._launch([unit])
         except BaseException as error:
             for _, outer in units:
-                if not outer.done():
+                outer.set_exception(error)
+            return
+        for index, unit in enumerate(units):
+            try:
+                self._launch([unit])
+            except BaseException as error:
+                # the ones launched are settled by their own tasks: fail only the rest
+                for _, outer in units[index:]:
                     outer.set_exception(error)
+                return
 
     def shutdown(self, cancel: bool = False) -> None:
         """Stop: with ``cancel`` the queued units are cancelled (running ones finish on their workers)."""

@@ -198,6 +198,7 @@ def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
     # arena keeps what a unit's segments took: with several unit threads the peak RSS
     # doubled. Set before the unit threads start, as the source pipeline's threads do.
     source_reads._set_malloc_arenas(source_reads.ARENAS)
+    source_reads.keep_segment_buffers()  # a worker stores data for its whole life
     _config = config
     _uploader = open_uploader(config)
 

@@ -29,15 +29,25 @@ worker frees a slot first and a cancelled one never reached a worker.
 
 import collections
 import itertools
+import logging
+import os
 import queue
 import threading
 import traceback
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 __all__ = ["BrokenProcessPool", "RemoteTraceback", "ThreadedProcessPool"]
+
+log = logging.getLogger("clfsload")
+
+
+def _dumps(obj: Any) -> bytes:
+    """``obj`` pickled as ``Connection.send`` pickles it (``recv`` reads it back)."""
+    return bytes(ForkingPickler.dumps(obj))
 
 #: what a worker that dies leaves on every call not finished (ProcessPoolExecutor's words)
 BROKEN = ("A process in the process pool was terminated abruptly while the future was running or pending.")
@@ -113,12 +123,23 @@ class ThreadedProcessPool:
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the workers once they have run what they hold (and, unless ``cancel_futures``, what is queued)."""
+        """Stop the workers once they have run what they hold and what is queued.
+
+        With ``cancel_futures`` the queued calls are cancelled and the workers
+        holding calls are killed: their futures fail with BrokenProcessPool.
+        """
         with self._lock:
             self._closed = True
             if cancel_futures:
                 while self._queued:
                     self._queued.popleft()[3].cancel()
+                # The caller is stopping (an error, Ctrl-C) and takes no more results: a
+                # worker holding units (up to ``slots``, a big directory or a 1 GiB range
+                # each) is ended now rather than waited for. Nothing it did since is
+                # recorded, as after a kill; their futures fail with BrokenProcessPool.
+                for worker in self._workers:
+                    if worker.held and not worker.gone:
+                        worker.process.kill()
             self._dispatch()  # tells the idle workers to stop when nothing is queued
         if wait:
             self._receiver.join()
@@ -137,14 +158,21 @@ class ThreadedProcessPool:
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
-                    worker.conn.send((call_id, fn, args))
-                except (OSError, ValueError):  # its pipe is closed: the receiver sees the worker gone
-                    worker.held[call_id] = future
-                    break
-                except BaseException as exc:  # the call could not be pickled: its own failure
+                    data = _dumps((call_id, fn, args))
+                except Exception as exc:  # noqa: BLE001 - the call could not be pickled: its own failure
                     future.set_exception(exc)
                     continue
                 worker.held[call_id] = future
+                try:
+                    worker.conn.send_bytes(data)
+                except (OSError, ValueError):  # its pipe is closed: the receiver sees the worker gone
+                    break
+                except BaseException:
+                    # Cut short (Ctrl-C lands between a long message's header and its body):
+                    # the pipe may hold half a message, which the worker cannot read. It is
+                    # lost with the calls it holds, as if it had died; the receiver sees it go.
+                    worker.process.kill()
+                    raise
             if self._closed and not self._queued and not worker.held and not worker.stopping and not worker.gone:
                 worker.stopping = True
                 try:
@@ -156,9 +184,11 @@ class ThreadedProcessPool:
         """Record each result as it comes; a worker gone breaks the pool. Ends when every worker is gone."""
         try:
             self._receive_all()
-        except BaseException as exc:  # a bug here must not leave the caller waiting for ever
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave the caller waiting for ever
+            log.debug("the pool's receiver failed", exc_info=True)  # the caller gets it from its futures
             self._break(exc)
-            raise
+            for worker in self._workers:
+                worker.conn.close()
 
     def _receive_all(self) -> None:
         by_conn = {worker.conn: worker for worker in self._workers}
@@ -248,7 +278,8 @@ def _serve(conn, slots: int, initializer: Optional[Callable[..., None]], initarg
             return
     calls: "queue.SimpleQueue[Optional[tuple]]" = queue.SimpleQueue()
     sending = threading.Lock()
-    threads = [threading.Thread(target=_slot, args=(calls, conn, sending), name="clfsload-unit-%d" % k)
+    # daemon: a main thread that ends in error must not wait on them
+    threads = [threading.Thread(target=_slot, args=(calls, conn, sending), name="clfsload-unit-%d" % k, daemon=True)
                for k in range(slots)]
     for thread in threads:
         thread.start()
@@ -257,6 +288,10 @@ def _serve(conn, slots: int, initializer: Optional[Callable[..., None]], initarg
             message = conn.recv()
         except (EOFError, OSError):
             break  # the parent is gone
+        except BaseException:  # noqa: BLE001 - a message it cannot read: its call is unknown
+            # The parent would wait for ever on a call this worker never names: end the
+            # process, so the parent sees it gone and fails what it held (BrokenProcessPool).
+            os._exit(1)
         if message is None:  # stop: nothing more will come, and this worker holds nothing
             break
         calls.put(message)

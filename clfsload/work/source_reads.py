@@ -328,7 +328,7 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 128 << 20
 
 
-def _keep_segment_buffers() -> None:
+def keep_segment_buffers() -> None:
     """Let a worker process reuse the memory of the megabyte buffers it frees instead of unmapping it.
 
     Storing a large file allocates and frees buffers of 1-8 MiB by the
@@ -339,7 +339,10 @@ def _keep_segment_buffers() -> None:
     latencyfs, a third of a 128 MiB file's CPU. From heaps, a freed buffer's
     pages are reused as they are. What a process keeps is bounded by its
     peak (the read-ahead budget and the uploads in flight) plus
-    TRIM_THRESHOLD per heap top.
+    TRIM_THRESHOLD per heap top. Set once by a worker process of the local
+    pool (:func:`clfsload.execute.pool._init_process`), which stores data for
+    its whole life; never in the driver, a library caller's process or a
+    Dask worker, which are not the loader's own to tune.
     """
     _mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (also turns off glibc's dynamic threshold)
     _mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
@@ -460,8 +463,6 @@ def shared(depth: int, budget: int, timeout: float) -> SourceReads:
     with _shared_lock:
         reads = _shared.get(key)
         if reads is None:
-            if not _shared:  # the first pool of a worker process, which stores data for its life
-                _keep_segment_buffers()
             reads = _shared[key] = SourceReads(*key, on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"])
         return reads
 

@@ -15,7 +15,7 @@ This module holds data only; the code that runs a unit is
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union
+from typing import Any, ClassVar, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union
 
 from ..errors import ClfsLoadError
 from .scan import EntryStat, Problem
@@ -192,6 +192,9 @@ class DirTask:
     #: their handles from the driver, and the directory is stored by the driver.
     dmid_base: int = 0
     dmid_count: int = 0
+    #: directories may share a Dask task (:class:`clfsload.execute.dask_driver.DaskUnitPool`):
+    #: they are many and alike; every other unit kind goes alone (a range reads up to 1 GiB)
+    bundled: ClassVar[bool] = True
 
     def run(self, runner: Runs) -> Union["DirResult", Problem]:
         """Load the directory; one that fails outright comes back as its Problem (TerminalError propagates)."""
