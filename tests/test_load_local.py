@@ -138,12 +138,14 @@ def _objects_done(state: Path) -> int:
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_interrupted_load_resumes_to_the_same_container(how, tmp_path):
-    tree = _make_tree(tmp_path / "tree", 60, 40)
+    # Big enough to be running still a second after its first commit (the state
+    # commits every 200 results or each second), one unit at a time.
+    tree = _make_tree(tmp_path / "tree", 240, 40)
     clean = load(tmp_path / "clean-state", tree, tmp_path / "clean")
     assert clean.returncode == 0, clean.stdout
     state, out = tmp_path / "state", tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), CLFSLOAD_UNIT_THREADS="1")
     args = [sys.executable, "-m", "clfsload", "--new", str(state), str(tree), "file:" + str(out), "c", "-",
             "--processes", "1", "--worker_thread_count", "1"]
     # SIGINT as a terminal delivers it: a shell that started the tests in
