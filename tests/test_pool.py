@@ -168,12 +168,36 @@ def test_each_unit_thread_has_its_own_runner_on_the_shared_uploader(tmp_path, mo
 def test_capacity_grows_with_the_unit_threads(tmp_path):
     params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False)
     (tmp_path / "out").mkdir()
-    for threads, capacity in ((None, 2 * (pool_module.DEFAULT_UNIT_THREADS + 3)), (1, 8), (6, 18)):
+    for threads, capacity in ((None, 2 * (1 + 3)), (1, 8), (6, 18)):  # None: a local folder from a fast source
         config = WorkerConfig("file:" + str(tmp_path / "out"), "c", Credential.none(), params, 4,
                               Switches(unit_threads=threads))
-        unit_pool = UnitPool(config, 2)
-        assert (unit_pool.unit_threads, unit_pool.capacity) == (threads or pool_module.DEFAULT_UNIT_THREADS, capacity)
+        unit_pool = UnitPool(config, 2, source=str(tmp_path))
+        assert (unit_pool.unit_threads, unit_pool.capacity) == (threads or 1, capacity)
         unit_pool.shutdown()
+
+
+def test_units_run_at_once_where_they_wait_and_one_at_a_time_where_nothing_does(tmp_path, monkeypatch):
+    fast = Switches()
+    assert pool_module.unit_threads(fast, remote=True, source=str(tmp_path)) == pool_module.DEFAULT_UNIT_THREADS
+    assert pool_module.unit_threads(fast, remote=False, source=str(tmp_path)) == 1
+    assert pool_module.unit_threads(Switches(unit_threads=3), remote=False, source=str(tmp_path)) == 3
+    monkeypatch.setattr(pool_module, "source_is_slow", lambda source: True)
+    assert pool_module.unit_threads(fast, remote=False, source=str(tmp_path)) == pool_module.DEFAULT_UNIT_THREADS
+
+
+def test_a_source_a_round_trip_away_is_slow_and_tmpfs_or_a_local_disk_is_not(tmp_path):
+    from bench.fusefs.mount import LatencyFS, fuse_available
+
+    for i in range(20):
+        (tmp_path / ("f%d" % i)).write_bytes(b"x")
+    assert not pool_module.source_is_slow(str(tmp_path))
+    assert not pool_module.source_is_slow(str(tmp_path / "missing"))
+    assert not pool_module.source_is_slow(None)
+    why = fuse_available()
+    if why:
+        pytest.skip(why)
+    with LatencyFS(tmp_path, delay_us=2000, cache=False) as fs:
+        assert pool_module.source_is_slow(str(fs.mountpoint))
 
 
 @pytest.mark.parametrize("depth, asked, threads, pipeline", [

@@ -323,7 +323,7 @@ class Loader:
             self._dask = self._start_dask(config)  # the first phase with units; later phases reuse the run
         if self._dask is not None:
             return self._dask.pool()
-        return UnitPool(config, s.processes or 0)
+        return UnitPool(config, s.processes or 0, source=s.source)
 
     def _start_dask(self, config: WorkerConfig):
         """Join the Dask cluster's workers to this run (each checks it sees SOURCE)."""
