@@ -64,14 +64,7 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
     Short reads are retried, and a segment never grows past ``size`` (the
     reference could over-read on unusual filesystems, spec §20 item 10).
     """
-    chunks = []
-    remaining = size
-    while remaining > 0:
-        chunk = stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
+    chunks = read_parts(stream, size)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
