@@ -12,8 +12,10 @@ A run reaches a Dask worker in two ways:
   carries only a run token and a few units (:data:`clfsload.work.units.Unit`: a
   directory, a batch of a huge directory's entries, a range of a huge file's
   segments or a hard-linked object; paths, filehandles, unit numbers), run
-  here one after another: one Dask task for several small units spares the
-  scheduler, the driver and this worker a task's overhead per unit. Each
+  here several at once where they wait on the network (else one after
+  another), on the worker process's one uploader for the run: one Dask task
+  for several small units spares the scheduler, the driver and this worker
+  a task's overhead per unit. Each
   unit's outcome (or what it raised, as :class:`UnitFailed`) comes back on
   its own. A worker that has not joined (it started after the run began, or
   was restarted after a crash) raises :class:`NotJoined`; the driver then
@@ -36,15 +38,19 @@ the dead run writes after the new run has looked at the container.
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import os
 import stat
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .pool import WorkerConfig, open_runner
+from .pool import WorkerConfig, open_uploader, unit_threads, with_unit_threads
 from ..settings import Switches
+from ..targets.endpoint import LocalFolder, parse_account
+from ..work.protocols import BlobUploader
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
 from ..work.transfer import UnitRunner
@@ -105,48 +111,119 @@ class SourceCheck:
         return ""
 
 
+@dataclass(frozen=True)
+class UnitFailed:
+    """What one unit of a bundle raised here; the driver raises it as that unit's outcome alone."""
+
+    error: BaseException
+
+
 class _Run:
-    """One run's config on this Dask worker, and a UnitRunner per thread that runs its units."""
+    """One run's config on this Dask worker: its uploader, its unit threads and a UnitRunner per unit running.
+
+    The worker process keeps one uploader for the run (one event loop, one
+    cap of requests in flight, one connection pool), shared by every unit it
+    runs, as a pool process of a local run does (:mod:`clfsload.execute.pool`).
+    A bundle's units run ``threads`` at once (:func:`clfsload.execute.pool.unit_threads`:
+    several where units wait on a network target, else one): the Dask thread
+    that got the bundle and ``threads - 1`` unit threads of the run take its
+    units in turn, each on a :class:`UnitRunner` of its own (the state of the
+    unit it runs), so the uploader's loop carries many units' blobs per turn
+    instead of waking for one unit's at a time.
+    """
 
     def __init__(self, transfer: str, config: WorkerConfig):
         self.transfer = transfer
-        self.config = config
-        self.running = 0
-        self.left = False  # the driver is done with the run: close once no unit runs
+        remote = not isinstance(parse_account(config.account), LocalFolder)
+        # the source-concurrency budget split between unit threads and the pipeline, as on a pool process
+        self.config, self.threads = with_unit_threads(config, unit_threads(config.switches, remote))
+        self.running = 0  # bundles running (a unit thread runs only for one of them)
+        self.left = False  # the driver is done with the run: close once no bundle runs
+        self._uploader: Optional[BlobUploader] = None
+        self._opening = threading.Lock()  # one opener of the uploader; the others wait for it
+        self._helpers: Optional[ThreadPoolExecutor] = None
         self._idle: List[UnitRunner] = []
-        self._all: List[UnitRunner] = []
         self._lock = threading.Lock()
 
-    def checkout(self) -> UnitRunner:
+    def enter(self) -> BlobUploader:
+        """A bundle starts: the run's uploader (opened by the first bundle); raises what opening it raised."""
         with self._lock:
             self.running += 1
-            if self._idle:
-                return self._idle.pop()
         try:
-            runner = open_runner(self.config)
+            return self.uploader()
         except BaseException:
-            with self._lock:
-                self.running -= 1
+            self.exit()
             raise
-        with self._lock:
-            self._all.append(runner)
-        return runner
 
-    def checkin(self, runner: UnitRunner) -> None:
+    def exit(self) -> None:
+        """A bundle ended (it entered); the last one out of a run the driver left closes it."""
         with self._lock:
             self.running -= 1
-            self._idle.append(runner)
             last = self.left and not self.running
-        if last:  # the driver left while this unit ran (Ctrl-C, an error)
+        if last:  # the driver left while this bundle ran (Ctrl-C, an error)
             _forget(self)
             self.close()
 
-    def close(self) -> None:
-        """Close every uploader (call once no unit of the run is running)."""
+    def uploader(self) -> BlobUploader:
+        """The run's uploader on this worker, opened once."""
+        uploader = self._uploader
+        if uploader is None:
+            with self._opening:
+                uploader = self._uploader
+                if uploader is None:
+                    uploader = self._uploader = open_uploader(self.config)
+        return uploader
+
+    def run_one(self, task: Unit, uploader: BlobUploader) -> Union[Outcome, UnitFailed]:
+        """Run one unit on an idle UnitRunner; what it raised comes back as its UnitFailed."""
         with self._lock:
-            runners, self._all, self._idle = self._all, [], []
-        for runner in runners:
-            runner.uploader.close()
+            runner = self._idle.pop() if self._idle else None
+        if runner is None:
+            runner = UnitRunner(self.config.params, uploader)
+        try:
+            return task.run(runner)
+        except Exception as exc:  # TerminalError and the like: the driver stops the run on it
+            return UnitFailed(exc)
+        finally:
+            with self._lock:
+                self._idle.append(runner)
+
+    def run_all(self, tasks: Sequence[Unit], uploader: BlobUploader) -> List[Union[Outcome, UnitFailed]]:
+        """Every unit of a bundle, ``threads`` at once; their outcomes in the bundle's order."""
+        helpers = min(self.threads, len(tasks)) - 1
+        if helpers <= 0:
+            return [self.run_one(task, uploader) for task in tasks]
+        outcomes: List[Union[Outcome, UnitFailed, None]] = [None] * len(tasks)
+        # Each taker runs the next unit not taken yet (next() on a count is atomic),
+        # so a unit thread is woken once per bundle, not once per unit.
+        turns = itertools.count()
+
+        def take() -> None:
+            for index in turns:
+                if index >= len(tasks):
+                    return
+                outcomes[index] = self.run_one(tasks[index], uploader)
+
+        with self._lock:
+            if self._helpers is None:
+                self._helpers = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="clfsload-unit")
+            pool = self._helpers
+        started = [pool.submit(take) for _ in range(helpers)]
+        take()  # this Dask thread takes units too
+        for future in started:
+            future.result()  # a BaseException a unit raised is raised here, as it was on this thread
+        return outcomes  # type: ignore[return-value]  # every index was taken
+
+    def close(self) -> None:
+        """Close the uploader and end the unit threads (call once no bundle of the run is running)."""
+        with self._lock:
+            helpers, self._helpers = self._helpers, None
+            uploader, self._uploader = self._uploader, None
+            self._idle = []
+        if helpers is not None:
+            helpers.shutdown(wait=False)
+        if uploader is not None:
+            uploader.close()
 
 
 _runs: Dict[str, _Run] = {}
@@ -207,40 +284,30 @@ def _forget(run: _Run) -> None:
                 del _runs[token]
 
 
-@dataclass(frozen=True)
-class UnitFailed:
-    """What one unit of a bundle raised here; the driver raises it as that unit's outcome alone."""
-
-    error: BaseException
-
-
 def run_units(token: str, tasks: Sequence[Unit]) -> Tuple[List[Union[Outcome, UnitFailed]], float]:
-    """A Dask task: run ``tasks`` of run ``token`` on this worker, one after another.
+    """A Dask task: run ``tasks`` of run ``token`` on this worker, several at once where units wait.
 
     Returns each unit's outcome in order (an exception a unit raised comes
     back as its :class:`UnitFailed`, and the units after it still run), and
     the seconds they took together (the driver sizes its bundles by it).
-    Returns once what they stored is durable: one sync of the uploader for
-    them all, as :func:`clfsload.execute.pool.run_task` does for one unit.
+    Returns once what they stored is durable: one sync of the run's uploader
+    for them all once every unit ended, as :func:`clfsload.execute.pool.run_task`
+    does for one unit (the uploader's sync covers every blob stored before it,
+    whichever thread stored it).
     """
     run = _runs.get(token)
     if run is None:
         from distributed import get_worker
 
         raise NotJoined(get_worker().address)
-    runner = run.checkout()
+    uploader = run.enter()
     started = time.monotonic()
     try:
-        outcomes: List[Union[Outcome, UnitFailed]] = []
-        for task in tasks:
-            try:
-                outcomes.append(task.run(runner))
-            except Exception as exc:  # TerminalError and the like: the driver stops the run on it
-                outcomes.append(UnitFailed(exc))
-        runner.uploader.sync()  # their blobs durable before the driver can record them
+        outcomes = run.run_all(tasks, uploader)
+        uploader.sync()  # their blobs durable before the driver can record them
         return outcomes, time.monotonic() - started
     finally:
-        run.checkin(runner)
+        run.exit()
 
 
 def run_unit(token: str, task: Unit) -> Outcome:
