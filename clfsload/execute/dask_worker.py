@@ -43,7 +43,7 @@ import os
 import stat
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -53,8 +53,10 @@ from ..targets.endpoint import LocalFolder, parse_account
 from ..work.protocols import BlobUploader
 from ..work.scan import DEVICE_ALIASES
 from ..targets.redaction import register_secret
+from ..work.directories import directory_stored
 from ..work.transfer import UnitRunner
-from ..work.units import Outcome, Unit
+from ..work.units import DirTask, Outcome, Unit
+from ..work.units import UnitFailed as DirectoryFailed
 
 #: seconds between looks at units of an earlier run still running here
 _POLL_S = 0.1
@@ -174,26 +176,43 @@ class _Run:
                     uploader = self._uploader = open_uploader(self.config)
         return uploader
 
-    def run_one(self, task: Unit, uploader: BlobUploader) -> Union[Outcome, UnitFailed]:
-        """Run one unit on an idle UnitRunner; what it raised comes back as its UnitFailed."""
+    def run_one(self, task: Unit, uploader: BlobUploader, unwaited: List[Tuple[int, bytes, List["Future[None]"]]],
+                index: int) -> Union[Outcome, UnitFailed]:
+        """Run unit ``index`` of a bundle on an idle UnitRunner; what it raised comes back as its UnitFailed.
+
+        A directory unit's own PUTs are not waited for here: they go to
+        ``unwaited`` (:func:`_settle_directories`), so the thread goes on to
+        the next unit instead of waking once more per unit.
+        """
         with self._lock:
             runner = self._idle.pop() if self._idle else None
         if runner is None:
             runner = UnitRunner(self.config.params, uploader)
+        writer = runner.directories
+        mine: List[Tuple[bytes, List["Future[None]"]]] = []
+        if isinstance(task, DirTask):
+            writer.unwaited = mine
         try:
             return task.run(runner)
         except Exception as exc:  # TerminalError and the like: the driver stops the run on it
             return UnitFailed(exc)
         finally:
+            writer.unwaited = None
+            unwaited.extend((index, path, futures) for path, futures in mine)  # list.extend: atomic
             with self._lock:
                 self._idle.append(runner)
 
     def run_all(self, tasks: Sequence[Unit], uploader: BlobUploader) -> List[Union[Outcome, UnitFailed]]:
-        """Every unit of a bundle, ``threads`` at once; their outcomes in the bundle's order."""
+        """Every unit of a bundle, ``threads`` at once; their outcomes in the bundle's order.
+
+        Returns once every PUT of theirs is answered (their directories' too).
+        """
+        unwaited: List[Tuple[int, bytes, List["Future[None]"]]] = []
         helpers = min(self.threads, len(tasks)) - 1
         if helpers <= 0:
-            return [self.run_one(task, uploader) for task in tasks]
-        outcomes: List[Union[Outcome, UnitFailed, None]] = [None] * len(tasks)
+            outcomes = [self.run_one(task, uploader, unwaited, index) for index, task in enumerate(tasks)]
+            return _settle_directories(outcomes, unwaited)
+        slots: List[Union[Outcome, UnitFailed, None]] = [None] * len(tasks)
         # Each taker runs the next unit not taken yet (next() on a count is atomic),
         # so a unit thread is woken once per bundle, not once per unit.
         turns = itertools.count()
@@ -202,7 +221,7 @@ class _Run:
             for index in turns:
                 if index >= len(tasks):
                     return
-                outcomes[index] = self.run_one(tasks[index], uploader)
+                slots[index] = self.run_one(tasks[index], uploader, unwaited, index)
 
         with self._lock:
             if self._helpers is None:
@@ -212,7 +231,7 @@ class _Run:
         take()  # this Dask thread takes units too
         for future in started:
             future.result()  # a BaseException a unit raised is raised here, as it was on this thread
-        return outcomes  # type: ignore[return-value]  # every index was taken
+        return _settle_directories(slots, unwaited)  # type: ignore[arg-type]  # every index was taken
 
     def close(self) -> None:
         """Close the uploader and end the unit threads (call once no bundle of the run is running)."""
@@ -224,6 +243,30 @@ class _Run:
             helpers.shutdown(wait=False)
         if uploader is not None:
             uploader.close()
+
+
+def _settle_directories(outcomes: List[Union[Outcome, UnitFailed]],
+                        unwaited: List[Tuple[int, bytes, List["Future[None]"]]]) -> List[Union[Outcome, UnitFailed]]:
+    """``outcomes`` once the directories' PUTs in ``unwaited`` (unit index, path, futures) are answered.
+
+    One wait for the whole bundle; a unit whose directory failed to store
+    gets the outcome it would have had waiting itself: its Problem
+    (:meth:`clfsload.work.units.DirTask.run` turns UnitFailed into it), or
+    the TerminalError as its UnitFailed.
+    """
+    if not unwaited:
+        return outcomes
+    wait([future for _, _, futures in unwaited for future in futures])
+    for index, path, futures in unwaited:
+        if isinstance(outcomes[index], UnitFailed):
+            continue  # it raised after storing its directory: that stands
+        try:
+            directory_stored(path, futures)
+        except DirectoryFailed as exc:
+            outcomes[index] = exc.problem
+        except Exception as exc:  # TerminalError
+            outcomes[index] = UnitFailed(exc)
+    return outcomes
 
 
 _runs: Dict[str, _Run] = {}

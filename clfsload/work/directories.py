@@ -10,6 +10,7 @@ inode of each goes last, once everything it names is stored (FMT §11.5).
 """
 
 import os
+from concurrent.futures import Future
 from typing import List, Optional, Tuple, Union
 
 from .. import crashpoints
@@ -33,6 +34,10 @@ class DirectoryWriter:
         self.params = params
         self.mint = mint or IdMint(params.containerid, params.secret)
         self.uploader = uploader
+        #: None: :meth:`store_directory` waits for its PUTs. A list: it leaves (path, futures)
+        #: there instead, and whoever set it settles them (:func:`directory_stored`) before
+        #: the unit's outcome leaves the worker (a Dask worker, for a bundle's units at once).
+        self.unwaited: Optional[List[Tuple[bytes, List["Future[None]"]]]] = None
 
     def attrs(self, st: Union[EntryStat, os.stat_result], size: int, nlink: int = 1) -> VAttr:
         """The VATTR of an object of this stat, size and link count in this run."""
@@ -80,7 +85,8 @@ class DirectoryWriter:
     def store_directory(self, task: DirTask, st: EntryStat, children, subdir_count: int) -> None:
         """Store a directory's segments, then its inode; ``children`` are (name, fh) in listing order.
 
-        Raises TerminalError, or UnitFailed naming the directory.
+        Raises TerminalError, or UnitFailed naming the directory (with
+        :attr:`unwaited` set, its PUTs are left there to be settled).
         """
         is_root = task.fh == ROOT_ID
         try:
@@ -103,11 +109,19 @@ class DirectoryWriter:
         for index, blob in enumerate(pending):
             futures.append(self.uploader.submit(blob))
             crashpoints.reached("inode" if index == len(pending) - 1 else "dir-segment")
-        error = first_error(futures)
-        if isinstance(error, TerminalError):
-            raise error
-        if error is not None:
-            raise UnitFailed(Problem(task.path, store_failure(error)))
+        if self.unwaited is not None:
+            self.unwaited.append((task.path, futures))
+            return
+        directory_stored(task.path, futures)
+
+
+def directory_stored(path: bytes, futures: List["Future[None]"]) -> None:
+    """Wait for the PUTs of the directory at ``path``; raise TerminalError, or UnitFailed naming it, if one failed."""
+    error = first_error(futures)
+    if isinstance(error, TerminalError):
+        raise error
+    if error is not None:
+        raise UnitFailed(Problem(path, store_failure(error)))
 
 
 def split_listing(split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> List[Tuple[bytes, bytes]]:
@@ -115,4 +129,4 @@ def split_listing(split: SplitDir, children: List[Tuple[int, bytes, bytes]]) -> 
     return [(n, fh) for _, n, fh in sorted(list(split.subdirs) + list(children))]
 
 
-__all__ = ["DirectoryWriter", "split_listing"]
+__all__ = ["DirectoryWriter", "directory_stored", "split_listing"]
