@@ -228,7 +228,12 @@ class _Run:
                 self._helpers = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="clfsload-unit")
             pool = self._helpers
         started = [pool.submit(take) for _ in range(helpers)]
-        take()  # this Dask thread takes units too
+        try:
+            take()  # this Dask thread takes units too
+        finally:
+            # never back (even raising) while a unit thread still runs a unit of the bundle:
+            # the run's uploader may be closed once the bundle is out
+            wait(started)
         for future in started:
             future.result()  # a BaseException a unit raised is raised here, as it was on this thread
         return _settle_directories(slots, unwaited)  # type: ignore[arg-type]  # every index was taken
