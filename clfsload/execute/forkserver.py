@@ -9,8 +9,9 @@ nearly, by the time TRANSFER asks for its first worker.
 import multiprocessing
 import multiprocessing.forkserver
 
-#: what the forkserver imports once, before it forks anything, so every worker starts with it loaded
-PRELOAD = ["clfsload.execute.pool"]
+#: what the forkserver imports once, before it forks anything: the worker side (so every worker
+#: starts with it loaded) and the forkserver's quick exit (:mod:`.forkserver_preload`)
+PRELOAD = ["clfsload.execute.forkserver_preload"]
 
 
 def start_forkserver() -> "multiprocessing.context.ForkServerContext":
