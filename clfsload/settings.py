@@ -15,11 +15,13 @@ to import, decided at import time) and :mod:`clfsload.execute.dask_worker`
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, FrozenSet, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Collection, FrozenSet, Mapping, Optional
 
-from .targets.azure_common import AzureOptions
 from .targets.credentials import Credential
 from .targets.retry import TEST_RETRY_ENV, RetrySettings, default_retry_settings
+
+if TYPE_CHECKING:  # imported where an Azure target's options are built: a local run never loads it
+    from .targets.azure_common import AzureOptions
 
 COMPRESSIONS = ("LZ4", "DISABLED")
 
@@ -162,7 +164,7 @@ class Switches:
         """Seconds to wait for the Dask scheduler to answer; ValueError if malformed."""
         return float(self.dask_timeout)
 
-    def target_options(self, local: bool, in_flight: Optional[int] = None) -> Optional[AzureOptions]:
+    def target_options(self, local: bool, in_flight: Optional[int] = None) -> "Optional[AzureOptions]":
         """The options to open a target with: an Azure one gets :attr:`retry`; a local folder (``local``) none.
 
         ``in_flight``: the requests its user keeps in flight (a worker's
@@ -175,6 +177,8 @@ class Switches:
         """
         if local:
             return None
+        from .targets.azure_common import AzureOptions
+
         if in_flight is None:
             return AzureOptions(retry=self.retry)
         return AzureOptions(retry=self.retry, max_connections=max(1, min(in_flight, connection_cap())))

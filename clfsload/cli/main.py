@@ -240,6 +240,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     # With --output json, stdout carries the summary object alone; the log goes to stderr
     # (not under AzCopy, which reads stdout only).
     log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
+    if args.dask is None and (args.processes is None or args.processes > 0):
+        from ..execute.forkserver import start_forkserver
+
+        # A load with worker processes: the forkserver starts and imports the worker side
+        # while this process imports the driver and opens the run (the engine's call is a no-op then).
+        start_forkserver()
     from ..driver.engine import LoadResult, run_load
     from .report import render
 

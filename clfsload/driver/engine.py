@@ -162,7 +162,8 @@ class Loader:
             from .dryrun import dry_run
 
             dry_run(state, s, log, self._target().kind)
-        if state.phase == "INIT":
+        initialised = state.phase == "INIT"
+        if initialised:
             self._init()
         if state.phase == "DONE":
             if state.count_problems() == 0:
@@ -173,7 +174,8 @@ class Loader:
                 return
             if not s.retry_errors:
                 raise LoadError("this transfer completed with errors and --retry_errors is 0; nothing to do")
-        if s.retry_errors and state.phase != "INIT":
+        # Nothing can have failed in a transfer this run has just begun: no retry pass (and its commit).
+        if s.retry_errors and not initialised and state.phase != "INIT":
             units, links = state.retry_failed()
             if units or links:
                 log.info("retry_errors: %d directories and %d linked objects will be loaded again", units, links)

@@ -18,7 +18,6 @@ never fails a load.
 
 import json
 import os
-import statistics
 import tempfile
 import time
 from typing import List, NamedTuple, Optional
@@ -77,6 +76,8 @@ def estimate(kind: str, objects: int, source_bytes: int, path: str) -> Optional[
     mean = max(1.0, source_bytes / objects)
     close = [r for r in runs if 1 / SIZE_FACTOR <= max(1.0, r.get("mean_file_bytes", 0)) / mean <= SIZE_FACTOR]
     chosen = close or runs
+    import statistics  # only for an estimate (a dry run): not loaded at start-up
+
     obj_rate = statistics.median(r["objects_per_second"] for r in chosen)
     byte_rate = statistics.median(r["bytes_per_second"] for r in chosen)
     seconds = objects / obj_rate if obj_rate > 0 else 0.0

@@ -11,11 +11,19 @@ printed above the bars, through the same handler and its redacting filter.
 import logging
 import shutil
 import sys
-from typing import List, Optional, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, List, Optional, TextIO
 
 from ..logsetup import LOGGER
+
+if TYPE_CHECKING:  # tqdm loads with the first bars: a run whose output is not a terminal never needs it
+    from tqdm import tqdm
+
+
+def _tqdm() -> Any:
+    """The ``tqdm`` class, imported on first use."""
+    from tqdm import tqdm
+
+    return tqdm
 
 
 class _AboveBars:
@@ -25,7 +33,7 @@ class _AboveBars:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        tqdm.write(text, file=self._stream, end="")
+        _tqdm().write(text, file=self._stream, end="")
         return len(text)
 
     def flush(self) -> None:
@@ -43,7 +51,7 @@ class LiveDisplay:
 
     def __init__(self, stream: Optional[TextIO] = None):
         self.stream = stream or sys.stdout
-        self._bars: List[tqdm] = []
+        self._bars: "List[tqdm]" = []
         self._handlers: List[logging.StreamHandler] = []
         for handler in logging.getLogger(LOGGER).handlers:
             if getattr(handler, "_clfsload_console", False) and isinstance(handler, logging.StreamHandler):
@@ -58,6 +66,7 @@ class LiveDisplay:
         sized = shutil.get_terminal_size((0, 0)).columns > 0
         common = dict(file=self.stream, mininterval=0.1, dynamic_ncols=sized, ncols=None if sized else 100,
                       nrows=None if sized else 24, leave=True, smoothing=0.1)
+        tqdm = _tqdm()
         self._bars = [
             tqdm(total=total_objects, initial=done_objects, desc="%-9s objects" % name, unit=" obj", **common),
             tqdm(total=total_bytes, initial=done_bytes, desc="%-9s data   " % name, unit="B", unit_scale=True,

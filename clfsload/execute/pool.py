@@ -25,8 +25,6 @@ synced before each state commit (:class:`clfsload.driver.state.StateStore`).
 
 import contextlib
 import logging
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import select
 import signal
@@ -45,6 +43,7 @@ from ..work.protocols import BlobUploader
 from ..work.transfer import UnitRunner
 from ..work.units import FileRange, Outcome, RunParams, Unit
 from ..work.upload import DirectUploader, Uploader
+from .forkserver import start_forkserver
 from .procpool import ThreadedProcessPool
 
 #: units a worker process runs at once unless ``CLFSLOAD_UNIT_THREADS`` says otherwise
@@ -274,19 +273,6 @@ def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
     # sync is still fsyncing (LocalFolderTarget.sync).
     runner.uploader.sync()
     return outcome
-
-
-def start_forkserver() -> "multiprocessing.context.ForkServerContext":
-    """Start the forkserver the workers fork from, if not running; returns its context.
-
-    It imports this module (and so the whole worker side) once, before it
-    forks anything, so a worker starts with everything loaded. Called early
-    by the driver, that import overlaps the driver's own start-up checks.
-    """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    multiprocessing.forkserver.ensure_running()
-    return context  # type: ignore[return-value]
 
 
 class UnitPool:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
 from ..errors import TargetConfigError
-from .azure_access import resolve_access
-from .azure_common import AzureOptions
 from .base import AsyncBlobTarget, BlobTarget
 from .credentials import Credential, CredentialKind
 from .endpoint import AzureEndpoint, LocalFolder, check_container_name, parse_account
+
+if TYPE_CHECKING:  # the Azure modules load only for an Azure target
+    from .azure_common import AzureOptions
 
 __all__ = ["open_target", "open_async_target", "as_credential", "CredentialLike"]
 
@@ -43,6 +44,8 @@ def _resolve(account: str, container: str, credential: Credential):  # noqa: ANN
         _local_checks(account, credential)
         return where
     check_container_name(container)
+    from .azure_access import resolve_access
+
     return resolve_access(where, container, credential)
 
 

@@ -30,9 +30,7 @@ the field; the value holds only numbers and is never logged.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import email.utils
 import random
 import time
 from dataclasses import dataclass, field
@@ -151,6 +149,8 @@ def parse_retry_after(headers: Mapping[str, str], now: Optional[float] = None) -
         return max(0.0, float(raw))
     except ValueError:
         pass
+    import email.utils  # an HTTP date here is rare: not loaded at start-up
+
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError):
@@ -251,6 +251,8 @@ async def arun_with_retry(
     on_retry: Optional[Callable[[int, float, Failure], None]] = None,
 ) -> T:
     """The asyncio twin of :func:`run_with_retry` (waits with ``asyncio.sleep``)."""
+    import asyncio  # loaded already wherever a coroutine runs; a blocking caller never needs it
+
     retrying = _Retrying(classify, settings, clock, on_retry)
     while True:
         retrying.attempt += 1

@@ -1,0 +1,45 @@
+"""What the forkserver imports before it forks anything (:data:`.forkserver.PRELOAD`); nothing else imports it.
+
+* The worker side, whole (:mod:`.pool`): every worker is forked with it loaded.
+* A quick exit: the forkserver leaves when the driver has exited (its "alive"
+  pipe closes), and whoever waits for the load to end (a shell pipe, AzCopy,
+  ``subprocess.run``) waits for the forkserver too, since it holds the same
+  stdout and stderr. Its interpreter's teardown (every module of the worker
+  side, tens of milliseconds) serves nobody: an exit handler flushes its
+  streams and ends the process at once. Registered only when this module is
+  imported by the forkserver itself; its workers never run exit handlers
+  (the forkserver ends each with ``os._exit``).
+"""
+
+import atexit
+import multiprocessing.forkserver
+import os
+import sys
+
+from . import pool  # noqa: F401 - imported for the workers forked from here
+
+
+def _in_forkserver() -> bool:
+    """True when imported by :func:`multiprocessing.forkserver.main` (the forkserver's preload)."""
+    target = multiprocessing.forkserver.main.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _exit_now() -> None:
+    """The forkserver's last exit handler to run: flush its streams, then exit without the teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
+
+
+if _in_forkserver():
+    atexit.register(_exit_now)  # run first (last registered): the forkserver registers nothing it needs at exit
