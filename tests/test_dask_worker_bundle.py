@@ -120,3 +120,40 @@ def test_each_failure_stays_its_own_units():
     assert isinstance(outcomes[1], Problem) and outcomes[1].path == b"/src/d1"
     assert outcomes[2] == UnitFailed(denied)
     assert isinstance(outcomes[3], UnitFailed) and isinstance(outcomes[3].error, ValueError)
+
+
+@dataclass
+class Slow(Dir):
+    """A directory unit that takes a while (another bundle's, holding the run's unit threads)."""
+
+    def run(self, runner):
+        time.sleep(0.2)
+        return super().run(runner)
+
+
+def test_a_short_bundle_is_not_held_up_behind_another_bundles_queued_helpers():
+    # Two Dask threads of one worker run two bundles of the same run at once: the long one
+    # occupies the run's three unit threads, and the short one's helper jobs queue behind its.
+    # The short bundle's own thread takes all its units; it must not then wait for its
+    # queued helper jobs to get a thread (0.2 s x 12 / 4 later).
+    run = _run(4)
+    long_units = [Slow(n) for n in range(12)]
+    short_units = [Dir(100 + n) for n in range(2)]
+    for unit in long_units + short_units:
+        unit.put.set_result(None)
+    took = {}
+
+    def bundle(name, units):
+        started = time.monotonic()
+        run.run_all(units, uploader=None)
+        took[name] = time.monotonic() - started
+
+    first = threading.Thread(target=bundle, args=("long", long_units))
+    first.start()
+    time.sleep(0.05)  # the long bundle's helpers hold the unit threads
+    try:
+        bundle("short", short_units)
+    finally:
+        first.join()
+        run.close()
+    assert took["short"] < took["long"] / 2, took  # 0.02 s of work; held up, it ended with the long one

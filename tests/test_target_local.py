@@ -125,16 +125,16 @@ def test_durable_is_accepted_with_a_deprecation_warning(tmp_path) -> None:
 
 
 def _block_first(monkeypatch, name: str):
-    """Patch ``clfsload.targets.local.<name>`` (fsync_paths or fsync_dir) so its first call waits for a release.
+    """Patch ``clfsload.targets.sync_batches.<name>`` (fsync_paths or fsync_dir) so its first call waits for a release.
 
     Returns (entered, release, calls): ``entered`` is set once the first call
     is blocked; ``calls`` lists the arguments of every call.
     """
     import threading
 
-    import clfsload.targets.local as local
+    import clfsload.targets.sync_batches as batches  # the local target's batches of fsyncs
 
-    real = getattr(local, name)
+    real = getattr(batches, name)
     entered, release, calls = threading.Event(), threading.Event(), []
 
     def blocking(*args):
@@ -144,7 +144,7 @@ def _block_first(monkeypatch, name: str):
             assert release.wait(30)
         return real(*args)
 
-    monkeypatch.setattr(local, name, blocking)
+    monkeypatch.setattr(batches, name, blocking)
     return entered, release, calls
 
 
@@ -210,18 +210,18 @@ def test_a_sync_after_another_batch_began_runs_its_own(tmp_path, monkeypatch) ->
 def test_a_failed_batch_fails_the_syncs_waiting_on_it(tmp_path, monkeypatch) -> None:
     import errno
 
-    import clfsload.targets.local as local
+    import clfsload.targets.sync_batches as batches  # the local target's batches of fsyncs
     from clfsload.errors import TerminalError
 
     target = open_target("file:" + str(tmp_path), "c", "-", create=True)
     entered, release, _ = _block_first(monkeypatch, "fsync_paths")
-    blocked = local.fsync_paths
+    blocked = batches.fsync_paths
 
     def failing(*args):
         blocked(*args)
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(local, "fsync_paths", failing)
+    monkeypatch.setattr(batches, "fsync_paths", failing)
     target.put("a", b"a")
     first, first_done, first_errors = _in_thread(target.sync)
     assert entered.wait(30)

@@ -245,7 +245,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         # A load with worker processes: the forkserver starts and imports the worker side
         # while this process imports the driver and opens the run (the engine's call is a no-op then).
-        start_forkserver()
+        try:
+            start_forkserver()
+        except (OSError, ValueError):
+            pass  # out of processes or descriptors: the engine's own start tries again and says so in one line
     from ..driver.engine import LoadResult, run_load
     from .report import render
 

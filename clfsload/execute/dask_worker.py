@@ -134,11 +134,13 @@ class _Run:
     instead of waking for one unit's at a time.
     """
 
-    def __init__(self, transfer: str, config: WorkerConfig):
+    def __init__(self, transfer: str, config: WorkerConfig, source: Optional[str] = None):
         self.transfer = transfer
         remote = not isinstance(parse_account(config.account), LocalFolder)
-        # the source-concurrency budget split between unit threads and the pipeline, as on a pool process
-        self.config, self.threads = with_unit_threads(config, unit_threads(config.switches, remote))
+        # the source-concurrency budget split between unit threads and the pipeline, as on a pool
+        # process; SOURCE (as this worker sees it) is probed for its round trips where the target
+        # alone does not decide (a local folder: a slow filer still gets several units at once)
+        self.config, self.threads = with_unit_threads(config, unit_threads(config.switches, remote, source))
         self.running = 0  # bundles running (a unit thread runs only for one of them)
         self.left = False  # the driver is done with the run: close once no bundle runs
         self._uploader: Optional[BlobUploader] = None
@@ -150,6 +152,8 @@ class _Run:
     def enter(self) -> BlobUploader:
         """A bundle starts: the run's uploader (opened by the first bundle); raises what opening it raised."""
         with self._lock:
+            if self.left:  # closing, or closed: its uploader is not to be reopened under the closer
+                raise NotJoined(_worker_address())
             self.running += 1
         try:
             return self.uploader()
@@ -198,7 +202,8 @@ class _Run:
             return UnitFailed(exc)
         finally:
             writer.unwaited = None
-            unwaited.extend((index, path, futures) for path, futures in mine)  # list.extend: atomic
+            for path, futures in mine:
+                unwaited.append((index, path, futures))  # list.append is atomic; each entry carries its index
             with self._lock:
                 self._idle.append(runner)
 
@@ -227,14 +232,21 @@ class _Run:
             if self._helpers is None:
                 self._helpers = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="clfsload-unit")
             pool = self._helpers
-        started = [pool.submit(take) for _ in range(helpers)]
+        started: List["Future[None]"] = []
         try:
+            for _ in range(helpers):
+                started.append(pool.submit(take))
             take()  # this Dask thread takes units too
         finally:
+            # Every unit is taken once take() is back here: a helper job still queued (behind
+            # another bundle's, the pool being the run's) has nothing left to do; dropped, it
+            # holds this bundle up no longer.
+            # (wait() would still wait for a cancelled job until a pool thread dequeues it.)
+            running = [future for future in started if not future.cancel()]
             # never back (even raising) while a unit thread still runs a unit of the bundle:
             # the run's uploader may be closed once the bundle is out
-            wait(started)
-        for future in started:
+            wait(running)
+        for future in running:
             future.result()  # a BaseException a unit raised is raised here, as it was on this thread
         return _settle_directories(slots, unwaited)  # type: ignore[arg-type]  # every index was taken
 
@@ -302,9 +314,10 @@ async def join(token: str, transfer: str, config: WorkerConfig, check: SourceChe
     reason = await asyncio.to_thread(check.verify)
     if reason:
         return reason
-    with _runs_lock:
-        if token not in _runs:
-            _runs[token] = _Run(transfer, config)
+    if token not in _runs:
+        run = await asyncio.to_thread(_Run, transfer, config, check.path)  # may time a few lstats of SOURCE
+        with _runs_lock:
+            _runs.setdefault(token, run)
     return ""
 
 
@@ -323,6 +336,13 @@ async def leave(token: str) -> None:
     if idle:  # else the last unit to end does this (and a new run of the transfer waits for it)
         _forget(run)
         await asyncio.to_thread(run.close)
+
+
+def _worker_address() -> str:
+    """The address of the Dask worker this runs on."""
+    from distributed import get_worker
+
+    return get_worker().address
 
 
 def _forget(run: _Run) -> None:
@@ -345,9 +365,7 @@ def run_units(token: str, tasks: Sequence[Unit]) -> Tuple[List[Union[Outcome, Un
     """
     run = _runs.get(token)
     if run is None:
-        from distributed import get_worker
-
-        raise NotJoined(get_worker().address)
+        raise NotJoined(_worker_address())
     uploader = run.enter()
     started = time.monotonic()
     try:

@@ -16,7 +16,7 @@ Decisions (the loader relies on them):
   killed process) sees the old content or the new, never a torn file.
 * **Durable in batches.** ``put`` and ``delete`` do not fsync: the target
   notes each blob written and whether the folder changed, and :meth:`sync`
-  fsyncs those files (several threads share a batch) and then the folder
+  fsyncs those files (several threads share a batch: :mod:`.sync_batches`) and then the folder
   once; with several writer threads, a :meth:`sync` returns only once every
   blob noted before it began is durable, whichever thread's batch took it. Whoever records a blob as stored calls :meth:`sync` first: a worker
   before it hands back a unit's outcome, the driver before each state commit
@@ -48,13 +48,11 @@ import itertools
 import os
 import secrets
 import stat
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Iterator, List, Optional, Tuple
 
 from .. import crashpoints
 from .._native import blobfile
-from ..durable import fsync_dir, fsync_paths, makedirs_durable
+from ..durable import makedirs_durable
 from ..errors import (
     AccessDeniedError,
     BlobNameError,
@@ -66,6 +64,7 @@ from ..errors import (
 )
 from .base import RESERVED_PREFIX, AsyncBlobTarget, BlobTarget, Payload, check_blob_name
 from .endpoint import check_local_container_name
+from .sync_batches import SyncBatches
 
 __all__ = ["LocalFolderTarget", "AsyncLocalFolderTarget", "TEMP_PREFIX"]
 
@@ -74,9 +73,6 @@ TEMP_PREFIX = RESERVED_PREFIX + "tmp-"
 
 #: File systems limit one name component to 255 bytes.
 _MAX_FILE_NAME_BYTES = 255
-
-#: threads that share a batch of fsyncs (the caller's one of them): a disk's journal commits them together
-FSYNC_THREADS = 32
 
 #: errnos that will fail every later write the same way: stop the run.
 _TERMINAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
@@ -100,21 +96,7 @@ class LocalFolderTarget(BlobTarget):
         self._folder = os.path.join(self._root, container)
         self._prefix = os.path.join(self._folder, "")  # the folder and a separator
         self._container = container
-        self._lock = threading.Lock()
-        self._synced_cond = threading.Condition(self._lock)  # a batch of fsyncs ended
-        self._unsynced: List[str] = []  # blob files written since the last batch began
-        self._folder_dirty = False  # a name created or removed since the last batch began
-        # Generations: each change (a blob written, a name removed) takes the
-        # next number; every change up to ``_synced`` is durable. One batch of
-        # fsyncs runs at a time (``_syncing``); a sync returns once every
-        # change noted before it began is durable, whichever thread's batch
-        # took it (a batch swaps out the list, so the list being empty does
-        # not mean its paths are durable yet).
-        self._noted = 0
-        self._synced = 0
-        self._syncing = False
-        self._sync_failed: Optional[str] = None  # the error of a failed sync: raised by every later one
-        self._fsyncs: Optional[ThreadPoolExecutor] = None  # made on the first large batch
+        self._batches = SyncBatches(self._folder)  # what put and delete changed, durable at sync
         self._token = secrets.token_hex(4)
         self._counter = itertools.count()
         self._closed = False
@@ -179,82 +161,21 @@ class LocalFolderTarget(BlobTarget):
 
     def put(self, name: str, payload: Payload) -> None:
         """Write *payload* to a temp file, then rename it over blob *name* (durable at the next :meth:`sync`)."""
-        path = self._write(name, payload, durable=False)
-        with self._lock:
-            self._unsynced.append(path)
-            self._folder_dirty = True
-            self._noted += 1
+        self._batches.note(self._write(name, payload, durable=False))
 
     def publish(self, name: str, payload: Payload) -> None:
         """Store blob *name* durably, never torn under its name: file fsynced, renamed, folder fsynced."""
         self._write(name, payload, durable=True)
-        with self._lock:
-            self._folder_dirty = True
-            self._noted += 1
+        self._batches.note()  # the file is durable; its name is not yet
         self.sync()  # returns once the folder fsync that follows the rename is done
 
     def sync(self) -> None:
         """Make every blob written and every name changed before this call durable.
 
-        fsyncs the files (in threads for a large batch), then the folder
-        once. Threads share the work: one batch runs at a time, and a call
-        returns once every change noted before it began is durable, made so
-        by its own batch or by another thread's (never while another
-        thread's batch still holds one of its files). An error is a
-        :class:`TerminalError`: what was written may be lost, so nothing may
-        be recorded as stored; a rerun writes it again. The failure is
-        permanent for this target: after a failed fsync Linux may report the
-        next one as a success with the data gone, so every later call (and
-        every call waiting on the failed batch) raises it again rather than retry.
+        Several threads share batches of fsyncs (:class:`SyncBatches`); an
+        error is a :class:`TerminalError`, permanent for this target.
         """
-        with self._lock:
-            goal = self._noted
-            while True:
-                if self._sync_failed is not None:
-                    raise TerminalError(self._sync_failed)
-                if self._synced >= goal:
-                    return
-                if not self._syncing:
-                    break
-                self._synced_cond.wait()
-            self._syncing = True
-            paths, self._unsynced = self._unsynced, []
-            dirty, self._folder_dirty = self._folder_dirty, False
-            upto = self._noted
-        failed: Optional[str] = None
-        done = False
-        try:
-            if paths:
-                fsync_paths(paths, self._executor(len(paths)), FSYNC_THREADS)
-            if dirty:
-                fsync_dir(self._folder)
-            done = True
-        except OSError as exc:
-            failed = (
-                f"cannot make the blobs written to folder '{self._folder}' durable (fsync): "
-                f"{exc.strerror or exc}; fix the file system and run again"
-            )
-        finally:
-            with self._lock:
-                self._syncing = False
-                if failed is not None:
-                    self._sync_failed = failed
-                elif not done:  # interrupted (not an fsync error): the next batch takes them again
-                    self._unsynced[:0] = paths
-                    self._folder_dirty = self._folder_dirty or dirty
-                elif self._sync_failed is None:
-                    self._synced = max(self._synced, upto)
-                self._synced_cond.notify_all()
-        if failed is not None:
-            raise TerminalError(failed) from None
-
-    def _executor(self, batch: int) -> Optional[ThreadPoolExecutor]:
-        """The fsync threads (made at the first batch that could use them), None for a small batch."""
-        if batch < 8:
-            return None
-        if self._fsyncs is None:
-            self._fsyncs = ThreadPoolExecutor(max_workers=FSYNC_THREADS - 1, thread_name_prefix="clfsload-fsync")
-        return self._fsyncs
+        self._batches.sync()
 
     def _write(self, name: str, payload: Payload, durable: bool) -> str:
         """Write *payload* to a temp file (fsynced if *durable*) and rename it to blob *name*; returns its path."""
@@ -317,9 +238,7 @@ class LocalFolderTarget(BlobTarget):
         path = self._path(name)
         try:
             os.unlink(path)
-            with self._lock:
-                self._folder_dirty = True
-                self._noted += 1
+            self._batches.note()
         except FileNotFoundError as exc:
             if missing_ok and os.path.isdir(self._folder):
                 return
@@ -343,9 +262,7 @@ class LocalFolderTarget(BlobTarget):
             self.sync()
         finally:
             self._closed = True
-            if self._fsyncs is not None:
-                self._fsyncs.shutdown(wait=True)
-                self._fsyncs = None
+            self._batches.close()
 
     # -- internals -----------------------------------------------------------
 
