@@ -200,8 +200,13 @@ def test_a_source_a_round_trip_away_is_slow_and_tmpfs_or_a_local_disk_is_not(tmp
     why = fuse_available()
     if why:
         pytest.skip(why)
+    params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False)
+    config = WorkerConfig("file:" + str(tmp_path), "c", Credential.none(), params, 4)
+    assert pool_module.with_source_judged(config, str(tmp_path)) is config  # fast: as it was
     with LatencyFS(tmp_path, delay_us=2000, cache=False) as fs:
         assert pool_module.source_is_slow(str(fs.mountpoint))
+        # the workers' pipelines read big files ahead from the first read, two ranges at a time
+        assert pool_module.with_source_judged(config, str(fs.mountpoint)).params.source_slow
 
 
 @pytest.mark.parametrize("depth, asked, threads, pipeline", [

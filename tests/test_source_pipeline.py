@@ -184,6 +184,30 @@ def test_ahead_reader_goes_on_past_a_file_that_grew(tmp_path: Path, ahead) -> No
         reads.shutdown()
 
 
+@pytest.mark.parametrize("eager", [False, True])
+def test_a_reader_of_a_source_judged_slow_reads_ahead_from_its_first_read(tmp_path: Path, eager: bool) -> None:
+    # tmpfs answers fast, so the estimate of reads never asks for reads ahead; a source the
+    # probe at the start judged slow reads ahead anyway (its page-cache hits keep that estimate low)
+    size = 6 << 20
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    reads = SourceReads(4, budget=8 << 20, timeout=60)
+    reads.read_eagerly = eager
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = AheadReader(reads, fd, size)
+        first = reader.read(1 << 20)
+        assert first == data[:1 << 20]
+        assert (reads.ahead_bytes > 0) == eager  # the next pieces already asked for, or not
+        assert first + reader.read() == data
+        reader.close()
+        assert reads.ahead_bytes == 0
+    finally:
+        os.close(fd)
+        reads.shutdown()
+
+
 def test_the_cap_holds_for_operations_of_the_caller_and_of_the_pool() -> None:
     """depth - 1 pool threads, and the caller: never more than depth at once."""
     reads = SourceReads(3, timeout=60)

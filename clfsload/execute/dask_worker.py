@@ -47,7 +47,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .pool import WorkerConfig, open_uploader, unit_threads, with_unit_threads
+from .pool import WorkerConfig, open_uploader, unit_threads, with_source_judged, with_unit_threads
 from ..settings import Switches
 from ..targets.endpoint import LocalFolder, parse_account
 from ..work.protocols import BlobUploader
@@ -138,9 +138,11 @@ class _Run:
         self.transfer = transfer
         remote = not isinstance(parse_account(config.account), LocalFolder)
         # the source-concurrency budget split between unit threads and the pipeline, as on a pool
-        # process; SOURCE (as this worker sees it) is probed for its round trips where the target
-        # alone does not decide (a local folder: a slow filer still gets several units at once)
-        self.config, self.threads = with_unit_threads(config, unit_threads(config.switches, remote, source))
+        # process; SOURCE (as this worker sees it) is probed for its round trips: a slow one gets
+        # several units at once whatever the target, and big files read ahead from the first read
+        config = with_source_judged(config, source)
+        self.config, self.threads = with_unit_threads(config, unit_threads(config.switches,
+                                                                            remote or config.params.source_slow))
         self.running = 0  # bundles running (a unit thread runs only for one of them)
         self.left = False  # the driver is done with the run: close once no bundle runs
         self._uploader: Optional[BlobUploader] = None

@@ -107,6 +107,8 @@ class _DirectoryRunner:
         if reads is None:
             p = self.params
             reads = self._reads = shared(p.source_concurrency, p.source_budget, p.source_timeout)
+            if p.source_slow:
+                reads.read_eagerly = True  # the process's pool serves one run
         return reads
 
     def _store_entries(self, parent_fh: bytes, items: List[BatchEntry], result: DirResult, slots) -> None:

@@ -169,6 +169,9 @@ class RunParams:
     source_budget: int = 0
     #: seconds before an outstanding source operation is reported stuck (0: the default)
     source_timeout: float = 0
+    #: SOURCE answered slowly when probed at the start (:func:`clfsload.execute.pool.source_is_slow`):
+    #: big files' data is read ahead from the first read (:attr:`clfsload.work.source_reads.SourceReads.read_eagerly`)
+    source_slow: bool = False
 
 
 @dataclass(frozen=True)
