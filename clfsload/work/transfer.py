@@ -107,8 +107,9 @@ class _DirectoryRunner:
         if reads is None:
             p = self.params
             reads = self._reads = shared(p.source_concurrency, p.source_budget, p.source_timeout)
-            if p.source_slow:
-                reads.read_eagerly = True  # the process's pool serves one run
+            # the process's pool (kept for its life: a Dask worker's serves one run after another)
+            # reads eagerly for a run whose SOURCE was judged slow, and only for it
+            reads.read_eagerly = p.source_slow
         return reads
 
     def _store_entries(self, parent_fh: bytes, items: List[BatchEntry], result: DirResult, slots) -> None:
