@@ -175,18 +175,23 @@ def test_capacity_grows_with_the_unit_threads(tmp_path):
     for threads, capacity in ((None, 2 * (1 + 3)), (1, 8), (6, 18)):  # None: a local folder from a fast source
         config = WorkerConfig("file:" + str(tmp_path / "out"), "c", Credential.none(), params, 4,
                               Switches(unit_threads=threads))
-        unit_pool = UnitPool(config, 2, source=str(tmp_path))
+        unit_pool = UnitPool(config, 2)
         assert (unit_pool.unit_threads, unit_pool.capacity) == (threads or 1, capacity)
         unit_pool.shutdown()
 
 
-def test_units_run_at_once_where_they_wait_and_one_at_a_time_where_nothing_does(tmp_path, monkeypatch):
+def test_units_run_at_once_where_they_wait_and_one_at_a_time_where_nothing_does(tmp_path):
     fast = Switches()
-    assert pool_module.unit_threads(fast, remote=True, source=str(tmp_path)) == pool_module.DEFAULT_UNIT_THREADS
-    assert pool_module.unit_threads(fast, remote=False, source=str(tmp_path)) == 1
-    assert pool_module.unit_threads(Switches(unit_threads=3), remote=False, source=str(tmp_path)) == 3
-    monkeypatch.setattr(pool_module, "source_is_slow", lambda source: True)
-    assert pool_module.unit_threads(fast, remote=False, source=str(tmp_path)) == pool_module.DEFAULT_UNIT_THREADS
+    assert pool_module.unit_threads(fast, waits=True) == pool_module.DEFAULT_UNIT_THREADS
+    assert pool_module.unit_threads(fast, waits=False) == 1
+    assert pool_module.unit_threads(Switches(unit_threads=3), waits=False) == 3
+    # a local folder from a SOURCE judged slow: units wait on the source, several at once
+    params = RunParams(containerid=5, fsid=6, secret=b"\0" * 16, compress=False, preserve_hardlinks=False,
+                       source_slow=True)
+    (tmp_path / "out").mkdir()
+    unit_pool = UnitPool(WorkerConfig("file:" + str(tmp_path / "out"), "c", Credential.none(), params, 4), 2)
+    assert unit_pool.unit_threads == pool_module.DEFAULT_UNIT_THREADS
+    unit_pool.shutdown()
 
 
 def test_a_source_a_round_trip_away_is_slow_and_tmpfs_or_a_local_disk_is_not(tmp_path):

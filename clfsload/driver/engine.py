@@ -28,7 +28,6 @@ is durable), and the root is published, then the phase DONE committed,
 before the load reports success (:mod:`.finalize`).
 """
 
-import hashlib
 import itertools
 import logging
 import os
@@ -41,8 +40,6 @@ from . import handles, history
 from ..clfs.constants import ROOT_ID
 from ..clfs.objects import bucket_blob, seal
 from ..errors import ClfsLoadError, TerminalError
-from ..execute.base import Pool
-from ..execute.pool import UnitPool, WorkerConfig, start_forkserver
 from ..logsetup import attach_file, detach
 from ..settings import Settings
 from ..targets import open_target
@@ -60,6 +57,7 @@ from .failures import describe_local_failure, release_all
 from .finalize import LOG_FILE, PROBLEMS_FILE, Finalizer, remove_temp_files, write_problems
 from .opening import RunIdentity, check_paths, check_resume, new_identity, read_identity
 from .progress import Progress, azcopy_final
+from .pools import UnitPools
 from .recording import Recorder, drain
 from .result import PROBLEM_LIST_MAX, Interrupted, LoadError, LoadResult
 from .state import StateError, StateStore
@@ -85,8 +83,7 @@ class Loader:
         self._identity: Optional[RunIdentity] = None
         self._recorder: Optional[Recorder] = None
         self._assembly: Optional[Assembly] = None
-        self._dask_client = None  # distributed.Client, with --dask or load(client=...)
-        self._dask = None  # clfsload.execute.dask_driver.DaskRun, once TRANSFER or RECONCILE starts
+        self._pools = UnitPools(settings)  # where TRANSFER's and RECONCILE's units run
 
     # --- top level -----------------------------------------------------------
 
@@ -128,7 +125,7 @@ class Loader:
         released for a library caller's next load); the first failure is
         raised after them, the others are logged.
         """
-        steps = [self._close_recorder, self._close_dask]
+        steps = [self._close_recorder, self._pools.close]
         if self.target is not None:
             steps.append(self.target.close)  # a file: target syncs what it wrote: can raise TerminalError
         if self.state is not None:
@@ -141,12 +138,6 @@ class Loader:
                 self._recorder.close()
             except OSError as exc:
                 log.warning("cannot write %s: %s", CHECKSUM_FILE, exc.strerror)
-
-    def _close_dask(self) -> None:
-        if self._dask is not None:
-            self._dask.close()
-        elif self._dask_client is not None and self.settings.dask_client is None:
-            self._dask_client.close()
 
     def close_log(self) -> None:
         """Stop writing this run's log to the state dir."""
@@ -193,16 +184,7 @@ class Loader:
         s = self.settings
         crashpoints.check_process_group()
         check_paths(s.state_dir, s.source)
-        if s.uses_dask:
-            from ..execute.dask_driver import connect
-
-            # Before any state is written: a wrong address stops the run with nothing to clean up.
-            self._dask_client = s.dask_client
-            if self._dask_client is None:
-                assert s.dask is not None  # uses_dask
-                self._dask_client = connect(s.dask, s.switches.dask_timeout_s)
-        elif s.processes:
-            start_forkserver()  # its imports overlap the checks below
+        self._pools.connect()  # before any state is written: the Dask cluster, or the forkserver
         if not s.new:
             # The state dir first: a missing or busy one says so before any network call.
             self.state = StateStore.open(s.state_dir)
@@ -318,34 +300,12 @@ class Loader:
 
     # --- TRANSFER and RECONCILE ----------------------------------------------------
 
-    def _pool(self) -> Pool:
-        s = self.settings
-        config = WorkerConfig(s.account, s.container, s.credential, self.params(), s.upload_threads, s.switches)
-        if self._dask is None and self._dask_client is not None:
-            self._dask = self._start_dask(config)  # the first phase with units; later phases reuse the run
-        if self._dask is not None:
-            return self._dask.pool()
-        return UnitPool(config, s.processes or 0, source=s.source)
-
-    def _start_dask(self, config: WorkerConfig):
-        """Join the Dask cluster's workers to this run (each checks it sees SOURCE)."""
-        from ..execute.dask_driver import DaskRun
-
-        transfer = hashlib.blake2b(self.identity.bucket_uuid.encode(), digest_size=8).hexdigest()
-        run = DaskRun(self._dask_client, owned=self.settings.dask_client is None, transfer=transfer)
-        try:
-            run.start(config, self.settings.source)
-        except BaseException:
-            run.close()
-            raise
-        self._dask_client = None  # the run owns it now (and closes it if we opened it)
-        return run
-
     def _drain(self, fetch) -> None:
         """Run the pending units ``fetch`` gives in a pool of this phase (:func:`.recording.drain`)."""
         records = self._records()
         assert self._recorder is not None
-        drain(self._pool(), records, self._recorder, fetch, records.extra)
+        pool = self._pools.pool(self.params(), self.identity.bucket_uuid)
+        drain(pool, records, self._recorder, fetch, records.extra)
 
     def _transfer(self) -> None:
         state = self._state()

@@ -124,9 +124,9 @@ def source_is_slow(source: Optional[str], samples: int = PROBE_SAMPLES) -> bool:
     return took[len(took) // 2] > source_reads.AHEAD_LATENCY
 
 
-def unit_threads(switches: Switches, remote: bool = True, source: Optional[str] = None) -> int:
+def unit_threads(switches: Switches, waits: bool = True) -> int:
     """Units one worker process runs at once: ``CLFSLOAD_UNIT_THREADS``, else :data:`DEFAULT_UNIT_THREADS`
-    where units wait (a network target, or a slow SOURCE: :func:`source_is_slow`), else one.
+    where units wait (``waits``: a network target, or a SOURCE :func:`source_is_slow` judged slow), else one.
 
     Several units at once keep a process's uploads and source pipeline busy
     while its units wait; where nothing waits (a local folder written from
@@ -136,9 +136,7 @@ def unit_threads(switches: Switches, remote: bool = True, source: Optional[str] 
     """
     if switches.unit_threads:
         return switches.unit_threads
-    if remote or source_is_slow(source):
-        return DEFAULT_UNIT_THREADS
-    return 1
+    return DEFAULT_UNIT_THREADS if waits else 1
 
 
 def with_source_judged(config: WorkerConfig, source: Optional[str]) -> WorkerConfig:
@@ -295,14 +293,13 @@ class UnitPool:
     :class:`~concurrent.futures.ProcessPoolExecutor`.
     """
 
-    def __init__(self, config: WorkerConfig, processes: int, source: Optional[str] = None):
+    def __init__(self, config: WorkerConfig, processes: int):
         self.processes = processes
         self.unit_threads = 1
         self._executor: "ThreadedProcessPool | ThreadPoolExecutor"
         if processes > 0:
             remote = not isinstance(parse_account(config.account), LocalFolder)
-            config = with_source_judged(config, source)
-            # a slow SOURCE runs several units at once as a network target does (no second probe)
+            # a SOURCE judged slow (params.source_slow) runs several units at once as a network target does
             threads = unit_threads(config.switches, remote or config.params.source_slow)
             config, self.unit_threads = with_unit_threads(config, threads)
             context = start_forkserver()
