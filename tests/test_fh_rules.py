@@ -17,9 +17,9 @@ from clfsload.clfs.canonical import canonical_form, diff_canonical
 from clfsload.clfs.constants import DIRMGR_COUNT, ROOT_ID, Ftype
 from clfsload.clfs.container import Container, FolderSource
 from clfsload.clfs.fh_rules import dmid_histogram, even_spread, handle_rule_violations, spread_violation
+from _trees import GOLDEN  # noqa: E402 - CLFSLOAD_SHARED, or ../shared beside the checkout
 from clfsload.work.ids import LINKED_SEQ_BIT, MAX_UNIT, MIN_SEQ, UNIT_SHIFT, IdMint, seq_of
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
 GOLDENS = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir() else []
 
 

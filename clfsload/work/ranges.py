@@ -35,7 +35,7 @@ from .. import crashpoints
 from .checksum_log import new_hasher, range_span, tree_digest
 from ..clfs.blockmap import segment_count, segment_offset
 from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
-from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob, read_exact
+from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob, read_parts
 from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
 from .protocols import ReadingRunStore, RunStore
@@ -152,13 +152,16 @@ def _read_range(store: ReadingRunStore, task: FileRange, fd: int, before: EntryS
                 break
             offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
             want = min(OTHER_SEGMENT_BYTES, size - offset)
-            data = read_exact(reader, want)
-            if len(data) != want:  # the file shrank while read
+            # the segment's 1 MiB pieces as read: the body is their one copy (not a join, then the body)
+            parts = read_parts(reader, want)
+            length = sum(map(len, parts))
+            if length != want:  # the file shrank while read
                 short = True
                 break
-            hasher.update(data)
-            nbytes += len(data)
-            futures.append(store.uploader.submit(file_segment_blob(data, index, ids.segment(index), ctime, task.fh)))
+            for part in parts:
+                hasher.update(part)
+            nbytes += length
+            futures.append(store.uploader.submit(file_segment_blob(parts, index, ids.segment(index), ctime, task.fh)))
             crashpoints.reached("file-segment")
     finally:
         reader.close()  # its reads are over before the descriptor is closed
