@@ -5,6 +5,7 @@ usage: python bench/source_latency.py [--delays 0,0.5,2] [--cache off,on] [--set
                                      [--small N] [--dirs N] [--large-files N] [--large-mib N]
                                      [--readahead-kib N] [--threads 64] [--repeat N] [--keep]
                                      [--baseline CHECKOUT] [--caps 1,8] [--no-single]
+                                     [--copy-floor]
 
 Builds its trees on /dev/shm and reads them through latencyfs (bench/fusefs),
 which adds DELAY milliseconds to every operation, as an NFS filer or a
@@ -21,6 +22,10 @@ about a third of the round trips), three measurements, each on a fresh mount
   opened, read to the end and closed (files above 1 MiB in 1 MiB preads of
   one descriptor each, so four big files still keep every thread busy);
 * floor, 1 thread: the same, one call after another;
+* with ``--copy-floor``, floor, THREADS threads, copying: the THREADS-thread
+  floor also writing every byte it read to a file on tmpfs, as the loader
+  writes its blobs: what storing the data costs at least, before the
+  loader's framing, hashing and compression;
 * with ``--baseline CHECKOUT``: the loader of another checkout (a worktree of
   ``main``), and with ``--caps 1,8`` this loader at those
   ``--source_concurrency`` caps, interleaved with the rest.
@@ -96,12 +101,16 @@ def tree_size(root: Path) -> Tuple[int, int]:
 # --- the floors ------------------------------------------------------------------------
 
 
-def parallel_read(mount: Path, dirs: List[str], files: List[Tuple[str, int]], threads: int) -> None:
+def parallel_read(mount: Path, dirs: List[str], files: List[Tuple[str, int]], threads: int,
+                  copy_to: Optional[Path] = None) -> None:
     """List DIRS, then lstat + open + read + close every file, THREADS at a time.
 
     ``files`` are (relative path, size) from the backing tree: the floor does
     not wait for a listing to find them, which the loader must; the listing is
-    done first, in parallel, and timed with the rest.
+    done first, in parallel, and timed with the rest. With ``copy_to``, every
+    byte read is also written to a file of the same name there (one flat
+    folder, as the loader's blobs are): the least any tool that stores the
+    data pays on top of reading it.
     """
 
     def listdir(rel: str) -> None:
@@ -109,30 +118,46 @@ def parallel_read(mount: Path, dirs: List[str], files: List[Tuple[str, int]], th
             for _ in it:
                 pass
 
+    def copy_of(rel: str) -> int:
+        assert copy_to is not None
+        return os.open(copy_to / rel.replace("/", "_"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
     def whole(rel: str) -> None:
         path = mount / rel
         os.lstat(path)
         fd = os.open(path, os.O_RDONLY)
+        out = copy_of(rel) if copy_to is not None else -1
         try:
-            while os.read(fd, CHUNK):
-                pass
+            while True:
+                data = os.read(fd, CHUNK)
+                if not data:
+                    break
+                if out >= 0:
+                    os.write(out, data)
         finally:
             os.close(fd)
+            if out >= 0:
+                os.close(out)
 
-    def chunk(fd: int, offset: int) -> None:
-        os.pread(fd, CHUNK, offset)
+    def chunk(fd: int, out: int, offset: int) -> None:
+        data = os.pread(fd, CHUNK, offset)
+        if out >= 0:
+            os.pwrite(out, data, offset)
 
     pool = ThreadPoolExecutor(threads)
     small = [rel for rel, size in files if size <= CHUNK]
     big = [(rel, size) for rel, size in files if size > CHUNK]
     fds: List[int] = []
+    outs: List[int] = []
     try:
         list(pool.map(listdir, dirs))
         for rel, _ in big:  # lstat + open, once per big file
             os.lstat(mount / rel)
             fds.append(os.open(mount / rel, os.O_RDONLY))
+            outs.append(copy_of(rel) if copy_to is not None else -1)
         jobs: List[Callable[[], None]] = [lambda r=rel: whole(r) for rel in small]
-        jobs += [lambda fd=fd, o=o: chunk(fd, o) for fd, (_, size) in zip(fds, big) for o in range(0, size, CHUNK)]
+        jobs += [lambda fd=fd, out=out, o=o: chunk(fd, out, o)
+                 for fd, out, (_, size) in zip(fds, outs, big) for o in range(0, size, CHUNK)]
         if threads == 1:
             for job in jobs:
                 job()
@@ -140,16 +165,24 @@ def parallel_read(mount: Path, dirs: List[str], files: List[Tuple[str, int]], th
             list(pool.map(lambda job: job(), jobs))
     finally:
         pool.shutdown(cancel_futures=True)  # on ^C the queued reads are dropped; running ones end
-        for fd in fds:  # only once no job can use them
+        for fd in fds + [out for out in outs if out >= 0]:  # only once no job can use them
             os.close(fd)
 
 
-def floor(fs: LatencyFS, dirs: List[str], files: List[Tuple[str, int]], threads: int) -> Tuple[float, float]:
-    """(wall, CPU of this process) for parallel_read."""
+def floor(fs: LatencyFS, dirs: List[str], files: List[Tuple[str, int]], threads: int,
+          copy_to: Optional[Path] = None) -> Tuple[float, float]:
+    """(wall, CPU of this process) for parallel_read (the copies removed after, untimed)."""
+    if copy_to is not None:
+        shutil.rmtree(copy_to, ignore_errors=True)
+        copy_to.mkdir()
     cpu = time.process_time()
     start = time.perf_counter()
-    parallel_read(fs.mountpoint, dirs, files, threads)
-    return time.perf_counter() - start, time.process_time() - cpu
+    try:
+        parallel_read(fs.mountpoint, dirs, files, threads, copy_to)
+        return time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        if copy_to is not None:
+            shutil.rmtree(copy_to, ignore_errors=True)
 
 
 # --- the loader ------------------------------------------------------------------------------
@@ -234,6 +267,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--caps", default="", help="also run the loader with these --source_concurrency values, "
                    "comma-separated (what a low cap costs)")
     p.add_argument("--no-single", action="store_true", help="leave out the 1-thread floor (slow at 2 ms)")
+    p.add_argument("--copy-floor", action="store_true",
+                   help="also THREADS threads that write what they read to tmpfs: the least a tool storing "
+                   "the data pays (the loader also frames, hashes and compresses it)")
     args = p.parse_args(argv)
     why = fuse_available()
     if why:
@@ -273,6 +309,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         runs.append(("loader, cap %s" % cap.strip(),
                                      lambda fs, cap=cap: load(fs, scratch, options=("--source_concurrency", cap.strip()))))
                     runs.append(("%d threads" % args.threads, lambda fs: floor(fs, dirs, listing, args.threads)))
+                    if args.copy_floor:
+                        runs.append(("%d threads, copying" % args.threads,
+                                     lambda fs: floor(fs, dirs, listing, args.threads, scratch / "copy")))
                     if not args.no_single:
                         runs.append(("1 thread", lambda fs: floor(fs, dirs, listing, 1)))
                     seen: List[List[Result]] = [[] for _ in runs]
