@@ -50,6 +50,29 @@ def test_wrap_differential(twins, body, kind):
     assert same(py.payload_mode, c.payload_mode, payload)[2] == payload[2]
 
 
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("kind", ["text", "random", "mixed", "zeros"])
+@pytest.mark.parametrize("size", [0, 1, 100, LZ4_CHUNK - 1, LZ4_CHUNK + 1, 3 * LZ4_CHUNK + 1, 1 << 20])
+def test_wrap_prefixed_is_wrap_and_keeps_a_raw_body_in_place(twins, size, kind, compress):
+    """wrap_prefixed(RAW_HEADER + body) is wrap(body), and the very object given when the body stays raw."""
+    py, c = twins("envelope")
+    assert py.RAW_HEADER == c.RAW_HEADER == bytes(4)
+    body = pattern(size, size + 1, kind)
+    framed = py.RAW_HEADER + body
+    expected = py.wrap(body, compress)
+    for twin in (py, c):
+        payload = twin.wrap_prefixed(framed, compress)
+        assert payload == expected
+        assert (payload is framed) == (expected[:4] == bytes(4))  # raw: no copy made
+
+
+def test_wrap_prefixed_refuses_a_body_without_the_raw_header(twins):
+    py, c = twins("envelope")
+    for framed in (b"", b"\0\0\0", b"\0\0\1\0body", b"\1\0\0\0body"):
+        raises_same(py.wrap_prefixed, c.wrap_prefixed, ValueError, framed)
+    raises_same(py.wrap_prefixed, c.wrap_prefixed, TypeError, "text")
+
+
 @pytest.mark.parametrize("kind", ["text", "random", "mixed", "zeros"])
 @pytest.mark.parametrize("size", SPECIAL_SIZES)
 def test_wrap_sizes(twins, size, kind):

@@ -10,7 +10,7 @@ import pytest
 
 import clfsload
 from clfsload.work import transfer
-from clfsload._native import hashing
+from clfsload._native import envelope, hashing
 from clfsload.work.checksum_log import file_digest, ranged_digest, range_span
 from clfsload.clfs.blockmap import block_ids_in_order
 from clfsload.clfs.canonical import canonical_form, diff_canonical
@@ -19,7 +19,7 @@ from clfsload.clfs.fh_rules import handle_rule_violations
 from clfsload.clfs.constants import DIRECT_BLOCKS, FIRST_SEGMENT_BYTES, INDIR_POINTERS, OTHER_SEGMENT_BYTES, ROOT_ID
 from clfsload.clfs.constants import Btype, Ftype
 from clfsload.clfs.decode import decode_body
-from clfsload.clfs.objects import InodeName, file_blobs, file_inode_blobs
+from clfsload.clfs.objects import InodeName, Sealed, file_blobs, file_inode_blobs
 from clfsload.work.ranges import READ_ATTEMPTS, FileAssembly, plan_ranges, range_size
 from clfsload.work.scan import EntryStat, Problem
 from clfsload.work.transfer import UnitRunner
@@ -40,7 +40,8 @@ class Capture:
         self.order = []
 
     def submit(self, blob):
-        self.blobs[blob.name] = blob.body
+        # a range's segments come sealed: their bodies are what the payloads unwrap to
+        self.blobs[blob.name] = envelope.unwrap(blob.payload) if isinstance(blob, Sealed) else blob.body
         self.order.append(blob.name)
         done = Future()
         done.set_result(None)

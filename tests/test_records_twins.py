@@ -336,3 +336,17 @@ def test_file_segment_parts_is_the_segment_of_their_concatenation(twins):
         same(py.encode_file_segment_parts, c.encode_file_segment_parts, bad, 1, 2, owner)
     same(py.encode_file_segment_parts, c.encode_file_segment_parts, [b"x"], -1, 2, owner)
     same(py.encode_file_segment_parts, c.encode_file_segment_parts, [b"x"], 1, 2, b"o" * 70000)
+
+
+def test_file_segment_parts_with_a_prefix(twins):
+    """``prefix`` goes before the body in the same result, whatever bytes-like it is; anything else raises alike."""
+    py, c = twins("records")
+    owner = bytes(range(24))
+    parts = [random.Random(3).randbytes(1000), b"", b"tail" * 300]
+    body = py.encode_file_segment(b"".join(parts), 99, 8 << 20, owner)
+    for prefix in (b"", b"\0\0\0\0", bytearray(b"head"), memoryview(b"xyz" * 100)):
+        for twin in (py, c):
+            assert twin.encode_file_segment_parts(parts, 99, 8 << 20, owner, prefix) == bytes(prefix) + body
+    for bad in ("text", 4, None, [1, 2]):
+        raises_same(py.encode_file_segment_parts, c.encode_file_segment_parts, TypeError, parts, 99, 8 << 20, owner,
+                    bad)

@@ -63,7 +63,7 @@ from ..clfs.constants import (
 )
 from ..errors import FormatError
 
-__all__ = ["wrap", "unwrap", "payload_mode"]
+__all__ = ["RAW_HEADER", "wrap", "wrap_prefixed", "unwrap", "payload_mode"]
 
 
 cdef extern from "Python.h":
@@ -298,6 +298,51 @@ def wrap(body, compress=True):
             memcpy(dst + _ENVELOPE_LEN, span.ptr, span.len)
             n = _ENVELOPE_LEN + span.len
         _PyBytes_Resize(&out, n)
+        return <object>out
+    finally:
+        Py_XDECREF(out)
+        span_close(&span)
+
+
+#: the envelope of a payload whose body is stored raw (put before a body by its encoder: :func:`wrap_prefixed`)
+RAW_HEADER = bytes(bytearray([ENCRYPTION_DISABLED & 0xFF, ENCRYPTION_DISABLED >> 8,
+                              COMPRESSION_DISABLED & 0xFF, COMPRESSION_DISABLED >> 8]))
+
+
+def wrap_prefixed(framed, compress=True):
+    """:func:`wrap` of the body in ``framed`` = RAW_HEADER + body; ``framed`` itself when the body stays raw."""
+    cdef Span span
+    cdef PyObject* out = NULL
+    cdef Compressor* c
+    cdef Py_ssize_t n = 0
+    cdef size_t cap, error = 0
+    cdef unsigned char* dst
+    keep = span_open_buffer(&span, framed)
+    try:
+        if span.len < _ENVELOPE_LEN or get_u16(span.ptr) != _NO_ENCRYPTION or get_u16(span.ptr + 2) != _RAW_MODE:
+            raise ValueError("wrap_prefixed: the body must follow the raw envelope header")
+        if not compress:
+            return framed
+        cap = LZ4F_compressFrameBound(<size_t>(span.len - _ENVELOPE_LEN), &_PREFS)
+        out = _bytes_new(NULL, _ENVELOPE_LEN + <Py_ssize_t>cap)
+        dst = <unsigned char*>_bytes_data(out)
+        c = _acquire_compressor(<size_t>(span.len - _ENVELOPE_LEN))
+        if span.len - _ENVELOPE_LEN >= NOGIL_MIN:
+            with nogil:
+                n = _frame(c.cctx, span.ptr + _ENVELOPE_LEN, <size_t>(span.len - _ENVELOPE_LEN),
+                           dst + _ENVELOPE_LEN, cap, &error)
+        else:
+            n = _frame(c.cctx, span.ptr + _ENVELOPE_LEN, <size_t>(span.len - _ENVELOPE_LEN),
+                       dst + _ENVELOPE_LEN, cap, &error)
+        if n >= 0:
+            _release_compressor(c)
+        else:
+            _free_compressor(c)
+            _lz4_error(b"LZ4F compression", error)
+        if n == 0:  # kept raw: the framed input is the payload
+            return framed
+        _put_envelope(dst, _LZ4_MODE)
+        _PyBytes_Resize(&out, n + _ENVELOPE_LEN)
         return <object>out
     finally:
         Py_XDECREF(out)

@@ -24,9 +24,11 @@ from ..clfs.constants import (
 )
 from ..errors import FormatError
 
-__all__ = ["wrap", "unwrap", "payload_mode"]
+__all__ = ["RAW_HEADER", "wrap", "wrap_prefixed", "unwrap", "payload_mode"]
 
 _RAW_HEADER = struct.pack("<HH", ENCRYPTION_DISABLED, COMPRESSION_DISABLED)
+#: the envelope of a payload whose body is stored raw (put before a body by its encoder: :func:`wrap_prefixed`)
+RAW_HEADER = _RAW_HEADER
 _LZ4_HEADER = struct.pack("<HH", ENCRYPTION_DISABLED, COMPRESSION_LZ4)
 _UNCOMPRESSED_BIT = 0x80000000
 
@@ -113,6 +115,20 @@ def wrap(body: bytes, compress: bool = True) -> bytes:
         if frame is not None:
             return _LZ4_HEADER + frame
     return _RAW_HEADER + bytes(body)
+
+
+def wrap_prefixed(framed: bytes, compress: bool = True) -> bytes:
+    """:func:`wrap` of the body in ``framed`` = RAW_HEADER + body; ``framed`` itself when the body stays raw.
+
+    An encoder that puts RAW_HEADER before a large body (a file segment) so
+    spares the copy :func:`wrap` makes of a body it keeps raw. ValueError if
+    ``framed`` does not start with RAW_HEADER.
+    """
+    view = memoryview(framed)
+    if bytes(view[:ENVELOPE_LEN]) != _RAW_HEADER:
+        raise ValueError("wrap_prefixed: the body must follow the raw envelope header")
+    payload = wrap(view[ENVELOPE_LEN:], compress)
+    return framed if payload[:ENVELOPE_LEN] == _RAW_HEADER else payload
 
 
 def payload_mode(payload: bytes) -> int:

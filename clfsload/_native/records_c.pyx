@@ -673,17 +673,18 @@ def encode_file_segment(data, ctime, offset, owner):
         span_close(&sdata)
 
 
-def encode_file_segment_parts(parts, ctime, offset, owner):
+def encode_file_segment_parts(parts, ctime, offset, owner, prefix=b""):
     """:func:`encode_file_segment` of the concatenation of ``parts`` (a segment read in pieces), joined once, in the body."""
     cdef uint32_t c_ctime = 0
     cdef uint64_t c_offset = 0
-    cdef Span sowner
+    cdef Span sowner, sprefix
     cdef Span* spans = NULL
     cdef Py_ssize_t count, i, total = 0, size
     cdef bytes out
     cdef unsigned char* p
     cdef list keep = []
     sowner.has_view = False
+    sprefix.has_view = False
     items = list(parts)  # what b"".join(parts) iterates
     count = len(items)
     spans = <Span*>calloc(count if count else 1, sizeof(Span))
@@ -700,10 +701,12 @@ def encode_file_segment_parts(parts, ctime, offset, owner):
         keep.append(span_open(&sowner, owner, True))
         _check_owner(&sowner)
         _databack_finish(ctime, offset, &c_ctime, &c_offset)
-        size = _handle_len(4 + total) + _handle_len(_databack_real(&sowner))
+        keep.append(span_open_buffer(&sprefix, prefix))  # bytes-like only, as memoryview(prefix) in the twin
+        size = sprefix.len + _handle_len(4 + total) + _handle_len(_databack_real(&sowner))
         out = PyBytes_FromStringAndSize(NULL, size)
         p = _start(out)
         with nogil:  # up to 8 MiB of copies: let other threads run
+            p = put_bytes(p, sprefix.ptr, sprefix.len)
             p = _put_header(p, OB_DATA, 4 + total)
             p = put_u32(p, <uint32_t>total)
             for i in range(count):
@@ -713,6 +716,7 @@ def encode_file_segment_parts(parts, ctime, offset, owner):
         _check_end(out, p)
         return out
     finally:
+        span_close(&sprefix)
         span_close(&sowner)
         for i in range(count):
             span_close(&spans[i])

@@ -231,9 +231,16 @@ def encode_file_segment(data: bytes, ctime: int, offset: int, owner: bytes) -> b
     return encode_data(data) + encode_databack(ctime, offset, owner)
 
 
-def encode_file_segment_parts(parts: Sequence[bytes], ctime: int, offset: int, owner: bytes) -> bytes:
-    """:func:`encode_file_segment` of the concatenation of ``parts`` (a segment read in pieces), joined once, in the body."""
-    return encode_file_segment(b"".join(parts), ctime, offset, owner)
+def encode_file_segment_parts(parts: Sequence[bytes], ctime: int, offset: int, owner: bytes,
+                              prefix: bytes = b"") -> bytes:
+    """:func:`encode_file_segment` of the concatenation of ``parts`` (a segment read in pieces), joined once, in the body.
+
+    ``prefix``: bytes put before the body in the same result (an envelope
+    header, so that a body stored raw is its payload without a copy:
+    :func:`clfsload._native.envelope_py.wrap_prefixed`).
+    """
+    body = encode_file_segment(b"".join(parts), ctime, offset, owner)
+    return bytes(memoryview(prefix)) + body  # the prefix checked last, as in the compiled twin
 
 
 def encode_dir_segment(entries: bytes, ctime: int, offset: int, owner: bytes) -> bytes:

@@ -165,6 +165,19 @@ def file_segment_blob(data: Union[bytes, List[bytes]], index: int, seg_id: bytes
     return Blob(hashing.blob_name(seg_id, Btype.SEGMENT, fh), body)
 
 
+def file_segment_sealed(parts: List[bytes], index: int, seg_id: bytes, ctime: int, fh: bytes,
+                        compress: bool) -> Sealed:
+    """:func:`file_segment_blob` of ``parts`` sealed at once (:func:`seal`, the same payload).
+
+    The body is encoded behind a raw envelope header, so a segment LZ4 keeps
+    raw (random or already compressed data) is stored without a second 8 MiB
+    copy into its payload.
+    """
+    offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
+    framed = records.encode_file_segment_parts(parts, ctime, offset, fh, envelope.RAW_HEADER)
+    return Sealed(hashing.blob_name(seg_id, Btype.SEGMENT, fh), envelope.wrap_prefixed(framed, compress))
+
+
 def file_inode_blobs(
     attrs: VAttr,
     fh: bytes,

@@ -12,7 +12,7 @@ import os
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol, Union
 
-from ..clfs.objects import Blob
+from ..clfs.objects import Blob, Sealed
 from ..clfs.vattr import VAttr
 from .ids import IdMint
 from .scan import EntryStat
@@ -26,8 +26,8 @@ class BlobUploader(Protocol):
 
     compress: bool
 
-    def submit(self, blob: Blob) -> "Future[None]":
-        """Seal and store one blob."""
+    def submit(self, blob: Union[Blob, Sealed]) -> "Future[None]":
+        """Seal (a :class:`Blob`) and store one blob."""
 
     def sync(self) -> None:
         """Make every blob whose future is done durable where it lives (before the unit is reported done)."""

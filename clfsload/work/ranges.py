@@ -35,7 +35,7 @@ from .. import crashpoints
 from .checksum_log import new_hasher, range_span, tree_digest
 from ..clfs.blockmap import segment_count, segment_offset
 from ..clfs.constants import FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES
-from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_blob, read_parts
+from ..clfs.objects import Blob, InodeName, file_inode_blobs, file_segment_sealed, read_parts
 from ..errors import EncodeError, TerminalError
 from .scan import EntryStat, Problem, describe_oserror, open_for_reading, same_content
 from .protocols import ReadingRunStore, RunStore
@@ -161,7 +161,8 @@ def _read_range(store: ReadingRunStore, task: FileRange, fd: int, before: EntryS
             for part in parts:
                 hasher.update(part)
             nbytes += length
-            futures.append(store.uploader.submit(file_segment_blob(parts, index, ids.segment(index), ctime, task.fh)))
+            sealed = file_segment_sealed(parts, index, ids.segment(index), ctime, task.fh, store.uploader.compress)
+            futures.append(store.uploader.submit(sealed))
             crashpoints.reached("file-segment")
     finally:
         reader.close()  # its reads are over before the descriptor is closed

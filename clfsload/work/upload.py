@@ -20,9 +20,9 @@ import asyncio
 import collections
 import threading
 from concurrent.futures import Future, wait
-from typing import Awaitable, Callable, Iterable, Optional, Tuple
+from typing import Awaitable, Callable, Iterable, Optional, Tuple, Union
 
-from ..clfs.objects import Blob, seal
+from ..clfs.objects import Blob, Sealed, seal
 from .pacing import TurnPacer
 from ..targets.base import AsyncBlobTarget, BlobTarget
 
@@ -83,9 +83,9 @@ class Uploader:
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def submit(self, blob: Blob) -> "Future[None]":
-        """Seal ``blob`` here and store it from the event loop; returns the PUT's future."""
-        sealed = seal(blob, self.compress)
+    def submit(self, blob: Union[Blob, Sealed]) -> "Future[None]":
+        """Seal ``blob`` here (unless it comes sealed) and store it from the event loop; returns the PUT's future."""
+        sealed = blob if isinstance(blob, Sealed) else seal(blob, self.compress)
         size = len(sealed.payload)
         with self._cond:
             # One payload larger than the budget still goes, alone.
@@ -185,9 +185,10 @@ class DirectUploader:
         self.blobs = 0
         self.payload_bytes = 0
 
-    def submit(self, blob: Blob) -> "Future[None]":
-        """Seal and store ``blob`` now; returns a done future."""
-        sealed = seal(blob, self.compress)  # encoding errors are the caller's, as with Uploader
+    def submit(self, blob: Union[Blob, Sealed]) -> "Future[None]":
+        """Seal (unless it comes sealed) and store ``blob`` now; returns a done future."""
+        # encoding errors are the caller's, as with Uploader
+        sealed = blob if isinstance(blob, Sealed) else seal(blob, self.compress)
         try:
             self.target.put(sealed.name, sealed.payload)
         except Exception as exc:  # noqa: BLE001 - reported through the future, as Uploader does
