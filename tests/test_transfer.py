@@ -7,7 +7,8 @@ import pytest
 
 from clfsload.work import transfer
 from clfsload.clfs.constants import FIRST_SEGMENT_BYTES, ROOT_ID, Ftype
-from clfsload.clfs.objects import InodeName, file_blobs
+from clfsload._native import envelope
+from clfsload.clfs.objects import Blob, InodeName, Sealed, file_blobs
 from clfsload.work.scan import EntryStat
 from clfsload.work.transfer import UnitRunner
 from clfsload.work.units import RunParams
@@ -25,7 +26,8 @@ class Capture:
         self.blobs = []
 
     def submit(self, blob):
-        self.blobs.append(blob)
+        # data segments come sealed: kept as the blobs whose payloads they are
+        self.blobs.append(Blob(blob.name, envelope.unwrap(blob.payload)) if isinstance(blob, Sealed) else blob)
         done = Future()
         done.set_result(None)
         return done

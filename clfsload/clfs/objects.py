@@ -114,13 +114,16 @@ def file_blobs(
     name: bytes,
     where: InodeName,
     ids=None,
-) -> Generator[Blob, None, VAttr]:
+    compress: Optional[bool] = None,
+) -> Generator[Union[Blob, Sealed], None, VAttr]:
     """The blobs of a regular file read from ``stream`` (§9.1, §9.6, §11).
 
     ``attrs.size`` is ignored: the stored size is the number of bytes read.
     The inode comes last; the final :class:`VAttr` is available afterwards
     through the generator's return value (``StopIteration.value``). ``ids``
-    makes segment and indirect-block ids (default: random UUID4s).
+    makes segment and indirect-block ids (default: random UUID4s). With
+    ``compress`` (True or False) data segments come sealed with it
+    (:func:`file_segment_sealed`), the other blobs as bodies.
     """
     ids = ids or RandomBlockIds(fh)
     ctime = attrs.ctime_sec
@@ -136,7 +139,10 @@ def file_blobs(
             if not length:
                 break
             seg_id = ids.segment(index)
-            yield file_segment_blob(parts, index, seg_id, ctime, fh)
+            if compress is None:
+                yield file_segment_blob(parts, index, seg_id, ctime, fh)
+            else:
+                yield file_segment_sealed(parts, index, seg_id, ctime, fh, compress)
             blockmap.add(seg_id)
             yield from pending
             pending.clear()

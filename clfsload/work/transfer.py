@@ -27,6 +27,7 @@ from ..clfs.constants import CLFS_LINK_MAX, CLFS_SYMLINK_LENGTH_MAX, FIRST_SEGME
 from ..clfs.objects import (
     Blob,
     InodeName,
+    Sealed,
     file_blobs,
     small_file_blob,
     special_blob,
@@ -442,9 +443,10 @@ class UnitRunner(_DirectoryRunner):
             before = EntryStat.of(self.reads.call("fstat", self._path, os.fstat, fd))
             attrs = self.attrs(before, 0, len(backpointers))
             reader = HashingReader(stream, new_hasher())
-            gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh))
+            gen = file_blobs(reader, attrs, fh, backpointers, name, where, ids=self.mint.block_ids(fh),
+                             compress=self.uploader.compress)
             futures: List["Future[None]"] = []
-            inode: Optional[Blob] = None
+            inode: Optional[Union[Blob, Sealed]] = None  # the last blob: the inode, once the segments are out
             while True:
                 try:
                     blob = next(gen)
