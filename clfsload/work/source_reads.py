@@ -6,11 +6,14 @@ they leave the source idle and the loader waits (issue 19). A
 :class:`SourceReads` is one process's pool of threads for them, bounded two
 ways:
 
-* a **count** (``--source_concurrency``, spread over a node's worker
-  processes): every source operation, whether a pool thread runs it ahead or
-  the consumer runs it itself (:meth:`SourceReads.call`), holds one of
-  ``depth`` slots while it runs, so the file system never sees more from
-  this process;
+* a **count** (``--source_concurrency``): every source operation, whether a
+  pool thread runs it ahead or the consumer runs it itself
+  (:meth:`SourceReads.call`), holds one of ``depth`` slots while it runs, so
+  the file system never sees more from this process. In the worker
+  processes of a node's local pool the slots are the node's, one budget
+  they all draw from (:class:`NodeSlots`, made by the pool's parent): a
+  process may use the slots another leaves idle, and the node still never
+  has more than ``--source_concurrency`` in flight;
 * a **byte budget** for data read ahead but not yet taken by the consumer,
   so memory stays bounded however far the reads run ahead.
 
@@ -54,6 +57,34 @@ log = logging.getLogger("clfsload")
 def per_process(total: int, processes: int) -> int:
     """One worker process's share of a node's ``total`` (at least 1)."""
     return max(1, total // max(1, processes))
+
+
+class NodeSlots:
+    """The node's source operations in flight, one budget shared by the worker processes of its pool.
+
+    Made by the pool's parent from its multiprocessing context (a POSIX
+    semaphore of ``cap``) and handed to each worker process as it starts
+    (:func:`use_node_slots`): a source operation of any of them holds one
+    slot while it runs (:meth:`SourceReads.call`), so one process may use
+    the slots another leaves idle while the file system never sees more
+    than ``cap`` at once from the node. Taking and giving back a free slot
+    costs a fraction of a microsecond (no system call); a thread waiting
+    for one releases the GIL.
+    """
+
+    def __init__(self, context, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.semaphore = context.BoundedSemaphore(self.cap)
+
+
+#: this process's share of its node's slots (a worker process of the local pool), else None
+_node_slots: Optional[NodeSlots] = None
+
+
+def use_node_slots(slots: Optional[NodeSlots]) -> None:
+    """Draw this process's source operations from the node's ``slots`` (set once, as a worker process starts)."""
+    global _node_slots
+    _node_slots = slots
 
 
 class _Op(NamedTuple):
@@ -174,7 +205,11 @@ class SourceReads:
     ``depth - 1`` pool threads; the consumer waits while the pool works and
     works while it waits, so with one consumer at most ``depth`` are in
     flight (a depth of 1: no pool, every operation on the consumer's
-    thread). :class:`OrderedAhead` and :class:`AheadReader` run a sequence
+    thread). With the node's ``slots`` (a worker process of the local pool),
+    every operation holds one of them while it runs, and the pool has
+    ``slots.cap - 1`` threads, so this process alone may fill the node's
+    cap when the others leave it idle; ``depth`` then only sets how far a
+    consumer's reads run ahead (twice it), the process's share of the cap. :class:`OrderedAhead` and :class:`AheadReader` run a sequence
     of them ahead of their consumer, but only for operations worth it
     (:meth:`worth_ahead`): each kind's latency is tracked as a decaying
     minimum of its durations, so waits for the GIL do not count and a fast
@@ -183,9 +218,13 @@ class SourceReads:
 
     def __init__(self, depth: int = DEFAULT_CONCURRENCY, budget: int = DEFAULT_BUDGET,
                  timeout: float = DEFAULT_TIMEOUT, on_stuck: Optional[Callable[[Any, str, float], None]] = None,
-                 on_count: Optional[Callable[[int], None]] = None):
+                 on_count: Optional[Callable[[int], None]] = None, slots: Optional[NodeSlots] = None):
         self.depth = max(1, depth)
         self.budget = max(CHUNK, budget)
+        #: the node's slots every operation here holds while it runs (None: the threads are the cap)
+        self.slots = slots.semaphore if slots is not None else None
+        #: pool threads: with one consumer, never more than the cap (this process's, or the node's)
+        self.threads = (slots.cap if slots is not None else self.depth) - 1
         #: operation kind -> its latency estimate in seconds (decaying minimum)
         self.latency: Dict[str, float] = {}
         self._pool: Optional[_Threads] = None
@@ -208,6 +247,9 @@ class SourceReads:
         # The hot path of a fast source (a few microseconds per lstat on tmpfs): the
         # watch's bookkeeping inlined, one dict store and one pop, no lock.
         watch = self.watch
+        slots = self.slots
+        if slots is not None:
+            slots.acquire()  # the node's cap: waiting here is not the source's time
         start = _now()
         token = next(watch._ids)
         watch._ops[token] = (op, path, start)  # an _Op's fields, without building one
@@ -217,6 +259,8 @@ class SourceReads:
             return fn(*args)
         finally:
             del watch._ops[token]
+            if slots is not None:
+                slots.release()
             took = _now() - start
             latency = self.latency
             kind = _KINDS.get(op, op)
@@ -228,7 +272,7 @@ class SourceReads:
 
     def worth_ahead(self, op: str) -> bool:
         """True if operations of this kind are slow enough to issue ahead (and there is a pool)."""
-        return self.depth > 1 and self.latency.get(_KINDS.get(op, op), 0.0) > AHEAD_LATENCY
+        return self.threads > 0 and self.latency.get(_KINDS.get(op, op), 0.0) > AHEAD_LATENCY
 
     def submit(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
         """``fn(*args)`` on a pool thread, holding a slot while it runs."""
@@ -236,7 +280,7 @@ class SourceReads:
         if pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = _Threads(self.depth - 1)
+                    self._pool = _Threads(self.threads)
                 pool = self._pool
         return pool.submit(self.call, op, path, fn, *args)
 
@@ -465,12 +509,18 @@ REMOTE_STUCK: Dict[int, int] = {}
 
 
 def shared(depth: int, budget: int, timeout: float) -> SourceReads:
-    """This process's pool for these limits (one per process: the units it runs share it)."""
+    """This process's pool for these limits (one per process: the units it runs share it).
+
+    In a worker process of the local pool its operations draw from the node's
+    slots (:func:`use_node_slots`); elsewhere (a Dask worker, a library
+    caller's process) ``depth`` is the cap.
+    """
     key = (depth or DEFAULT_CONCURRENCY, budget or DEFAULT_BUDGET, timeout if timeout else DEFAULT_TIMEOUT)
     with _shared_lock:
         reads = _shared.get(key)
         if reads is None:
-            reads = _shared[key] = SourceReads(*key, on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"])
+            reads = _shared[key] = SourceReads(*key, on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"],
+                                               slots=_node_slots)
         return reads
 
 
@@ -668,7 +718,7 @@ class AheadReader:
             self.pos += len(data)
             return data
         reads = self.reads
-        if (reads.read_eagerly and reads.depth > 1) or reads.worth_ahead("read"):
+        if (reads.read_eagerly and reads.threads > 0) or reads.worth_ahead("read"):
             self._fill()
         if not self._ahead or self._ahead[0][0] != self.pos:
             self._drop_all()
@@ -720,6 +770,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "HangWatch",
+    "NodeSlots",
     "OrderedAhead",
     "REMOTE_STUCK",
     "REPORTERS",
@@ -728,5 +779,6 @@ __all__ = [
     "per_process",
     "shared",
     "stuck_operations",
+    "use_node_slots",
     "walk_reads",
 ]
