@@ -246,10 +246,18 @@ class SourceReads:
         """``fn(*args)`` on this thread; ``op`` and ``path`` name it if it hangs, ``op`` keeps its latency."""
         # The hot path of a fast source (a few microseconds per lstat on tmpfs): the
         # watch's bookkeeping inlined, one dict store and one pop, no lock.
-        watch = self.watch
         slots = self.slots
-        if slots is not None:
-            slots.acquire()  # the node's cap: waiting here is not the source's time
+        if slots is None:
+            return self._timed(op, path, fn, *args)
+        slots.acquire()  # the node's cap: waiting here is not the source's time
+        try:
+            return self._timed(op, path, fn, *args)
+        finally:
+            slots.release()
+
+    def _timed(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`call` once its slot is held (a pool thread holds one for a run of calls)."""
+        watch = self.watch
         start = _now()
         token = next(watch._ids)
         watch._ops[token] = (op, path, start)  # an _Op's fields, without building one
@@ -259,8 +267,6 @@ class SourceReads:
             return fn(*args)
         finally:
             del watch._ops[token]
-            if slots is not None:
-                slots.release()
             took = _now() - start
             latency = self.latency
             kind = _KINDS.get(op, op)
@@ -280,9 +286,10 @@ class SourceReads:
         if pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = _Threads(self.threads)
+                    self._pool = _Threads(self.threads, self.slots)
                 pool = self._pool
-        return pool.submit(self.call, op, path, fn, *args)
+        # with the node's slots, the pool thread holds one for each call it runs
+        return pool.submit(self.call if self.slots is None else self._timed, op, path, fn, *args)
 
     def map(self, op: str, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator["Future[Any]"]:
         """Futures of ``fn(item)`` in order, at most twice ``depth`` submitted ahead of the one taken."""
@@ -437,6 +444,11 @@ class _ProcessSettings:
 _SETTINGS = _ProcessSettings()
 
 
+#: calls a pool thread runs in a row on one of the node's slots while more are queued
+SLOT_RUN = 8
+_IDLE = object()  # a pool thread found its queue empty
+
+
 class _Threads:
     """A fixed set of daemon threads running submitted calls, started at once with small stacks.
 
@@ -444,8 +456,9 @@ class _Threads:
     RLIMIT_NPROC), calls run on the caller's thread: slower, never an error.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, slots: Any = None) -> None:
         self._queue: "queue.SimpleQueue[Optional[Tuple[Future, Callable[..., Any], tuple]]]" = queue.SimpleQueue()
+        self._slots = slots  # the node's (NodeSlots.semaphore): each call runs holding one
         self._threads: List[threading.Thread] = []
         self._settings = True  # holds _SETTINGS until shutdown
         _SETTINGS.take()
@@ -467,15 +480,23 @@ class _Threads:
         future: "Future[Any]" = Future()
         if not self._threads:
             future.set_running_or_notify_cancel()
+            slots = self._slots
+            if slots is not None:
+                slots.acquire()
             try:
                 future.set_result(fn(*args))
             except BaseException as exc:
                 future.set_exception(exc)
+            finally:
+                if slots is not None:
+                    slots.release()
             return future
         self._queue.put((future, fn, args))
         return future
 
     def _run(self) -> None:
+        if self._slots is not None:
+            return self._run_on_slots()
         while True:
             item = self._queue.get()
             if item is None:
@@ -489,6 +510,42 @@ class _Threads:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+
+    def _run_on_slots(self) -> None:
+        """The loop of a thread on the node's slots: one slot held for up to SLOT_RUN calls in a row.
+
+        Taking and giving back a slot for each call woke a thread waiting for
+        one (in this process or another) at every call once the node's cap
+        was reached: a futex wake and a context switch per source operation.
+        Keeping it while calls are queued here, up to SLOT_RUN of them, makes
+        that one per run; the cap holds all the same (a slot is held only
+        while a call runs or the next one is taken from the queue).
+        """
+        get, slots = self._queue.get, self._slots
+        item = get()
+        while item is not None:
+            slots.acquire()
+            try:
+                for _ in range(SLOT_RUN):
+                    future, fn, args = item
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            result = fn(*args)
+                        except BaseException as exc:
+                            future.set_exception(exc)
+                        else:
+                            future.set_result(result)
+                    try:
+                        item = get(False)
+                    except queue.Empty:
+                        item = _IDLE
+                        break
+                    if item is None:
+                        break
+            finally:
+                slots.release()
+            if item is _IDLE:
+                item = get()  # waits for work without a slot
 
     def shutdown(self) -> None:
         """End the threads once the calls queued before are done (without waiting for them)."""
