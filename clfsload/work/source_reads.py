@@ -209,7 +209,8 @@ class SourceReads:
     every operation holds one of them while it runs, and the pool has
     ``slots.cap - 1`` threads, so this process alone may fill the node's
     cap when the others leave it idle; ``depth`` then only sets how far a
-    consumer's reads run ahead (twice it), the process's share of the cap. :class:`OrderedAhead` and :class:`AheadReader` run a sequence
+    consumer's reads run ahead (twice it), the process's share of the cap.
+    :class:`OrderedAhead` and :class:`AheadReader` run a sequence
     of them ahead of their consumer, but only for operations worth it
     (:meth:`worth_ahead`): each kind's latency is tracked as a decaying
     minimum of its durations, so waits for the GIL do not count and a fast
@@ -225,6 +226,10 @@ class SourceReads:
         self.slots = slots.semaphore if slots is not None else None
         #: pool threads: with one consumer, never more than the cap (this process's, or the node's)
         self.threads = (slots.cap if slots is not None else self.depth) - 1
+        if self.slots is None:
+            # no slot to take: a call is its timing and watch alone, without a frame more on the
+            # hot path of a fast source
+            self.call = self._timed  # type: ignore[method-assign]
         #: operation kind -> its latency estimate in seconds (decaying minimum)
         self.latency: Dict[str, float] = {}
         self._pool: Optional[_Threads] = None
@@ -244,10 +249,8 @@ class SourceReads:
 
     def call(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on this thread; ``op`` and ``path`` name it if it hangs, ``op`` keeps its latency."""
-        # The hot path of a fast source (a few microseconds per lstat on tmpfs): the
-        # watch's bookkeeping inlined, one dict store and one pop, no lock.
         slots = self.slots
-        if slots is None:
+        if slots is None:  # (not reached: __init__ binds call to _timed then)
             return self._timed(op, path, fn, *args)
         slots.acquire()  # the node's cap: waiting here is not the source's time
         try:
@@ -257,6 +260,8 @@ class SourceReads:
 
     def _timed(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """:meth:`call` once its slot is held (a pool thread holds one for a run of calls)."""
+        # The hot path of a fast source (a few microseconds per lstat on tmpfs): the
+        # watch's bookkeeping inlined, one dict store and one pop, no lock.
         watch = self.watch
         start = _now()
         token = next(watch._ids)
