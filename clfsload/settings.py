@@ -220,8 +220,9 @@ class Settings:
     upload_threads: int = 0
     #: worker processes; 0 runs every unit in the driver process
     processes: Optional[int] = None
-    #: source operations in flight per node (per Dask worker), spread over the worker
-    #: processes; None: 64, or one per worker process if more. A cap below the
+    #: source operations in flight per node (per Dask worker), one budget the worker
+    #: processes share (:class:`clfsload.work.source_reads.NodeSlots`); None: 64, or one
+    #: per worker process if more. A cap below the
     #: worker processes lowers them to it, so the cap holds.
     source_concurrency: Optional[int] = None
     #: seconds a source operation may be outstanding before a WARNING names it

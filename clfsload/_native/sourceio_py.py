@@ -4,7 +4,11 @@ Through a slow source (an NFS filer, a FUSE file system) a small file costs
 five calls: open, fstat, read, fstat, close. Each releases and takes back
 the GIL on a thread of the read pipeline; the compiled twin makes the whole
 chain one release. The calls, their flags, the results and the exceptions
-are exactly these.
+are exactly these, but for one: the compiled twin's first fstat is a
+``statx(AT_STATX_DONT_SYNC)``, the same answer on a local file system and
+no round trip of its own on FUSE or NFS (the attributes the open's lookup
+brought back, a state of the opened inode from before the read, so the
+torn-read rule holds as it does here).
 """
 
 import errno

@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the load on the Dask cluster whose scheduler is at this address (e.g. tcp://host:8786); "
                    "every worker must see SOURCE at the same path (pip install \"clfsload[dask]\")")
     p.add_argument("--source_concurrency", "--source-concurrency", type=_source_concurrency, default=None,
-                   metavar="N", help="source operations (lstat, open, read ...) in flight per node, or per Dask "
-                   "worker (default 64): raise it for a fast parallel file system, lower it to spare a filer")
+                   metavar="N", help="source operations (lstat, open, read ...) in flight per node, one budget its "
+                   "worker processes share, or per Dask worker (default 64): raise it for a fast parallel file "
+                   "system, lower it to spare a filer")
     p.add_argument("--source_timeout", "--source-timeout", type=_positive_seconds, default=300.0, metavar="SECONDS",
                    help="warn about a source operation outstanding this long (default 300), again at a slowing rate")
     p.add_argument("--worker_thread_count", "--worker-thread-count", type=int, default=None, help=argparse.SUPPRESS)

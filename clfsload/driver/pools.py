@@ -57,7 +57,7 @@ class UnitPools:
             self._source_slow = bool(s.processes) and source_is_slow(s.source)
         if self._source_slow:  # several units at once, big files read ahead from the first read
             config = replace(config, params=replace(params, source_slow=True))
-        return UnitPool(config, s.processes or 0)
+        return UnitPool(config, s.processes or 0, s.source_concurrency or 0)  # the node's cap, shared
 
     def _start_dask(self, config: WorkerConfig, bucket_uuid: str):
         """Join the Dask cluster's workers to this run (each checks it sees SOURCE)."""

@@ -148,14 +148,15 @@ def with_source_judged(config: WorkerConfig, source: Optional[str]) -> WorkerCon
 def with_unit_threads(config: WorkerConfig, threads: int) -> "tuple[WorkerConfig, int]":
     """The config a worker of ``threads`` unit threads gets, and how many unit threads it runs.
 
-    ``--source_concurrency`` caps the source operations in flight, and each
-    unit thread runs one on its own thread besides those of the process's
-    pipeline (``depth - 1`` threads, :class:`clfsload.work.source_reads.SourceReads`).
+    ``depth`` is the process's share of ``--source_concurrency``, and each
+    unit thread runs source operations on its own thread besides those of
+    the process's pipeline (:class:`clfsload.work.source_reads.SourceReads`).
     So a process runs at most a quarter of ``depth`` unit threads (one at
     least), and its pipeline gets ``depth - threads + 1``: in all, still at
-    most ``depth`` at a time. The pipeline keeps the larger share: it reads
-    ahead for every unit, where a unit thread with no unit to run holds its
-    share for nothing (a small tree under a small cap).
+    most ``depth`` at a time where the pipeline's threads are the cap (a
+    pool in this process). In the worker processes the node's slots are
+    the cap (:class:`clfsload.work.source_reads.NodeSlots`) and the
+    pipeline's share sets how far each unit's reads run ahead (twice it).
     """
     params = config.params
     depth = params.source_concurrency or source_reads.DEFAULT_CONCURRENCY
@@ -233,10 +234,12 @@ def _die_with_driver(driver: int) -> None:
     threading.Thread(target=watch, name="clfsload-driver-watch", daemon=True).start()
 
 
-def _init_process(config: WorkerConfig, driver: int, reports=None) -> None:
+def _init_process(config: WorkerConfig, driver: int, reports=None,
+                  slots: Optional[source_reads.NodeSlots] = None) -> None:
     global _config, _uploader, _ranges
     _die_with_parent()
     _die_with_driver(driver)
+    source_reads.use_node_slots(slots)  # the node's cap, shared with the pool's other processes
     if reports is not None:  # stuck source operations: the driver logs and counts them
         pid = os.getpid()
         source_reads.REPORTERS["stuck"] = lambda path, op, waited: reports.put(
@@ -287,27 +290,37 @@ def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
 class UnitPool:
     """Runs units concurrently, ``unit_threads`` at once in each of ``processes`` worker processes.
 
-    ``processes=0`` runs them in this process, one at a time. A worker
+    ``processes=0`` runs them in this process, one at a time. The worker
+    processes' source operations draw from one budget of
+    ``source_concurrency`` slots (the node's ``--source_concurrency``; 0:
+    their shares of the run's parameters summed, :class:`clfsload.work.source_reads.NodeSlots`). A worker
     process that dies stops the run: every unit not finished fails with
     :class:`concurrent.futures.process.BrokenProcessPool`, as with
     :class:`~concurrent.futures.ProcessPoolExecutor`.
     """
 
-    def __init__(self, config: WorkerConfig, processes: int):
+    def __init__(self, config: WorkerConfig, processes: int, source_concurrency: int = 0):
         self.processes = processes
         self.unit_threads = 1
         self._executor: "ThreadedProcessPool | ThreadPoolExecutor"
         if processes > 0:
             remote = not isinstance(parse_account(config.account), LocalFolder)
+            # the node's cap (--source_concurrency), of which params.source_concurrency is one process's share
+            node_cap = source_concurrency or processes * (config.params.source_concurrency
+                                                          or source_reads.per_process(source_reads.DEFAULT_CONCURRENCY, processes))
             # a SOURCE judged slow (params.source_slow) runs several units at once as a network target does
             threads = unit_threads(config.switches, remote or config.params.source_slow)
             config, self.unit_threads = with_unit_threads(config, threads)
             context = start_forkserver()
             self._reports = context.SimpleQueue()
             self._stop_relay = threading.Event()
+            # One budget of source operations for the node, drawn from by every worker process.
+            # Kept for the pool's life: a worker opens the semaphore by name as it starts
+            # (after start() returned), and the last reference here unlinks the name.
+            self._slots = source_reads.NodeSlots(context, node_cap)
             self._executor = ThreadedProcessPool(
                 processes, self.unit_threads, context, initializer=_init_process,
-                initargs=(config, os.getpid(), self._reports),
+                initargs=(config, os.getpid(), self._reports, self._slots),
             )
             self._inline: Optional[UnitRunner] = None
             self._listener: Optional[threading.Thread] = threading.Thread(

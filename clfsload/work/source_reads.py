@@ -6,11 +6,14 @@ they leave the source idle and the loader waits (issue 19). A
 :class:`SourceReads` is one process's pool of threads for them, bounded two
 ways:
 
-* a **count** (``--source_concurrency``, spread over a node's worker
-  processes): every source operation, whether a pool thread runs it ahead or
-  the consumer runs it itself (:meth:`SourceReads.call`), holds one of
-  ``depth`` slots while it runs, so the file system never sees more from
-  this process;
+* a **count** (``--source_concurrency``): every source operation, whether a
+  pool thread runs it ahead or the consumer runs it itself
+  (:meth:`SourceReads.call`), holds one of ``depth`` slots while it runs, so
+  the file system never sees more from this process. In the worker
+  processes of a node's local pool the slots are the node's, one budget
+  they all draw from (:class:`NodeSlots`, made by the pool's parent): a
+  process may use the slots another leaves idle, and the node still never
+  has more than ``--source_concurrency`` in flight;
 * a **byte budget** for data read ahead but not yet taken by the consumer,
   so memory stays bounded however far the reads run ahead.
 
@@ -54,6 +57,34 @@ log = logging.getLogger("clfsload")
 def per_process(total: int, processes: int) -> int:
     """One worker process's share of a node's ``total`` (at least 1)."""
     return max(1, total // max(1, processes))
+
+
+class NodeSlots:
+    """The node's source operations in flight, one budget shared by the worker processes of its pool.
+
+    Made by the pool's parent from its multiprocessing context (a POSIX
+    semaphore of ``cap``) and handed to each worker process as it starts
+    (:func:`use_node_slots`): a source operation of any of them holds one
+    slot while it runs (:meth:`SourceReads.call`), so one process may use
+    the slots another leaves idle while the file system never sees more
+    than ``cap`` at once from the node. Taking and giving back a free slot
+    costs a fraction of a microsecond (no system call); a thread waiting
+    for one releases the GIL.
+    """
+
+    def __init__(self, context, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.semaphore = context.BoundedSemaphore(self.cap)
+
+
+#: this process's share of its node's slots (a worker process of the local pool), else None
+_node_slots: Optional[NodeSlots] = None
+
+
+def use_node_slots(slots: Optional[NodeSlots]) -> None:
+    """Draw this process's source operations from the node's ``slots`` (set once, as a worker process starts)."""
+    global _node_slots
+    _node_slots = slots
 
 
 class _Op(NamedTuple):
@@ -174,7 +205,12 @@ class SourceReads:
     ``depth - 1`` pool threads; the consumer waits while the pool works and
     works while it waits, so with one consumer at most ``depth`` are in
     flight (a depth of 1: no pool, every operation on the consumer's
-    thread). :class:`OrderedAhead` and :class:`AheadReader` run a sequence
+    thread). With the node's ``slots`` (a worker process of the local pool),
+    every operation holds one of them while it runs, and the pool has
+    ``slots.cap - 1`` threads, so this process alone may fill the node's
+    cap when the others leave it idle; ``depth`` then only sets how far a
+    consumer's reads run ahead (twice it), the process's share of the cap.
+    :class:`OrderedAhead` and :class:`AheadReader` run a sequence
     of them ahead of their consumer, but only for operations worth it
     (:meth:`worth_ahead`): each kind's latency is tracked as a decaying
     minimum of its durations, so waits for the GIL do not count and a fast
@@ -183,9 +219,17 @@ class SourceReads:
 
     def __init__(self, depth: int = DEFAULT_CONCURRENCY, budget: int = DEFAULT_BUDGET,
                  timeout: float = DEFAULT_TIMEOUT, on_stuck: Optional[Callable[[Any, str, float], None]] = None,
-                 on_count: Optional[Callable[[int], None]] = None):
+                 on_count: Optional[Callable[[int], None]] = None, slots: Optional[NodeSlots] = None):
         self.depth = max(1, depth)
         self.budget = max(CHUNK, budget)
+        #: the node's slots every operation here holds while it runs (None: the threads are the cap)
+        self.slots = slots.semaphore if slots is not None else None
+        #: pool threads: with one consumer, never more than the cap (this process's, or the node's)
+        self.threads = (slots.cap if slots is not None else self.depth) - 1
+        if self.slots is None:
+            # no slot to take: a call is its timing and watch alone, without a frame more on the
+            # hot path of a fast source
+            self.call = self._timed  # type: ignore[method-assign]
         #: operation kind -> its latency estimate in seconds (decaying minimum)
         self.latency: Dict[str, float] = {}
         self._pool: Optional[_Threads] = None
@@ -205,6 +249,17 @@ class SourceReads:
 
     def call(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on this thread; ``op`` and ``path`` name it if it hangs, ``op`` keeps its latency."""
+        slots = self.slots
+        if slots is None:  # (not reached: __init__ binds call to _timed then)
+            return self._timed(op, path, fn, *args)
+        slots.acquire()  # the node's cap: waiting here is not the source's time
+        try:
+            return self._timed(op, path, fn, *args)
+        finally:
+            slots.release()
+
+    def _timed(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`call` once its slot is held (a pool thread holds one for a run of calls)."""
         # The hot path of a fast source (a few microseconds per lstat on tmpfs): the
         # watch's bookkeeping inlined, one dict store and one pop, no lock.
         watch = self.watch
@@ -228,7 +283,7 @@ class SourceReads:
 
     def worth_ahead(self, op: str) -> bool:
         """True if operations of this kind are slow enough to issue ahead (and there is a pool)."""
-        return self.depth > 1 and self.latency.get(_KINDS.get(op, op), 0.0) > AHEAD_LATENCY
+        return self.threads > 0 and self.latency.get(_KINDS.get(op, op), 0.0) > AHEAD_LATENCY
 
     def submit(self, op: str, path: Any, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
         """``fn(*args)`` on a pool thread, holding a slot while it runs."""
@@ -236,9 +291,10 @@ class SourceReads:
         if pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = _Threads(self.depth - 1)
+                    self._pool = _Threads(self.threads, self.slots)
                 pool = self._pool
-        return pool.submit(self.call, op, path, fn, *args)
+        # with the node's slots, the pool thread holds one for each call it runs
+        return pool.submit(self.call if self.slots is None else self._timed, op, path, fn, *args)
 
     def map(self, op: str, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator["Future[Any]"]:
         """Futures of ``fn(item)`` in order, at most twice ``depth`` submitted ahead of the one taken."""
@@ -393,6 +449,11 @@ class _ProcessSettings:
 _SETTINGS = _ProcessSettings()
 
 
+#: calls a pool thread runs in a row on one of the node's slots while more are queued
+SLOT_RUN = 8
+_IDLE = object()  # a pool thread found its queue empty
+
+
 class _Threads:
     """A fixed set of daemon threads running submitted calls, started at once with small stacks.
 
@@ -400,8 +461,9 @@ class _Threads:
     RLIMIT_NPROC), calls run on the caller's thread: slower, never an error.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, slots: Any = None) -> None:
         self._queue: "queue.SimpleQueue[Optional[Tuple[Future, Callable[..., Any], tuple]]]" = queue.SimpleQueue()
+        self._slots = slots  # the node's (NodeSlots.semaphore): each call runs holding one
         self._threads: List[threading.Thread] = []
         self._settings = True  # holds _SETTINGS until shutdown
         _SETTINGS.take()
@@ -423,15 +485,23 @@ class _Threads:
         future: "Future[Any]" = Future()
         if not self._threads:
             future.set_running_or_notify_cancel()
+            slots = self._slots
+            if slots is not None:
+                slots.acquire()
             try:
                 future.set_result(fn(*args))
             except BaseException as exc:
                 future.set_exception(exc)
+            finally:
+                if slots is not None:
+                    slots.release()
             return future
         self._queue.put((future, fn, args))
         return future
 
     def _run(self) -> None:
+        if self._slots is not None:
+            return self._run_on_slots()
         while True:
             item = self._queue.get()
             if item is None:
@@ -445,6 +515,42 @@ class _Threads:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+
+    def _run_on_slots(self) -> None:
+        """The loop of a thread on the node's slots: one slot held for up to SLOT_RUN calls in a row.
+
+        Taking and giving back a slot for each call woke a thread waiting for
+        one (in this process or another) at every call once the node's cap
+        was reached: a futex wake and a context switch per source operation.
+        Keeping it while calls are queued here, up to SLOT_RUN of them, makes
+        that one per run; the cap holds all the same (a slot is held only
+        while a call runs or the next one is taken from the queue).
+        """
+        get, slots = self._queue.get, self._slots
+        item = get()
+        while item is not None:
+            slots.acquire()
+            try:
+                for _ in range(SLOT_RUN):
+                    future, fn, args = item
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            result = fn(*args)
+                        except BaseException as exc:
+                            future.set_exception(exc)
+                        else:
+                            future.set_result(result)
+                    try:
+                        item = get(False)
+                    except queue.Empty:
+                        item = _IDLE
+                        break
+                    if item is None:
+                        break
+            finally:
+                slots.release()
+            if item is _IDLE:
+                item = get()  # waits for work without a slot
 
     def shutdown(self) -> None:
         """End the threads once the calls queued before are done (without waiting for them)."""
@@ -465,12 +571,18 @@ REMOTE_STUCK: Dict[int, int] = {}
 
 
 def shared(depth: int, budget: int, timeout: float) -> SourceReads:
-    """This process's pool for these limits (one per process: the units it runs share it)."""
+    """This process's pool for these limits (one per process: the units it runs share it).
+
+    In a worker process of the local pool its operations draw from the node's
+    slots (:func:`use_node_slots`); elsewhere (a Dask worker, a library
+    caller's process) ``depth`` is the cap.
+    """
     key = (depth or DEFAULT_CONCURRENCY, budget or DEFAULT_BUDGET, timeout if timeout else DEFAULT_TIMEOUT)
     with _shared_lock:
         reads = _shared.get(key)
         if reads is None:
-            reads = _shared[key] = SourceReads(*key, on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"])
+            reads = _shared[key] = SourceReads(*key, on_stuck=REPORTERS["stuck"], on_count=REPORTERS["count"],
+                                               slots=_node_slots)
         return reads
 
 
@@ -668,7 +780,7 @@ class AheadReader:
             self.pos += len(data)
             return data
         reads = self.reads
-        if (reads.read_eagerly and reads.depth > 1) or reads.worth_ahead("read"):
+        if (reads.read_eagerly and reads.threads > 0) or reads.worth_ahead("read"):
             self._fill()
         if not self._ahead or self._ahead[0][0] != self.pos:
             self._drop_all()
@@ -720,6 +832,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "HangWatch",
+    "NodeSlots",
     "OrderedAhead",
     "REMOTE_STUCK",
     "REPORTERS",
@@ -728,5 +841,6 @@ __all__ = [
     "per_process",
     "shared",
     "stuck_operations",
+    "use_node_slots",
     "walk_reads",
 ]
