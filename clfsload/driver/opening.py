@@ -15,7 +15,6 @@ from typing import Dict, NamedTuple
 
 from .. import __version__
 from ..clfs.constants import BUCKET_UUID_KEY
-from ..clfs.decode import decode_payload
 from ..clfs.objects import bucket_blob
 from ..errors import BlobNotFoundError, FormatError
 from ..settings import Settings
@@ -123,6 +122,8 @@ def check_resume(s: Settings, state: StateStore, target: BlobTarget) -> None:
 
 def check_bucket(state: StateStore, target: BlobTarget) -> None:
     """The container's bucket object is this transfer's (same bucketUUID); LoadError if not."""
+    from ..clfs.decode import decode_payload  # a resumed run's only decode: a new run never loads the decoder
+
     name = bucket_blob("").name
     try:
         obj = decode_payload(target.get(name), name)

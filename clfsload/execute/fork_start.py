@@ -24,6 +24,7 @@ and stdout are ``/dev/null`` (it writes neither; a reader of the load's
 stdout waits for every holder of it to exit).
 """
 
+import importlib
 import os
 import signal
 import socket
@@ -58,15 +59,20 @@ def can_fork() -> bool:
     )
 
 
-def fork_servers(preload: List[str]) -> bool:
-    """Fork the resource tracker, then the forkserver (which imports ``preload``); True if both run.
+def fork_servers(preload: List[str], shared: Iterable[str] = ()) -> bool:
+    """Import ``shared``, then fork the resource tracker and the forkserver (which imports ``preload``); True if both run.
 
-    Nothing is done where :func:`can_fork` says no. A fork that fails
-    (out of processes) leaves the rest to multiprocessing's own start,
-    which says why if it fails too.
+    ``shared``: modules this process needs too, imported once before the
+    forks rather than in both processes (the rest of ``preload`` is
+    imported by the forkserver while this process goes on). Nothing is done
+    where :func:`can_fork` says no. A fork that fails (out of processes)
+    leaves the rest to multiprocessing's own start, which says why if it
+    fails too.
     """
     if not can_fork():
         return False
+    for name in shared:
+        importlib.import_module(name)
     for stream in (sys.stdout, sys.stderr):  # what they buffer would be written twice
         try:
             if stream is not None:

@@ -20,6 +20,9 @@ import multiprocessing.forkserver
 #: what the forkserver imports once, before it forks anything: the worker side (so every worker
 #: starts with it loaded) and the forkserver's quick exit (:mod:`.forkserver_preload`)
 PRELOAD = ["clfsload.execute.forkserver_preload"]
+#: what the driver imports too of the worker side (the pool, and under it the units, ids, encoders,
+#: source pipeline, uploaders): a forked start loads it before it forks, once for both processes
+SHARED = ["clfsload.execute.pool"]
 
 
 def start_forkserver(fork: bool = False) -> "multiprocessing.context.ForkServerContext":
@@ -28,14 +31,15 @@ def start_forkserver(fork: bool = False) -> "multiprocessing.context.ForkServerC
     Returns at once: the forkserver imports :data:`PRELOAD` in its own
     process, and the first worker started waits for that to end. Idempotent.
     ``fork``: start it (and the resource tracker) as forks of this process
-    where that is safe (:func:`.fork_start.fork_servers`): only the command
-    line asks, before it has started a thread or set up its logging.
+    where that is safe (:func:`.fork_start.fork_servers`), with :data:`SHARED`
+    imported first: only the command line asks, before it has started a
+    thread or set up its logging.
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     if fork:
         from .fork_start import fork_servers
 
-        fork_servers(PRELOAD)
+        fork_servers(PRELOAD, SHARED)
     multiprocessing.forkserver.ensure_running()  # a no-op once fork_servers started both
     return context  # type: ignore[return-value]
