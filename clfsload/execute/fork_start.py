@@ -21,7 +21,12 @@ Each child closes every descriptor but those multiprocessing's start would
 pass it, and ends with ``os._exit``: it never runs the exit handlers or the
 interpreter teardown of the process it was forked from. The tracker's stdin
 and stdout are ``/dev/null`` (it writes neither; a reader of the load's
-stdout waits for every holder of it to exit).
+stdout waits for every holder of it to exit). The forkserver ignores SIGINT
+from its start (multiprocessing's ignores it once its preload is imported;
+a Ctrl-C reaches the whole process group and is the driver's business), and
+its workers inherit that. What the parent registered to run at its exit
+(multiprocessing's finalizers) is tied to the parent's pid and never runs in
+them.
 """
 
 import importlib
@@ -71,8 +76,6 @@ def fork_servers(preload: List[str], shared: Iterable[str] = ()) -> bool:
     """
     if not can_fork():
         return False
-    for name in shared:
-        importlib.import_module(name)
     for stream in (sys.stdout, sys.stderr):  # what they buffer would be written twice
         try:
             if stream is not None:
@@ -80,7 +83,9 @@ def fork_servers(preload: List[str], shared: Iterable[str] = ()) -> bool:
         except (OSError, ValueError):
             pass
     try:
-        _fork_tracker()
+        _fork_tracker()  # first: it needs none of the modules below
+        for name in shared:
+            importlib.import_module(name)
         _fork_forkserver(preload)
     except OSError:
         return False
@@ -130,6 +135,9 @@ def _fork_forkserver(preload: List[str]) -> None:
                     # A fresh interpreter's tracker state: each worker gets the tracker's pipe from its request.
                     resource_tracker._resource_tracker._fd = None  # type: ignore[attr-defined]
                     resource_tracker._resource_tracker._pid = None  # type: ignore[attr-defined]
+                    # Ctrl-C reaches the whole process group; it is the driver's business. main() ignores it
+                    # only once it has imported the preload, and its workers inherit what it found.
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
                     forkserver.main(fd, alive_r, preload, **data)
 
                 _child(serve, keep=(0, 1, 2, fd, alive_r), title="forkserver")

@@ -21,8 +21,9 @@ import multiprocessing.forkserver
 #: starts with it loaded) and the forkserver's quick exit (:mod:`.forkserver_preload`)
 PRELOAD = ["clfsload.execute.forkserver_preload"]
 #: what the driver imports too of the worker side (the pool, and under it the units, ids, encoders,
-#: source pipeline, uploaders): a forked start loads it before it forks, once for both processes
-SHARED = ["clfsload.execute.pool"]
+#: source pipeline, uploaders; multiprocessing's locks and forkserver client, which the pool's start
+#: and every worker's bootstrap load): a forked start loads it before it forks, once for both processes
+SHARED = ["clfsload.execute.pool", "multiprocessing.synchronize", "multiprocessing.popen_forkserver"]
 
 
 def start_forkserver(fork: bool = False) -> "multiprocessing.context.ForkServerContext":

@@ -17,6 +17,8 @@
 import atexit
 import ctypes  # noqa: F401 - each worker's _die_with_parent
 import multiprocessing.forkserver
+import multiprocessing.popen_forkserver  # noqa: F401 - each worker's bootstrap (its Process object)
+import multiprocessing.synchronize  # noqa: F401 - each worker's bootstrap (the pool's report queue's locks)
 import os
 import sys
 
