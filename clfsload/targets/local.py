@@ -45,7 +45,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import secrets
 import stat
 from typing import AsyncIterator, Iterator, List, Optional, Tuple
 
@@ -96,7 +95,7 @@ class LocalFolderTarget(BlobTarget):
         self._prefix = os.path.join(self._folder, "")  # the folder and a separator
         self._container = container
         self._batches = SyncBatches(self._folder)  # what put and delete changed, durable at sync
-        self._token = secrets.token_hex(4)
+        self._token = os.urandom(4).hex()  # secrets.token_hex(4), without secrets' import of hmac and OpenSSL
         self._counter = itertools.count()
         self._closed = False
         if create:
