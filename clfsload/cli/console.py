@@ -11,8 +11,12 @@ __all__ = ["console_main"]
 
 
 def console_main() -> int:
-    """The ``clfsload`` console script: :func:`hide_secrets` first, then :func:`clfsload.cli.main.main`."""
+    """The ``clfsload`` console script: :func:`hide_secrets` first, then :func:`clfsload.cli.main.main`.
+
+    Ends the process with its exit code (:func:`clfsload.cli.exiting.exit_program`: no interpreter teardown).
+    """
     hide_secrets()
+    from .exiting import exit_program
     from .main import main
 
-    return main()
+    exit_program(main())

@@ -238,18 +238,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv is None:
         hide_secrets(args.sas_token)  # again: a SAS without the usual fields is known only now
     check_positionals(parser, args)
-    # With --output json, stdout carries the summary object alone; the log goes to stderr
-    # (not under AzCopy, which reads stdout only).
-    log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
     if args.dask is None and (args.processes is None or args.processes > 0):
         from ..execute.forkserver import start_forkserver
 
         # A load with worker processes: the forkserver starts and imports the worker side
         # while this process imports the driver and opens the run (the engine's call is a no-op then).
+        # Forked from this process, which runs no thread yet, before the log's handlers are set up:
+        # the forkserver and its workers start with the logging of a fresh interpreter.
         try:
-            start_forkserver()
+            start_forkserver(fork=True)
         except (OSError, ValueError):
             pass  # out of processes or descriptors: the engine's own start tries again and says so in one line
+    # With --output json, stdout carries the summary object alone; the log goes to stderr
+    # (not under AzCopy, which reads stdout only).
+    log = console(args.log_level, sys.stderr if args.output == "json" and not args.azcopy else sys.stdout)
     from ..driver.engine import LoadResult, run_load
     from .report import render
 

@@ -14,11 +14,9 @@ redoes it whole (ranges already stored by an earlier run stand).
 import collections
 import logging
 import os
-from typing import Any, Callable, Deque, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Union
 
-from ..work.directories import DirectoryWriter, split_listing
 from ..work.ids import IdMint
-from ..work.ranges import FileAssembly, range_size
 from ..work.reasons import VANISHED
 from ..work.scan import EntryStat, Problem
 from ..work.units import (
@@ -38,6 +36,10 @@ from ..work.units import (
 )
 from . import handles
 from .recording import Recorder
+
+if TYPE_CHECKING:  # loaded where a directory comes back split (most runs have none): see _start_file, _part_back
+    from ..work.directories import DirectoryWriter
+    from ..work.ranges import FileAssembly
 
 log = logging.getLogger("clfsload")
 
@@ -60,7 +62,7 @@ class Assembly:
     the drain loop runs them first.
     """
 
-    def __init__(self, recorder: Recorder, params: RunParams, mint: IdMint, writer: Callable[[], DirectoryWriter]):
+    def __init__(self, recorder: Recorder, params: RunParams, mint: IdMint, writer: "Callable[[], DirectoryWriter]"):
         self.recorder = recorder
         self.state = recorder.state
         self.progress = recorder.progress
@@ -69,7 +71,7 @@ class Assembly:
         self._writer = writer  # stores split directories and ranged files' inodes through the driver's target
         self.extra: Deque[Unit] = collections.deque()
         self._splits: Dict[int, _SplitProgress] = {}  # directories whose parts are out, by unit
-        self._files: Dict[bytes, FileAssembly] = {}  # huge files whose ranges are out, by fh
+        self._files: "Dict[bytes, FileAssembly]" = {}  # huge files whose ranges are out, by fh
 
     # --- what each unit's record() calls ------------------------------------------
 
@@ -138,6 +140,8 @@ class Assembly:
 
     def _start_file(self, huge: HugeFile) -> int:
         """Queue the ranges of a huge file still to load (those an earlier run stored stand); returns errors."""
+        from ..work.ranges import FileAssembly, range_size
+
         # the file's own range size, from its size (the worker that split it off used the same rule)
         per_range = range_size(huge.stat.st_size, self.params.range_segments) or self.params.range_segments
         stored = [(last, RangeDone(first, EntryStat.unpack(st), head, digest, nbytes))
@@ -153,7 +157,7 @@ class Assembly:
             return 0
         return self._settle_file(assembly)
 
-    def _settle_file(self, assembly: FileAssembly) -> int:
+    def _settle_file(self, assembly: "FileAssembly") -> int:
         """Every range of a huge file is back: store its inode, plan it again, or leave it out. Returns errors."""
         huge = assembly.huge
         merged = self._splits[huge.unit].result
@@ -199,6 +203,8 @@ class Assembly:
             writer = self._writer()
             if merged.links:  # stored before RECONCILE, once its linked objects' handles are settled
                 writer.check_directory_attrs(progress.task, EntryStat.unpack(split.stat))
+                from ..work.directories import split_listing
+
                 merged.deferred = DeferredDir(split.stat, split_listing(split, merged.children), split.subdir_count)
             else:
                 writer.store_split_directory(progress.task, split, merged.children)

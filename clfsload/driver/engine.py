@@ -33,7 +33,7 @@ import logging
 import os
 import sqlite3
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .. import crashpoints
 from . import handles, history
@@ -46,12 +46,10 @@ from ..targets import open_target
 from ..targets.base import BlobTarget
 from ..targets.endpoint import LocalFolder, parse_account
 from ..work.checksum_log import FILE_NAME as CHECKSUM_FILE
-from ..work.directories import DirectoryWriter
 from ..work.ids import IdMint
 from ..work.scan import EntryStat
 from ..work.source_reads import DEFAULT_BUDGET, DEFAULT_CONCURRENCY, per_process
 from ..work.units import BATCH_ENTRIES, RANGE_SEGMENTS, RunParams
-from ..work.upload import DirectUploader
 from .assembly import Assembly
 from .failures import describe_local_failure, release_all
 from .finalize import LOG_FILE, PROBLEMS_FILE, Finalizer, remove_temp_files, write_problems
@@ -61,6 +59,9 @@ from .pools import UnitPools
 from .recording import Recorder, drain
 from .result import PROBLEM_LIST_MAX, Interrupted, LoadError, LoadResult
 from .state import StateError, StateStore
+
+if TYPE_CHECKING:
+    from ..work.directories import DirectoryWriter
 
 log = logging.getLogger("clfsload")
 
@@ -274,8 +275,15 @@ class Loader:
             self._assembly = Assembly(self._recorder, self.params(), self._id_mint(), self._directory_writer)
         return self._assembly
 
-    def _directory_writer(self) -> DirectoryWriter:
-        """Stores split directories and the inodes of ranged files, through the driver's target."""
+    def _directory_writer(self) -> "DirectoryWriter":
+        """Stores split directories and the inodes of ranged files, through the driver's target.
+
+        Made only for a run with such a directory or file (most have none), and imported then: the
+        writer's modules are the worker side's (:mod:`clfsload.work.directories`, :mod:`~clfsload.work.ranges`).
+        """
+        from ..work.directories import DirectoryWriter
+        from ..work.upload import DirectUploader
+
         params = self.params()
         return DirectoryWriter(params, DirectUploader(self._target(), params.compress))
 

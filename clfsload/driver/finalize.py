@@ -27,10 +27,8 @@ from ..settings import Settings
 from ..targets.base import BlobTarget
 from ..work.ids import IdMint
 from .opening import RunIdentity
-from .relist import edit_directory, group_by_parent
 from .result import LoadError, LoadResult
 from .state import StateStore
-from .sweep import Sweeper
 
 log = logging.getLogger("clfsload")
 
@@ -125,33 +123,48 @@ class Finalizer:
         Each step is idempotent, and its state rows change only after its
         blobs did, so a run killed part way repeats it.
         """
-        state, target, mint, compress = self.state, self.target, self.mint, self.compress
+        state, target = self.state, self.target
         restore = state.pruned_to_restore()
-        for parent, entries in group_by_parent(restore):
-            edit_directory(target, mint, parent, compress, add=entries)
         if restore:
+            self._edit(restore, add=True)
             state.drop_pruned(restore)
             log.info("%d entries that loaded since an earlier run left them out are back in their directories", len(restore))
         gone = state.gone_entries()
-        for parent, entries in group_by_parent(gone):
-            edit_directory(target, mint, parent, compress, remove=[name for name, _ in entries])
+        self._edit(gone)
         failed = state.failed_entries() if prune else []
-        for parent, entries in group_by_parent(failed):
-            edit_directory(target, mint, parent, compress, remove=[name for name, _ in entries])
+        self._edit(failed)
         if failed:
             state.add_pruned(failed)
             log.warning("--publish_with_errors: %d failed entries are left out of their directories", len(failed))
         dirs, objects = state.sweep_list()
         dead = [fh for _, _, fh in failed + gone]
         if dirs or objects or dead:
+            from .sweep import Sweeper  # a run with nothing to sweep (a first one) never loads it
+
             state.drop_ranges()  # the sweep deletes segments no inode names: no later run may count on them
-            sweeper = Sweeper(target, mint, self.settings.state_dir, log=lambda blob: log.debug("sweep: deleted %s", blob))
+            sweeper = Sweeper(target, self.mint, self.settings.state_dir, log=lambda blob: log.debug("sweep: deleted %s", blob))
             deleted = sweeper.run(dirs, objects, strays=dead)
             log.info("sweep: %d directories and %d objects checked, %d leftover blobs deleted", len(dirs), len(objects), deleted)
         remove_temp_files(target)
         state.clear_sweep()
         if gone:
             state.clear_gone()
+
+    def _edit(self, entries, add: bool = False) -> None:
+        """Add ``entries`` (parent, name, fh) to their stored directories, or take them out.
+
+        :mod:`.relist` (and the container reader under it) loads only for
+        a run with entries to edit: a first run has none.
+        """
+        if not entries:
+            return
+        from .relist import edit_directory, group_by_parent
+
+        for parent, group in group_by_parent(entries):
+            if add:
+                edit_directory(self.target, self.mint, parent, self.compress, add=group)
+            else:
+                edit_directory(self.target, self.mint, parent, self.compress, remove=[name for name, _ in group])
 
     def publish_root(self) -> None:
         """Copy the root's ``tmp`` inode to its final name (the last write of the run), then drop the ``tmp`` one."""

@@ -7,7 +7,7 @@ bucket object. :func:`read_identity` reads the run's ids once, typed.
 """
 
 import os
-import secrets
+import random
 import stat
 import time
 import uuid
@@ -15,7 +15,6 @@ from typing import Dict, NamedTuple
 
 from .. import __version__
 from ..clfs.constants import BUCKET_UUID_KEY
-from ..clfs.decode import decode_payload
 from ..clfs.objects import bucket_blob
 from ..errors import BlobNotFoundError, FormatError
 from ..settings import Settings
@@ -75,13 +74,19 @@ def check_paths(state_dir: str, source: str) -> None:
 
 
 def new_identity(s: Settings, target: BlobTarget) -> Dict[str, str]:
-    """What ``--new`` stores: fresh random ids, the fixed options, and where from and to."""
+    """What ``--new`` stores: fresh random ids, the fixed options, and where from and to.
+
+    The ids come from the system's random source, as :mod:`secrets` draws them
+    (its ``randbelow`` and ``token_hex`` are these calls), without the module:
+    it imports :mod:`hmac` and with it OpenSSL, 2-3 ms at every start.
+    """
+    system = random.SystemRandom()
     return {
         "tool_version": __version__,
         "phase": "INIT",
-        "containerid": str(secrets.randbelow(0xFFFFFFFF) + 1),
-        "fsid": str(secrets.randbelow(0xFFFFFFFF) + 1),
-        "id_secret": secrets.token_hex(16),
+        "containerid": str(system.randrange(0xFFFFFFFF) + 1),
+        "fsid": str(system.randrange(0xFFFFFFFF) + 1),
+        "id_secret": os.urandom(16).hex(),
         "bucket_uuid": str(uuid.uuid4()),
         "compression": s.compression or "LZ4",
         "preserve_hardlinks": "1" if s.preserve_hardlinks else "0",
@@ -123,6 +128,8 @@ def check_resume(s: Settings, state: StateStore, target: BlobTarget) -> None:
 
 def check_bucket(state: StateStore, target: BlobTarget) -> None:
     """The container's bucket object is this transfer's (same bucketUUID); LoadError if not."""
+    from ..clfs.decode import decode_payload  # a resumed run's only decode: a new run never loads the decoder
+
     name = bucket_blob("").name
     try:
         obj = decode_payload(target.get(name), name)

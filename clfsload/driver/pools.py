@@ -1,6 +1,5 @@
 """Where one run's units run: this node's worker processes, or the workers of a Dask cluster (:class:`UnitPools`)."""
 
-import hashlib
 from dataclasses import replace
 from typing import Optional
 
@@ -61,6 +60,8 @@ class UnitPools:
 
     def _start_dask(self, config: WorkerConfig, bucket_uuid: str):
         """Join the Dask cluster's workers to this run (each checks it sees SOURCE)."""
+        import hashlib
+
         from ..execute.dask_driver import DaskRun
 
         transfer = hashlib.blake2b(bucket_uuid.encode(), digest_size=8).hexdigest()

@@ -1,6 +1,9 @@
 """What the forkserver imports before it forks anything (:data:`.forkserver.PRELOAD`); nothing else imports it.
 
-* The worker side, whole (:mod:`.pool`): every worker is forked with it loaded.
+* The worker side, whole (:mod:`.pool`): every worker is forked with it loaded,
+  with what each worker's start loads besides: :mod:`ctypes` (its
+  ``prctl``) and the local-folder target (a few milliseconds each, once here
+  instead of in every worker, before its first unit).
 * A quick exit: the forkserver leaves when the driver has exited (its "alive"
   pipe closes), and whoever waits for the load to end (a shell pipe, AzCopy,
   ``subprocess.run``) waits for the forkserver too, since it holds the same
@@ -12,11 +15,16 @@
 """
 
 import atexit
+import ctypes  # noqa: F401 - each worker's _die_with_parent
 import multiprocessing.forkserver
+import multiprocessing.popen_forkserver  # noqa: F401 - each worker's bootstrap (its Process object)
+import multiprocessing.synchronize  # noqa: F401 - each worker's bootstrap (the pool's report queue's locks)
 import os
 import sys
 
 from . import pool  # noqa: F401 - imported for the workers forked from here
+from ..work import transfer  # noqa: F401 - what pool imports on first use (pool._runner_type)
+from ..targets import local  # noqa: F401 - a worker's uploader for a file: target
 
 
 def _in_forkserver() -> bool:

@@ -32,7 +32,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import ContextManager, Optional
+from typing import TYPE_CHECKING, ContextManager, Optional
 
 from ..settings import Switches
 from ..targets import open_async_target, open_target
@@ -40,11 +40,13 @@ from ..targets.credentials import Credential
 from ..targets.endpoint import LocalFolder, parse_account
 from ..work import source_reads
 from ..work.protocols import BlobUploader
-from ..work.transfer import UnitRunner
 from ..work.units import FileRange, Outcome, RunParams, Unit
 from ..work.upload import DirectUploader, Uploader
 from .forkserver import start_forkserver
 from .procpool import ThreadedProcessPool
+
+if TYPE_CHECKING:  # the driver imports this module for UnitPool and never runs a unit (processes > 0): see _runner_type
+    from ..work.transfer import UnitRunner
 
 #: units a worker process runs at once unless ``CLFSLOAD_UNIT_THREADS`` says otherwise
 DEFAULT_UNIT_THREADS = 8
@@ -164,9 +166,22 @@ def with_unit_threads(config: WorkerConfig, threads: int) -> "tuple[WorkerConfig
     return replace(config, params=replace(params, source_concurrency=depth - threads + 1)), threads
 
 
-def open_runner(config: WorkerConfig) -> UnitRunner:
+def _runner_type() -> "type[UnitRunner]":
+    """:class:`clfsload.work.transfer.UnitRunner`, imported on first use.
+
+    The worker side loads it with the forkserver's preload
+    (:mod:`.forkserver_preload`); the driver, which imports this module for
+    :class:`UnitPool`, does not need it (it runs units only with
+    ``processes=0``).
+    """
+    from ..work.transfer import UnitRunner
+
+    return UnitRunner
+
+
+def open_runner(config: WorkerConfig) -> "UnitRunner":
     """A :class:`UnitRunner` with its own connection to the target (one per process or Dask thread)."""
-    return UnitRunner(config.params, open_uploader(config))
+    return _runner_type()(config.params, open_uploader(config))
 
 
 def open_uploader(config: WorkerConfig) -> BlobUploader:
@@ -257,16 +272,16 @@ def _init_process(config: WorkerConfig, driver: int, reports=None,
     _ranges = threading.BoundedSemaphore(RANGE_THREADS_SLOW_SOURCE if config.params.source_slow else RANGE_THREADS)
 
 
-def _thread_runner() -> UnitRunner:
+def _thread_runner() -> "UnitRunner":
     """This unit thread's :class:`UnitRunner` (made at its first unit), on the process's shared uploader."""
     runner = getattr(_threads, "runner", None)
     if runner is None:
         assert _config is not None and _uploader is not None, "pool process not initialised"
-        runner = _threads.runner = UnitRunner(_config.params, _uploader)
+        runner = _threads.runner = _runner_type()(_config.params, _uploader)
     return runner
 
 
-def run_task(task: Unit, runner: Optional[UnitRunner] = None) -> Outcome:
+def run_task(task: Unit, runner: "Optional[UnitRunner]" = None) -> Outcome:
     """Run one unit (on ``runner``, else this unit thread's); a directory that fails outright comes back as its Problem.
 
     Returns once what the unit stored is durable. TerminalError propagates:
@@ -322,7 +337,7 @@ class UnitPool:
                 processes, self.unit_threads, context, initializer=_init_process,
                 initargs=(config, os.getpid(), self._reports, self._slots),
             )
-            self._inline: Optional[UnitRunner] = None
+            self._inline: "Optional[UnitRunner]" = None
             self._listener: Optional[threading.Thread] = threading.Thread(
                 target=_relay_reports, args=(self._reports, self._stop_relay), name="clfsload-stuck-reports", daemon=True)
             self._listener.start()

@@ -42,11 +42,9 @@ Decisions (the loader relies on them):
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import itertools
 import os
-import secrets
 import stat
 from typing import AsyncIterator, Iterator, List, Optional, Tuple
 
@@ -97,7 +95,7 @@ class LocalFolderTarget(BlobTarget):
         self._prefix = os.path.join(self._folder, "")  # the folder and a separator
         self._container = container
         self._batches = SyncBatches(self._folder)  # what put and delete changed, durable at sync
-        self._token = secrets.token_hex(4)
+        self._token = os.urandom(4).hex()  # secrets.token_hex(4), without secrets' import of hmac and OpenSSL
         self._counter = itertools.count()
         self._closed = False
         if create:
@@ -355,6 +353,18 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+def _in_thread(fn, *args):
+    """``fn(*args)`` in the running loop's default thread pool (an awaitable).
+
+    asyncio is imported here, on first use: a load to a local folder runs
+    no event loop (:class:`clfsload.work.upload.DirectUploader`), and
+    importing asyncio costs a start-up tens of milliseconds of CPU.
+    """
+    import asyncio
+
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
 class AsyncLocalFolderTarget(AsyncBlobTarget):
     """The asyncio face of :class:`LocalFolderTarget`.
 
@@ -379,11 +389,11 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
 
     async def is_empty(self) -> bool:
         """See :meth:`LocalFolderTarget.is_empty`."""
-        return await asyncio.get_running_loop().run_in_executor(None, self._sync.is_empty)
+        return await _in_thread(self._sync.is_empty)
 
     async def list_names(self, prefix: str = "") -> AsyncIterator[str]:  # type: ignore[override]
         """Yield the blob names starting with *prefix*, sorted."""
-        names = await asyncio.get_running_loop().run_in_executor(None, self._sync._list, prefix)
+        names = await _in_thread(self._sync._list, prefix)
         for name in names:
             yield name
 
@@ -392,11 +402,11 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
         if len(payload) <= self._inline_limit:
             self._sync.put(name, payload)
         else:
-            await asyncio.get_running_loop().run_in_executor(None, self._sync.put, name, payload)
+            await _in_thread(self._sync.put, name, payload)
 
     async def sync(self) -> None:
         """See :meth:`LocalFolderTarget.sync` (in a thread: it waits for the disk)."""
-        await asyncio.get_running_loop().run_in_executor(None, self._sync.sync)
+        await _in_thread(self._sync.sync)
 
     async def get(self, name: str) -> bytes:
         """See :meth:`LocalFolderTarget.get` (large files are read in a thread)."""
@@ -406,7 +416,7 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
             size = 0  # let get() report the error
         if size <= self._inline_limit:
             return self._sync.get(name)
-        return await asyncio.get_running_loop().run_in_executor(None, self._sync.get, name)
+        return await _in_thread(self._sync.get, name)
 
     async def delete(self, name: str, *, missing_ok: bool = True) -> None:
         """See :meth:`LocalFolderTarget.delete`."""
@@ -414,4 +424,4 @@ class AsyncLocalFolderTarget(AsyncBlobTarget):
 
     async def close(self) -> None:
         """See :meth:`LocalFolderTarget.close` (in a thread: it syncs)."""
-        await asyncio.get_running_loop().run_in_executor(None, self._sync.close)
+        await _in_thread(self._sync.close)

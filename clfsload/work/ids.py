@@ -31,8 +31,12 @@ To an observer the ids are as random as the reference's; to a re-run they are
 the same, so it overwrites its blobs instead of orphaning them.
 """
 
-import hashlib
 import struct
+
+try:  # hashlib's own blake2b; importing hashlib loads OpenSSL too (2-3 ms at every start), which no id needs
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without the builtin module
+    from hashlib import blake2b
 from ..clfs.constants import DIRMGR_COUNT, MIN_SEQ, Ftype
 from ..clfs.handles import dmid_of, make_fh
 from .._native import hashing
@@ -55,7 +59,7 @@ class IdMint:
         self._key = bytes(secret[:64])
 
     def _hash(self, data: bytes, size: int) -> bytes:
-        return hashlib.blake2b(data, key=self._key, digest_size=size).digest()
+        return blake2b(data, key=self._key, digest_size=size).digest()
 
     def child_seq(self, unit: int, rank: int) -> int:
         """The sequence number of the ``rank``-th (0-based) child of directory unit ``unit``."""

@@ -31,8 +31,11 @@ most ``max_period`` (0.25 s):
 Everything here runs on the loop's own thread.
 """
 
-import asyncio
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # asyncio is loaded where a loop runs; a local-folder load never needs it
+    import asyncio
 
 __all__ = ["TurnPacer"]
 
@@ -45,7 +48,7 @@ ALPHA = 1 / 16
 class TurnPacer:
     """Counts the requests in flight, times them, and paces the loop's turns."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, enabled: bool = True, min_in_flight: int = 16,
+    def __init__(self, loop: "asyncio.AbstractEventLoop", *, enabled: bool = True, min_in_flight: int = 16,
                  min_period: float = 0.002, max_period: float = 0.25) -> None:
         self._loop = loop
         #: False: only count and time the requests, never sleep

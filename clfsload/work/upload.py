@@ -16,20 +16,22 @@ Two uploaders with one interface (``submit`` returns a future, ``close``):
   caller's thread writes it at once and gets back a future already done.
 """
 
-import asyncio
 import collections
 import threading
 from concurrent.futures import Future, wait
-from typing import Awaitable, Callable, Iterable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Optional, Tuple, Union
 
 from ..clfs.objects import Blob, Sealed, seal
 from .pacing import TurnPacer
 from ..targets.base import AsyncBlobTarget, BlobTarget
 
+if TYPE_CHECKING:  # imported where a loop is made (an Uploader); a DirectUploader never needs asyncio
+    import asyncio
+
 Opener = Callable[[], Awaitable[AsyncBlobTarget]]
 
 
-def new_event_loop(uvloop: bool = True) -> asyncio.AbstractEventLoop:
+def new_event_loop(uvloop: bool = True) -> "asyncio.AbstractEventLoop":
     """uvloop's event loop when it is installed (and ``uvloop``), else asyncio's.
 
     uvloop runs the loop in C (libuv): against Azurite a Put Blob through
@@ -37,6 +39,8 @@ def new_event_loop(uvloop: bool = True) -> asyncio.AbstractEventLoop:
     ``CLFSLOAD_NO_UVLOOP=1`` (:class:`clfsload.settings.Switches`) passes
     ``uvloop=False``.
     """
+    import asyncio
+
     if not uvloop:
         return asyncio.new_event_loop()
     try:
@@ -81,6 +85,8 @@ class Uploader:
             raise
 
     def _call(self, coro):
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def submit(self, blob: Union[Blob, Sealed]) -> "Future[None]":
