@@ -63,7 +63,7 @@ from ..clfs.constants import (
 )
 from ..errors import FormatError
 
-__all__ = ["RAW_HEADER", "wrap", "wrap_prefixed", "unwrap", "payload_mode"]
+__all__ = ["wrap", "wrap_prefixed", "unwrap", "payload_mode"]
 
 
 cdef extern from "Python.h":
@@ -304,13 +304,8 @@ def wrap(body, compress=True):
         span_close(&span)
 
 
-#: the envelope of a payload whose body is stored raw (put before a body by its encoder: :func:`wrap_prefixed`)
-RAW_HEADER = bytes(bytearray([ENCRYPTION_DISABLED & 0xFF, ENCRYPTION_DISABLED >> 8,
-                              COMPRESSION_DISABLED & 0xFF, COMPRESSION_DISABLED >> 8]))
-
-
 def wrap_prefixed(framed, compress=True):
-    """:func:`wrap` of the body in ``framed`` = RAW_HEADER + body; ``framed`` itself when the body stays raw."""
+    """:func:`wrap` of the body in ``framed`` = RAW_ENVELOPE + body; ``framed`` itself when the body stays raw."""
     cdef Span span
     cdef PyObject* out = NULL
     cdef Compressor* c

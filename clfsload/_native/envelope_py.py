@@ -24,11 +24,9 @@ from ..clfs.constants import (
 )
 from ..errors import FormatError
 
-__all__ = ["RAW_HEADER", "wrap", "wrap_prefixed", "unwrap", "payload_mode"]
+__all__ = ["wrap", "wrap_prefixed", "unwrap", "payload_mode"]
 
 _RAW_HEADER = struct.pack("<HH", ENCRYPTION_DISABLED, COMPRESSION_DISABLED)
-#: the envelope of a payload whose body is stored raw (put before a body by its encoder: :func:`wrap_prefixed`)
-RAW_HEADER = _RAW_HEADER
 _LZ4_HEADER = struct.pack("<HH", ENCRYPTION_DISABLED, COMPRESSION_LZ4)
 _UNCOMPRESSED_BIT = 0x80000000
 
@@ -118,11 +116,11 @@ def wrap(body: bytes, compress: bool = True) -> bytes:
 
 
 def wrap_prefixed(framed: bytes, compress: bool = True) -> bytes:
-    """:func:`wrap` of the body in ``framed`` = RAW_HEADER + body; ``framed`` itself when the body stays raw.
+    """:func:`wrap` of the body in ``framed`` = RAW_ENVELOPE + body; ``framed`` itself when the body stays raw.
 
-    An encoder that puts RAW_HEADER before a large body (a file segment) so
+    An encoder that puts RAW_ENVELOPE (:mod:`clfsload.clfs.constants`) before a large body (a file segment) so
     spares the copy :func:`wrap` makes of a body it keeps raw. ValueError if
-    ``framed`` does not start with RAW_HEADER.
+    ``framed`` does not start with RAW_ENVELOPE.
     """
     view = memoryview(framed)
     if bytes(view[:ENVELOPE_LEN]) != _RAW_HEADER:

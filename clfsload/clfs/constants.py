@@ -104,6 +104,8 @@ ENCRYPTION_DISABLED = 0
 COMPRESSION_DISABLED = 0
 COMPRESSION_LZ4 = 1
 ENVELOPE_LEN = 4
+#: the envelope of a body stored raw: u16 encryption, u16 compression, both 0 (little-endian)
+RAW_ENVELOPE = bytes(ENVELOPE_LEN)
 LZ4_CHUNK = 262144  # bytes fed per compress call; one 256 KiB block each
 #: no object body is larger than a data segment (8 MiB) and its handles: a
 #: reader refuses an LZ4 frame that decompresses past twice that, before

@@ -25,6 +25,7 @@ from .constants import (
     LOGFILE_KEY_FORMAT,
     OBJ_VERSION_INITIAL,
     OTHER_SEGMENT_BYTES,
+    RAW_ENVELOPE,
     ROOT_EPOCH_ATTR,
     ROOT_ID,
     ROOT_UUID_KEYS,
@@ -180,7 +181,7 @@ def file_segment_sealed(parts: List[bytes], index: int, seg_id: bytes, ctime: in
     copy into its payload.
     """
     offset = segment_offset(index, FIRST_SEGMENT_BYTES, OTHER_SEGMENT_BYTES)
-    framed = records.encode_file_segment_parts(parts, ctime, offset, fh, envelope.RAW_HEADER)
+    framed = records.encode_file_segment_parts(parts, ctime, offset, fh, RAW_ENVELOPE)
     return Sealed(hashing.blob_name(seg_id, Btype.SEGMENT, fh), envelope.wrap_prefixed(framed, compress))
 
 
