@@ -6,8 +6,10 @@ process's command line with those words redacted. ``CLFSLoad.py``,
 ``python -m clfsload`` and the ``clfsload`` console script
 (:mod:`clfsload.cli.console`) call it before anything heavy is imported, so
 the SAS is gone within the first tens of milliseconds; workers forked later
-inherit the rewritten memory, and the forkserver and Dask workers start from
-argvs of their own. This module imports nothing heavy on purpose.
+inherit the rewritten memory; the forkserver and the resource tracker, forked
+from the command line (:mod:`clfsload.execute.fork_start`, only where
+``setproctitle`` titles them), take titles of their own, or start from argvs
+of their own as Dask workers do. This module imports nothing heavy on purpose.
 """
 
 import base64

@@ -4,6 +4,7 @@ Each check runs in a fresh interpreter (a fork start needs a process with one
 thread and neither server running, which the test process is not).
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -72,3 +73,40 @@ def test_no_fork_in_a_process_that_runs_a_thread():
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_no_fork_where_setproctitle_cannot_title_the_children():
+    """A fork keeps the command line it was forked from (the SAS): without setproctitle, multiprocessing's start."""
+    done = _run("""
+        import sys
+        from clfsload.execute import fork_start
+
+        before = fork_start.can_fork()
+        sys.modules["setproctitle"] = None  # what an interpreter without it sees: ImportError
+        print(before, fork_start.can_fork(), fork_start.fork_servers([]))
+    """)
+    assert done.returncode == 0, done.stderr
+    if sys.implementation.name == "cpython" and (3, 9) <= sys.version_info[:2] <= (3, 13):
+        assert done.stdout.split() == ["True", "False", "False"]
+
+
+def test_a_closed_stdin_or_stdout_is_no_reason_to_lose_the_forked_tracker():
+    """With fd 0 and 1 closed the tracker's pipe takes fd 0: it is kept, not replaced by /dev/null."""
+    code = textwrap.dedent("""
+        import os, sys, multiprocessing.resource_tracker as rt
+        from clfsload.execute.forkserver import start_forkserver
+
+        context = start_forkserver(fork=True)
+        tracker = rt._resource_tracker._pid
+        queue = context.SimpleQueue()  # a named semaphore: registered with the tracker
+        worker = context.Process(target=os.getpid)
+        worker.start()
+        worker.join()
+        assert rt._resource_tracker._pid == tracker  # not relaunched
+        os.write(2, b"ok %d\\n" % worker.exitcode)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: (os.close(0), os.close(1)))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "ok 0\n"  # and no "resource_tracker: process died unexpectedly, relaunching"

@@ -16,6 +16,8 @@ from clfsload.clfs.objects import (
     bucket_blob,
     directory_blobs,
     file_blobs,
+    file_segment_blob,
+    file_segment_sealed,
     replace_handles,
     seal,
     small_file_blob,
@@ -248,3 +250,21 @@ def test_seal_checksums_the_payload():
 
     assert sealed.digest == xxhash.xxh3_128_digest(sealed.payload)
     assert envelope.unwrap(sealed.payload) == b"x" * 1000
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("kind", ["zeros", "random", "text", "random then text", "text then random"])
+def test_a_segment_sealed_where_encoded_is_the_sealed_segment(kind, compress):
+    """file_segment_sealed(parts) is seal(file_segment_blob(parts)): same name, same payload, raw or LZ4."""
+    rng = random.Random(len(kind))
+    text = b"".join(rng.choice([b"alpha ", b"beta ", b"gamma\n"]) for _ in range(200000))[:1 << 20]
+    piece = {"zeros": lambda i: bytes(1 << 20), "random": lambda i: rng.randbytes(1 << 20), "text": lambda i: text,
+             "random then text": lambda i: rng.randbytes(1 << 20) if i < 4 else text,
+             "text then random": lambda i: text if i < 4 else rng.randbytes(1 << 20)}[kind]
+    fh = bytes(range(32))
+    for index, count, tail in ((1, 8, 0), (2, 8, 0), (5, 3, 12345), (3, 1, 1)):
+        parts = [piece(i) for i in range(count)] + ([rng.randbytes(tail)] if tail else [])
+        seg_id = rng.randbytes(16)
+        sealed = file_segment_sealed(parts, index, seg_id, 1700000000, fh, compress)
+        assert sealed == seal(file_segment_blob(parts, index, seg_id, 1700000000, fh), compress)
+        assert envelope.unwrap(sealed.payload) == file_segment_blob(b"".join(parts), index, seg_id, 1700000000, fh).body

@@ -245,41 +245,6 @@ def test_the_cap_holds_for_operations_of_the_caller_and_of_the_pool() -> None:
     assert peak[0] == 3
 
 
-def test_the_node_slots_cap_every_pool_that_shares_them() -> None:
-    """Two pools (two worker processes) on one node's slots: together never more than the cap, each alone all of it."""
-    import multiprocessing
-
-    slots = source_reads.NodeSlots(multiprocessing.get_context("forkserver"), 4)
-    pools = [SourceReads(2, timeout=60, slots=slots) for _ in range(2)]
-    assert [reads.threads for reads in pools] == [3, 3]  # the node's cap, whatever the share
-    now, peak = [0], [0]
-    lock = threading.Lock()
-
-    def op(_):
-        with lock:
-            now[0] += 1
-            peak[0] = max(peak[0], now[0])
-        time.sleep(0.005)
-        with lock:
-            now[0] -= 1
-
-    futures = [reads.submit("x", i, op, i) for i in range(20) for reads in pools]
-    for i in range(5):
-        for reads in pools:
-            reads.call("y", i, op, i)
-    for f in futures:
-        f.result()
-    assert peak[0] == 4
-    peak[0] = 0
-    futures = [pools[0].submit("x", i, op, i) for i in range(20)]
-    pools[0].call("y", 0, op, 0)
-    for f in futures:
-        f.result()
-    for reads in pools:
-        reads.shutdown()
-    assert peak[0] == 4  # one pool alone: the whole cap, not its share of 2
-
-
 def test_a_hung_read_in_a_worker_process_is_reported_by_the_driver(tree: Path, tmp_path: Path, caplog) -> None:
     caplog.set_level("INFO", logger="clfsload")
     from clfsload.settings import Settings, Switches

@@ -73,3 +73,50 @@ def test_take_refuses_a_key_it_was_not_given_and_drops_nothing(slow) -> None:
     finally:
         ahead.close()
         reads.shutdown()
+
+
+def test_the_node_slots_cap_every_pool_that_shares_them() -> None:
+    """Two pools (two worker processes) on one node's slots: together never more than the cap, each alone all of it."""
+    import multiprocessing
+
+    slots = source_reads.NodeSlots(multiprocessing.get_context("forkserver"), 4)
+    pools = [SourceReads(2, timeout=60, slots=slots) for _ in range(2)]
+    assert [reads.threads for reads in pools] == [3, 3]  # the node's cap, whatever the share
+    now, peak = [0], [0]
+    lock = threading.Lock()
+
+    def op(_):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.005)
+        with lock:
+            now[0] -= 1
+
+    futures = [reads.submit("x", i, op, i) for i in range(20) for reads in pools]
+    for i in range(5):
+        for reads in pools:
+            reads.call("y", i, op, i)
+    for f in futures:
+        f.result()
+    assert peak[0] == 4
+    peak[0] = 0
+    futures = [pools[0].submit("x", i, op, i) for i in range(20)]
+    pools[0].call("y", 0, op, 0)
+    for f in futures:
+        f.result()
+    for reads in pools:
+        reads.shutdown()
+    assert peak[0] == 4  # one pool alone: the whole cap, not its share of 2
+
+
+def test_a_process_on_the_node_slots_runs_twice_its_share_in_threads() -> None:
+    """Up to the node's cap, at least 16: a node of many processes does not start cap - 1 threads in each."""
+    import multiprocessing
+
+    slots = source_reads.NodeSlots(multiprocessing.get_context("forkserver"), 64)
+    assert SourceReads(32, timeout=60, slots=slots).threads == 63  # two processes: each may fill the cap
+    assert SourceReads(8, timeout=60, slots=slots).threads == 15  # eight: 16 each
+    assert SourceReads(1, timeout=60, slots=slots).threads == 15  # 64: 16 each, not 63
+    assert SourceReads(1, timeout=60, slots=source_reads.NodeSlots(multiprocessing.get_context("forkserver"),
+                                                                   4)).threads == 3

@@ -12,7 +12,10 @@ later worker start use them as if multiprocessing had started them).
 
 Only where that is known to be safe, else nothing is done and multiprocessing
 starts them as usual: Linux, CPython 3.9-3.13 (whose ``ensure_running`` and
-``main`` this mirrors; 3.14 adds an authentication handshake), a process
+``main`` this mirrors; 3.14 adds an authentication handshake, so a ``main``
+taking its key is refused too), ``setproctitle`` importable (the children
+are titled with it: a fork keeps the command line, SAS included, that
+:func:`clfsload.proctitle.hide_secrets` could not rewrite), a process
 running no other thread (a fork carries only the calling thread, and a lock
 another thread held would stay held for ever; so no lock is held across the
 forks either), and neither started yet.
@@ -54,6 +57,15 @@ def can_fork() -> bool:
         return False
     if threading.active_count() != 1:
         return False
+    if "authkey_r" in forkserver.main.__code__.co_varnames:
+        return False  # 3.14's authentication handshake, backported: not the main() this mirrors
+    try:
+        # A fork keeps the command line it was forked from: without setproctitle to title the
+        # children, the SAS hide_secrets rewrote out of this process would not be out of them.
+        import setproctitle
+    except ImportError:
+        return False
+    del setproctitle  # _set_title imports it again in the child
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     server = getattr(forkserver, "_forkserver", None)
     return (
@@ -86,6 +98,8 @@ def fork_servers(preload: List[str], shared: Iterable[str] = ()) -> bool:
         _fork_tracker()  # first: it needs none of the modules below
         for name in shared:
             importlib.import_module(name)
+        if threading.active_count() != 1:  # an import started a thread: multiprocessing's start instead
+            return False
         _fork_forkserver(preload)
     except OSError:
         return False
@@ -162,6 +176,8 @@ def _child(run, keep: Iterable[int], null: Iterable[int] = (), title: str = "") 
         _close_all_but(set(keep))
         _set_title("%s: %s" % (PROCESS_TITLE, title))
         for fd in null:
+            if fd in keep:  # stdin or stdout was closed, and the pipe took its number: keep the pipe
+                continue
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, fd)
             os.close(devnull)

@@ -59,6 +59,12 @@ def per_process(total: int, processes: int) -> int:
     return max(1, total // max(1, processes))
 
 
+#: a process on the node's slots runs at most this many times its share of them in pool threads ...
+NODE_THREADS_PER_SHARE = 2
+#: ... and at least this many (its share may be 1 on a node of many processes)
+NODE_THREADS_MIN = 16
+
+
 class NodeSlots:
     """The node's source operations in flight, one budget shared by the worker processes of its pool.
 
@@ -206,10 +212,11 @@ class SourceReads:
     works while it waits, so with one consumer at most ``depth`` are in
     flight (a depth of 1: no pool, every operation on the consumer's
     thread). With the node's ``slots`` (a worker process of the local pool),
-    every operation holds one of them while it runs, and the pool has
-    ``slots.cap - 1`` threads, so this process alone may fill the node's
-    cap when the others leave it idle; ``depth`` then only sets how far a
-    consumer's reads run ahead (twice it), the process's share of the cap.
+    every operation holds one of them while it runs, and the pool has up to
+    twice the process's share of threads (``slots.cap - 1`` at most, 15 at
+    least), so a process may fill much of the node's cap when the others
+    leave it idle (one of two, all of it); ``depth`` is then the process's
+    share of the cap and sets how far a consumer's reads run ahead (twice it).
     :class:`OrderedAhead` and :class:`AheadReader` run a sequence
     of them ahead of their consumer, but only for operations worth it
     (:meth:`worth_ahead`): each kind's latency is tracked as a decaying
@@ -224,8 +231,14 @@ class SourceReads:
         self.budget = max(CHUNK, budget)
         #: the node's slots every operation here holds while it runs (None: the threads are the cap)
         self.slots = slots.semaphore if slots is not None else None
-        #: pool threads: with one consumer, never more than the cap (this process's, or the node's)
-        self.threads = (slots.cap if slots is not None else self.depth) - 1
+        #: pool threads: with one consumer, never more than the cap (this process's, or the node's);
+        #: on the node's slots at most NODE_THREADS_PER_SHARE times this process's share, at least
+        #: NODE_THREADS_MIN: a few processes may each fill the cap, and a node of 64 processes does not
+        #: start 64 x 63 threads (main's total was the cap)
+        if slots is None:
+            self.threads = self.depth - 1
+        else:
+            self.threads = min(slots.cap, max(NODE_THREADS_PER_SHARE * self.depth, NODE_THREADS_MIN)) - 1
         if self.slots is None:
             # no slot to take: a call is its timing and watch alone, without a frame more on the
             # hot path of a fast source
