@@ -16,6 +16,7 @@ import pytest
 
 from clfsload.api import load
 from clfsload.clfs.canonical import canonical_form, diff_canonical
+from clfsload.clfs.constants import FIRST_SEGMENT_BYTES
 from clfsload.clfs.container import Container, FolderSource
 from clfsload.work import source_reads
 from clfsload.work.source_reads import AheadReader, HangWatch, SourceReads
@@ -265,3 +266,30 @@ def test_a_hung_read_in_a_worker_process_is_reported_by_the_driver(tree: Path, t
     messages = [r.getMessage() for r in caplog.records]
     assert any("d1/f03" in m and "has not returned" in m for m in messages), messages
     assert any("stuck=1 source operations" in m for m in messages), messages
+
+
+def test_through_fuse_the_compiled_chain_takes_its_first_fstat_without_a_round_trip(twins, tmp_path):
+    """Through a FUSE file system without attribute caching: the same results, one GETATTR fewer per file.
+
+    The compiled twin's first fstat is a statx(AT_STATX_DONT_SYNC): the
+    attributes the open's lookup brought back. The second, after the read,
+    still goes to the file system (the torn-read rule's re-check). Here, not
+    with the other sourceio twin tests: those also run against an installed
+    wheel, without bench/ (.ci/sdist-smoke).
+    """
+    py, c = twins("sourceio")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"abc" * 1000)
+    counts = {}
+    with LatencyFS(src, delay_us=0, cache=False) as fs:
+        path = os.fsencode(fs.mountpoint / "f")
+        for name, twin in (("py", py), ("c", c)):
+            before = fs.stats()["getattr"]
+            fd, opened, data = twin.open_read(path, FIRST_SEGMENT_BYTES)
+            counts[name] = fs.stats()["getattr"] - before
+            assert (fd, data) == (-1, b"abc" * 1000)
+            now = os.stat(fs.mountpoint / "f")  # the mount's device, the source's inode: the same stat
+            assert type(opened) is os.stat_result and tuple(opened) == tuple(now)
+            assert (opened.st_mtime_ns, opened.st_ctime_ns) == (now.st_mtime_ns, now.st_ctime_ns)
+    assert counts["c"] == counts["py"] - 1, counts

@@ -111,31 +111,3 @@ def test_str_path_accepted(impl, tmp_path):
     fd, _, data = impl("sourceio").open_read(str(tmp_path / "f"), FIRST_SEGMENT_BYTES)
     assert (fd, data) == (-1, b"abc")
     assert stat.S_ISREG(os.stat(tmp_path / "f").st_mode)
-
-
-def test_through_fuse_the_compiled_chain_takes_its_first_fstat_without_a_round_trip(twins, tmp_path):
-    """Through a FUSE file system without attribute caching: the same results, one GETATTR fewer per file.
-
-    The compiled twin's first fstat is a statx(AT_STATX_DONT_SYNC): the
-    attributes the open's lookup brought back. The second, after the read,
-    still goes to the file system (the torn-read rule's re-check).
-    """
-    from bench.fusefs.mount import LatencyFS, fuse_available
-
-    why = fuse_available()
-    if why:
-        pytest.skip(why)
-    py, c = twins("sourceio")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f").write_bytes(b"abc" * 1000)
-    counts = {}
-    with LatencyFS(src, delay_us=0, cache=False) as fs:
-        path = os.fsencode(fs.mountpoint / "f")
-        for name, twin in (("py", py), ("c", c)):
-            before = fs.stats()["getattr"]
-            fd, opened, data = twin.open_read(path, FIRST_SEGMENT_BYTES)
-            counts[name] = fs.stats()["getattr"] - before
-            assert (fd, data) == (-1, b"abc" * 1000)
-            _same_stat(opened, os.stat(fs.mountpoint / "f"))  # the mount's device, the source's inode
-    assert counts["c"] == counts["py"] - 1, counts
