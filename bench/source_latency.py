@@ -53,7 +53,7 @@ from typing import Callable, List, Optional, Tuple
 from _common import REPO, compile_checkout
 from fusefs.mount import LatencyFS, fuse_available
 from load_small_files import make_tree
-from procwatch import run_measured
+from procwatch import GroupUsage, run_measured
 
 MIB = 1 << 20
 CHUNK = MIB  # the floors' read size, and the size above which a file is read in chunks
@@ -188,27 +188,45 @@ def floor(fs: LatencyFS, dirs: List[str], files: List[Tuple[str, int]], threads:
 # --- the loader ------------------------------------------------------------------------------
 
 
-def load(fs: LatencyFS, scratch: Path, repo: Path = REPO, options: Tuple[str, ...] = ()) -> Tuple[float, float]:
-    """(wall, CPU of the loader's process tree) for one load of the mount into a folder on tmpfs.
+def load_tree(source: Path, scratch: Path, repo: Path = REPO, options: Tuple[str, ...] = ()) -> GroupUsage:
+    """One load of ``source`` by ``repo``'s loader into a fresh folder under ``scratch`` (on tmpfs), measured.
 
     ``repo``: the checkout whose loader runs (``--baseline``); ``options``: more loader options.
     """
     state, out = scratch / "state", scratch / "out"
     shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
+    out.mkdir(parents=True)
     env = dict(os.environ, PYTHONPATH=str(repo))
     # another checkout runs with its own venv and from its own directory: this one's editable
     # install, or a clfsload/ in the working directory (the forkserver imports from there), would win
     python = repo / ".venv" / "bin" / "python"
     python_exe = str(python) if repo != REPO and python.exists() else sys.executable
-    usage = run_measured([python_exe, str(repo / "CLFSLoad.py"), "--new", str(state), str(fs.mountpoint),
+    usage = run_measured([python_exe, str(repo / "CLFSLoad.py"), "--new", str(state), str(source),
                           "file:" + str(out), "c", "-", *options], env=env, cwd=str(repo))
     if usage.returncode != 0:
-        raise RuntimeError("load failed:\n" + usage.output[-3000:])
+        raise RuntimeError("load by %s failed:\n%s" % (repo, usage.output[-3000:]))
     shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
+    return usage
+
+
+def load(fs: LatencyFS, scratch: Path, repo: Path = REPO, options: Tuple[str, ...] = ()) -> Tuple[float, float]:
+    """(wall, CPU of the loader's process tree) for one load of the mount (:func:`load_tree`)."""
+    usage = load_tree(fs.mountpoint, scratch, repo, options)
     return usage.wall, usage.cpu
+
+
+def make_sets(base: Path, args: argparse.Namespace) -> List[Tuple[str, Path]]:
+    """The trees ``args.sets`` names (small, large), made under ``base``: (label, root) each."""
+    sets = []
+    if "small" in args.sets:
+        make_tree(base / "small", args.small, args.dirs)
+        sets.append(("small %d x 1-8 KiB" % args.small, base / "small"))
+    if "large" in args.sets:
+        make_large(base / "large", args.large_files, args.large_mib)
+        sets.append(("large %d x %d MiB" % (args.large_files, args.large_mib), base / "large"))
+    return sets
 
 
 # --- one configuration ----------------------------------------------------------------------
@@ -285,13 +303,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows: List[Tuple[str, str, str, Result]] = []
     load_before = os.getloadavg()[0]  # other work on the machine shows up as longer round trips
     try:
-        sets = []
-        if "small" in args.sets:
-            make_tree(base / "small", args.small, args.dirs)
-            sets.append(("small %d x 1-8 KiB" % args.small, base / "small"))
-        if "large" in args.sets:
-            make_large(base / "large", args.large_files, args.large_mib)
-            sets.append(("large %d x %d MiB" % (args.large_files, args.large_mib), base / "large"))
+        sets = make_sets(base, args)
         scratch = base / "scratch"
         scratch.mkdir()
         for name, tree in sets:

@@ -24,29 +24,11 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from _common import REPO, compile_checkout
-from load_small_files import make_tree
-from procwatch import GroupUsage, run_measured
-from source_latency import _rate, make_large, tree_size
-
-
-def load(repo: Path, tree: Path, scratch: Path) -> GroupUsage:
-    """One load of ``tree`` by ``repo``'s loader into a fresh folder under ``scratch``."""
-    state, out = scratch / "state", scratch / "out"
-    shutil.rmtree(state, ignore_errors=True)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    python = repo / ".venv" / "bin" / "python"
-    python_exe = str(python) if repo != REPO and python.exists() else sys.executable
-    usage = run_measured([python_exe, str(repo / "CLFSLoad.py"), "--new", str(state), str(tree), "file:" + str(out),
-                          "c", "-"], env=dict(os.environ, PYTHONPATH=str(repo)), cwd=str(repo))
-    if usage.returncode != 0:
-        raise SystemExit("load by %s failed:\n%s" % (repo, usage.output[-3000:]))
-    shutil.rmtree(state, ignore_errors=True)
-    shutil.rmtree(out, ignore_errors=True)
-    return usage
+from procwatch import GroupUsage
+from source_latency import _rate, load_tree, make_sets, tree_size
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -68,19 +50,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows: List[str] = []
     sides = [("this checkout", REPO), (baseline.name, baseline)]
     try:
-        sets: List[Tuple[str, Path]] = []
-        if "small" in args.sets:
-            make_tree(base / "small", args.small, args.dirs)
-            sets.append(("small %d x 1-8 KiB" % args.small, base / "small"))
-        if "large" in args.sets:
-            make_large(base / "large", args.large_files, args.large_mib)
-            sets.append(("large %d x %d MiB" % (args.large_files, args.large_mib), base / "large"))
-        for name, tree in sets:
+        for name, tree in make_sets(base, args):
             files, nbytes = tree_size(tree)
             seen: Dict[str, List[GroupUsage]] = {label: [] for label, _ in sides}
             for _ in range(args.repeat):  # alternated, so a busy spell hits both sides alike
                 for label, repo in sides:
-                    usage = load(repo, tree, base / "scratch")
+                    usage = load_tree(tree, base / "scratch", repo)
                     seen[label].append(usage)
                     print("%s, %s: %.2f s, %.2f s CPU" % (name, label, usage.wall, usage.cpu), file=sys.stderr,
                           flush=True)

@@ -497,17 +497,8 @@ class _Threads:
         """``fn(*args)`` on a thread of the set (on this one if there is none); its future."""
         future: "Future[Any]" = Future()
         if not self._threads:
-            future.set_running_or_notify_cancel()
-            slots = self._slots
-            if slots is not None:
-                slots.acquire()
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:
-                future.set_exception(exc)
-            finally:
-                if slots is not None:
-                    slots.release()
+            with self._slots if self._slots is not None else contextlib.nullcontext():
+                _run_call(future, fn, args)
             return future
         self._queue.put((future, fn, args))
         return future
@@ -519,15 +510,7 @@ class _Threads:
             item = self._queue.get()
             if item is None:
                 return
-            future, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+            _run_call(*item)
 
     def _run_on_slots(self) -> None:
         """The loop of a thread on the node's slots: one slot held for up to SLOT_RUN calls in a row.
@@ -545,14 +528,7 @@ class _Threads:
             slots.acquire()
             try:
                 for _ in range(SLOT_RUN):
-                    future, fn, args = item
-                    if future.set_running_or_notify_cancel():
-                        try:
-                            result = fn(*args)
-                        except BaseException as exc:
-                            future.set_exception(exc)
-                        else:
-                            future.set_result(result)
+                    _run_call(*item)
                     try:
                         item = get(False)
                     except queue.Empty:
@@ -572,6 +548,18 @@ class _Threads:
         if self._settings:
             self._settings = False
             _SETTINGS.give_back()
+
+
+def _run_call(future: "Future[Any]", fn: Callable[..., Any], args: tuple) -> None:
+    """Run a queued call into its future, unless the future was cancelled meanwhile."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 _shared: Dict[Tuple[int, int, float], SourceReads] = {}
