@@ -293,3 +293,103 @@ def test_through_fuse_the_compiled_chain_takes_its_first_fstat_without_a_round_t
             assert type(opened) is os.stat_result and tuple(opened) == tuple(now)
             assert (opened.st_mtime_ns, opened.st_ctime_ns) == (now.st_mtime_ns, now.st_ctime_ns)
     assert counts["c"] == counts["py"] - 1, counts
+
+
+# --- runs on threads that never take the GIL (the compiled sourceio.run_ahead) ----------------
+
+
+def _slots_reads(depth: int, timeout: float = 60, on_stuck=None) -> SourceReads:
+    """A worker process's pool on the node's slots, as the local pool gives one (here in this process)."""
+    import multiprocessing
+
+    from clfsload.work.source_reads import NodeSlots
+
+    return SourceReads(depth, timeout=timeout, on_stuck=on_stuck,
+                       slots=NodeSlots(multiprocessing.get_context("forkserver"), depth))
+
+
+@pytest.fixture
+def compiled_runs(c_skip_reason):
+    """The selected sourceio must run its runs in parallel (the compiled twin)."""
+    from clfsload._native import sourceio
+
+    if not sourceio.IMPLEMENTATION.RUNS_IN_PARALLEL:
+        pytest.skip(c_skip_reason or "the pure sourceio twin is selected: runs are the compiled twin's")
+
+
+def test_a_directorys_lstats_are_one_run_at_the_configured_depth(compiled_runs, tmp_path: Path) -> None:
+    from clfsload.work.prefetch import lstat_all
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(120):
+        (root / ("f%03d" % i)).write_bytes(b"x" * i)
+    with LatencyFS(root, delay_us=2000, cache=False) as fs:
+        reads = _slots_reads(12)
+        paths = [os.fsencode(fs.mountpoint / ("f%03d" % i)) for i in range(120)] + [os.fsencode(fs.mountpoint / "gone")]
+        for _ in range(40):  # the source is slow (the estimate rises by a quarter a call): runs from now on
+            reads.call("lstat", paths[0], os.lstat, paths[0])
+        run = reads.run_ahead("lstat", paths[:2])
+        assert run is not None
+        run.close()
+        fs.reset()
+        got = lstat_all(reads, paths)
+        peak = fs.stats()["peak"]
+        expected = [os.lstat(p) for p in paths[:-1]]
+        reads.shutdown()
+    assert [tuple(st) for st in got[:-1]] == [tuple(st) for st in expected]
+    assert isinstance(got[-1], FileNotFoundError) and got[-1].filename == paths[-1]
+    # the node's 12 slots all busy (the depth of the C threads, not of one consumer), never more
+    assert 10 <= peak <= 12, "the source saw at most %d operations in flight" % peak
+
+
+def test_a_hung_read_in_a_run_is_reported_and_taken_once_it_returns(compiled_runs, tmp_path: Path) -> None:
+    from clfsload.clfs.constants import Ftype
+    from clfsload.work.prefetch import EntriesAhead
+
+    root = tmp_path / "files"
+    root.mkdir()
+    for i in range(30):
+        (root / ("f%02d" % i)).write_bytes(b"%d " % i * 100)
+    seen = []
+    with LatencyFS(root, delay_us=1000, cache=False) as fs:
+        reads = _slots_reads(8, timeout=0.3, on_stuck=lambda path, op, waited: seen.append((path, op)))
+        paths = [os.fsencode(fs.mountpoint / ("f%02d" % i)) for i in range(30)]
+        for _ in range(40):
+            reads.call("lstat", paths[0], os.lstat, paths[0])
+        fs.hold("f07", ops=("read",))
+        taken = []
+        with EntriesAhead(reads, [(p, Ftype.REG, 300) for p in paths]) as ahead:
+            assert ahead._run is not None  # one run on the C threads, not futures of the Python pool
+            consumer = threading.Thread(target=lambda: taken.extend(ahead.take(p).result().data for p in paths))
+            consumer.start()
+            time.sleep(1.0)
+            stuck = reads.watch.stuck()
+            fs.release()
+            consumer.join(30)
+        reads.shutdown()
+    assert stuck == 1
+    assert seen and all(path == paths[7] and op == "open+read" for path, op in seen), seen
+    assert taken == [b"%d " % i * 100 for i in range(30)]
+
+
+def test_a_hung_read_of_a_run_in_a_worker_process_is_reported_by_the_driver(tree: Path, tmp_path: Path, caplog) -> None:
+    """The driver names a file whose read hangs in a worker process's run (a slow source: runs are used)."""
+    caplog.set_level("INFO", logger="clfsload")
+    from clfsload.driver.engine import run_load
+    from clfsload.settings import Settings, Switches
+    from clfsload.targets.credentials import Credential
+
+    with LatencyFS(tree, delay_us=1000, cache=False) as fs:
+        fs.hold("d1/f03", ops=("read",))
+        threading.Timer(2.0, fs.release).start()
+        (tmp_path / "out").mkdir()
+        settings = Settings(state_dir=str(tmp_path / "state"), source=str(fs.mountpoint),
+                            account="file:" + str(tmp_path / "out"), container="c", credential=Credential.none(),
+                            new=True, processes=2, source_timeout=0.3, progress_interval=0.2, live_progress=False,
+                            switches=Switches.from_environ(os.environ))
+        result = run_load(settings)
+    assert result.ok, result.message
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("d1/f03" in m and "open+read has not returned" in m for m in messages), messages
+    assert any("stuck=1 source operations" in m for m in messages), messages

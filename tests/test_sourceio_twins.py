@@ -3,6 +3,7 @@
 import errno
 import os
 import stat
+import time
 
 import pytest
 
@@ -111,3 +112,132 @@ def test_str_path_accepted(impl, tmp_path):
     fd, _, data = impl("sourceio").open_read(str(tmp_path / "f"), FIRST_SEGMENT_BYTES)
     assert (fd, data) == (-1, b"abc")
     assert stat.S_ISREG(os.stat(tmp_path / "f").st_mode)
+
+
+# --- run_ahead: runs of lstat and open+read ahead of an in-order consumer ----------------------
+
+
+def _outcome(call):
+    """("ok", value) or ("raised", class, errno, strerror, filename) of an OSError."""
+    try:
+        value = call()
+    except OSError as exc:
+        return ("raised", type(exc), exc.errno, exc.strerror, exc.filename)
+    if isinstance(value, os.stat_result):
+        return ("stat", tuple(value), value.st_mtime_ns, value.st_ctime_ns)
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], int) and value[0] >= 0:
+        fd, opened, data = value  # a descriptor left open: compare what it reads, then close it
+        try:
+            return ("open", tuple(opened), data, os.pread(fd, 1 << 20, 0))
+        finally:
+            os.close(fd)
+    if isinstance(value, tuple):
+        return ("ok", value[0], tuple(value[1]), value[2])
+    raise AssertionError("unexpected result %r" % (value,))
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """Paths of every kind a scan meets: small and larger files, empty, symlink, directory, FIFO, missing."""
+    root = tmp_path / "mixed"
+    root.mkdir()
+    paths = []
+    for i in range(40):
+        (root / ("f%02d" % i)).write_bytes(os.urandom(i * 97))
+        paths.append(root / ("f%02d" % i))
+    (root / "big").write_bytes(os.urandom(FIRST_SEGMENT_BYTES + 5))
+    (root / "edge").write_bytes(os.urandom(FIRST_SEGMENT_BYTES - 1))
+    (root / "link").symlink_to("f01")
+    (root / "sub").mkdir()
+    os.mkfifo(root / "fifo")
+    paths += [root / "big", root / "edge", root / "link", root / "sub", root / "fifo", root / "gone", root / "f03" / "x"]
+    return [os.fsencode(p) for p in paths]
+
+
+@pytest.mark.parametrize("kind", ["lstat", "open+read"])
+def test_run_ahead_gives_what_the_plain_calls_give(impl, mixed, kind):
+    """Every result and exception, in order, as os.lstat / open_read give them, whatever the window."""
+    plain = {"lstat": os.lstat, "open+read": lambda p: impl("sourceio").open_read(p, FIRST_SEGMENT_BYTES)}[kind]
+    expected = [_outcome(lambda p=p: plain(p)) for p in mixed]
+    for window in (1, 3, 64):
+        run = impl("sourceio").run_ahead(kind, mixed, FIRST_SEGMENT_BYTES, 8, None, window, 8)
+        got = [_outcome(lambda i=i: run.take(i)) for i in range(len(mixed))]
+        run.close()
+        assert got == expected, window
+        assert run.fastest() is not None and run.fastest() >= 0
+        assert run.in_flight() == []
+
+
+def test_run_ahead_twins_agree(twins, mixed):
+    py, c = twins("sourceio")
+    for kind in ("lstat", "open+read"):
+        outs = []
+        for twin in (py, c):
+            run = twin.run_ahead(kind, mixed, FIRST_SEGMENT_BYTES, 4, None, 5, 2)
+            outs.append([_outcome(lambda i=i: run.take(i)) for i in range(len(mixed))])
+        assert outs[0] == outs[1], kind
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_run_passed_over_or_closed_leaves_no_descriptor_open(impl, tmp_path):
+    """Items skipped by a later take, and those not taken at close, have their descriptors closed."""
+    paths = []
+    for i in range(30):
+        (tmp_path / ("b%02d" % i)).write_bytes(b"x" * (FIRST_SEGMENT_BYTES + i))  # left open by open+read
+        paths.append(os.fsencode(tmp_path / ("b%02d" % i)))
+    before = _open_fds()
+    run = impl("sourceio").run_ahead("open+read", paths, FIRST_SEGMENT_BYTES, 8, None, 8, 8)
+    fd, opened, data = run.take(5)  # 0-4 passed over
+    assert data is None and opened.st_size == FIRST_SEGMENT_BYTES + 5
+    os.close(fd)
+    with pytest.raises(IndexError):
+        run.take(3)  # behind the last taken
+    run.take(12)[0].__index__()  # (an int: closed below)
+    os.close(run.take(13)[0])
+    run.close()
+    with pytest.raises(ValueError):
+        run.take(20)
+    del run
+    deadline = time.monotonic() + 10
+    while _open_fds() > before + 1 and time.monotonic() < deadline:  # a thread may still be closing one
+        time.sleep(0.01)
+    # item 12's descriptor is the one still open (taken, not closed here)
+    assert _open_fds() == before + 1
+
+
+def test_run_ahead_refuses_paths_that_are_not_bytes_or_hold_a_nul(impl, tmp_path):
+    with pytest.raises(TypeError):
+        impl("sourceio").run_ahead("lstat", [str(tmp_path)], 0, 2, None, 2, 1)
+    with pytest.raises(ValueError):
+        impl("sourceio").run_ahead("lstat", [os.fsencode(tmp_path) + b"\0x"], 0, 2, None, 2, 1)
+    with pytest.raises(KeyError):
+        impl("sourceio").run_ahead("unlink", [os.fsencode(tmp_path)], 0, 2, None, 2, 1)
+
+
+def test_run_ahead_holds_a_slot_for_each_operation(impl, tmp_path):
+    """With the node's slots all taken, nothing of the run starts; given back, all of it runs."""
+    import multiprocessing
+    import threading
+
+    (tmp_path / "f").write_bytes(b"abc")
+    paths = [os.fsencode(tmp_path / "f")] * 20
+    slots = multiprocessing.get_context("forkserver").BoundedSemaphore(2)
+    slots.acquire()
+    slots.acquire()
+    run = impl("sourceio").run_ahead("lstat", paths, 0, 8, slots, 8, 8)
+    got = []
+    taker = threading.Thread(target=lambda: got.extend(run.take(i) for i in range(20)))
+    taker.start()
+    time.sleep(0.3)
+    assert got == [] and run.fastest() is None  # every operation waits for a slot
+    slots.release()
+    slots.release()
+    taker.join(10)
+    assert len(got) == 20 and all(st.st_size == 3 for st in got)
+    run.close()
+    for _ in range(2):  # both slots given back: a bounded semaphore of 2 takes exactly two
+        assert slots.acquire(timeout=5)
+    assert not slots.acquire(timeout=0.05)

@@ -22,13 +22,19 @@ import os
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from libc.errno cimport EACCES, EINTR, EINVAL, EPERM, errno
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 from posix.stat cimport S_ISREG, fstat, struct_stat
 from posix.types cimport off_t
 from posix.unistd cimport close, read
 
 from .sourceio_py import NOATIME, OPEN_FLAGS, kind_of_mode
 
-__all__ = ["kind_of_mode", "open_read"]
+__all__ = ["kind_of_mode", "open_read", "run_ahead"]
+
+#: run_ahead runs its operations in parallel on threads of its own (the pure twin: one by one, as taken)
+RUNS_IN_PARALLEL = True
 
 
 cdef extern from "<fcntl.h>" nogil:
@@ -53,47 +59,34 @@ cdef extern from "Python.h":
     int _PyBytes_Resize(PyObject** pv, Py_ssize_t newsize) except -1
 
 
-cdef extern from *:
-    """
-    #include <string.h>
-    #include <sys/stat.h>
-    #include <sys/sysmacros.h>
-    #include <fcntl.h>
-
-    /* fstat(fd) from the attributes the kernel holds, where it can say so: statx with
-       AT_STATX_DONT_SYNC asks a network or FUSE file system for no round trip (the
-       attributes its lookup of the path brought back a moment ago, as the open resolved
-       it); a local file system answers as fstat does. Any failure, or a reply without
-       every basic field: a plain fstat. */
-    static int clfs_fstat_held(int fd, struct stat* st) {
-    #if defined(STATX_BASIC_STATS) && defined(AT_STATX_DONT_SYNC) && defined(AT_EMPTY_PATH)
-        struct statx sx;
-        if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &sx) == 0
-                && (sx.stx_mask & STATX_BASIC_STATS) == STATX_BASIC_STATS) {
-            memset(st, 0, sizeof(*st));
-            st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
-            st->st_ino = sx.stx_ino;
-            st->st_mode = sx.stx_mode;
-            st->st_nlink = sx.stx_nlink;
-            st->st_uid = sx.stx_uid;
-            st->st_gid = sx.stx_gid;
-            st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
-            st->st_size = (off_t)sx.stx_size;
-            st->st_blksize = sx.stx_blksize;
-            st->st_blocks = (blkcnt_t)sx.stx_blocks;
-            st->st_atim.tv_sec = sx.stx_atime.tv_sec;
-            st->st_atim.tv_nsec = sx.stx_atime.tv_nsec;
-            st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
-            st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
-            st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
-            st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
-            return 0;
-        }
-    #endif
-        return fstat(fd, st);
-    }
-    """
-    int clfs_fstat_held(int fd, struct_stat* st) nogil
+cdef extern from "sourcerun.h" nogil:
+    # clfs_fstat_held: fstat from the attributes the kernel holds (statx AT_STATX_DONT_SYNC)
+    int clfs_fstat_held(int fd, struct_stat* st)
+    ctypedef struct clfs_slot:
+        int failed
+        int err
+        int fd
+        int whole
+        struct_stat st
+        char* data
+        Py_ssize_t n
+    ctypedef struct clfs_run:
+        pass
+    clfs_run* clfs_run_new(int kind, Py_ssize_t limit, Py_ssize_t count, char* names, Py_ssize_t* offsets,
+                           Py_ssize_t window, void* slots, int slot_run)
+    enum:
+        CLFS_RUN_LSTAT
+        CLFS_RUN_OPEN_READ
+        CLFS_FAILED_OPEN
+        CLFS_NOT_REGULAR
+        CLFS_FAILED_LSTAT
+    void clfs_run_start(clfs_run* run, int threads)
+    clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i)
+    void clfs_run_release(clfs_run* run, clfs_slot* slot)
+    void clfs_run_close(clfs_run* run)
+    void clfs_run_drop(clfs_run* run)
+    Py_ssize_t clfs_run_in_flight(clfs_run* run, Py_ssize_t* index, int64_t* start, Py_ssize_t cap)
+    int64_t clfs_run_min_ns(clfs_run* run)
 
 
 cdef int _FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
@@ -244,3 +237,131 @@ def open_read(path, limit):
         return -1, _stat(&opened), result
     finally:
         Py_XDECREF(data)
+
+
+# --- runs of operations ahead of an in-order consumer (sourcerun.h) ---------------------------
+
+cdef dict _RUN_KINDS = {"lstat": CLFS_RUN_LSTAT, "open+read": CLFS_RUN_OPEN_READ}
+
+
+cdef class _Run:
+    """A run of source operations started by :func:`run_ahead` (see ``sourceio_py._Run``)."""
+
+    cdef clfs_run* run
+    cdef tuple paths
+    cdef int kind
+    cdef Py_ssize_t taken
+    cdef bint closed
+
+    def take(self, Py_ssize_t index):
+        """Item ``index``'s result, or its OSError raised (items before it not taken are dropped)."""
+        cdef clfs_slot* slot
+        if self.closed:
+            raise ValueError("the run is closed")
+        if index < self.taken or index >= len(self.paths):
+            raise IndexError("item %d is not among those still to take" % index)
+        with nogil:
+            slot = clfs_run_take(self.run, index)
+        self.taken = index + 1
+        try:
+            return self._result(slot, index)
+        finally:
+            clfs_run_release(self.run, slot)
+
+    cdef object _result(self, clfs_slot* slot, Py_ssize_t index):
+        path = self.paths[index]
+        err = slot.err
+        if self.kind == CLFS_RUN_LSTAT:
+            if slot.failed:  # as os.lstat raises it: errno, its text, the path
+                raise OSError(err, os.strerror(err), path)
+            return _stat(&slot.st)
+        if slot.failed == CLFS_FAILED_OPEN:
+            raise OSError(err, os.strerror(err), path)
+        if slot.failed == CLFS_NOT_REGULAR:
+            raise OSError(EINVAL, "no longer a regular file: it became %s since the scan"
+                          % kind_of_mode(slot.st.st_mode))
+        if slot.failed:
+            raise OSError(err, os.strerror(err))
+        if slot.whole:
+            return -1, _stat(&slot.st), (<char*>slot.data)[:slot.n]
+        fd, slot.fd = slot.fd, -1  # the caller's now
+        return fd, _stat(&slot.st), None
+
+    def close(self):
+        """Drop every item not taken: nothing more starts; descriptors left open are closed."""
+        if not self.closed:
+            self.closed = True
+            clfs_run_close(self.run)
+
+    def in_flight(self):
+        """``(path, started)`` of each item running now, ``started`` on ``time.monotonic``'s clock."""
+        cdef Py_ssize_t cap = len(self.paths)
+        cdef Py_ssize_t n, k
+        cdef Py_ssize_t* index
+        cdef int64_t* start
+        if cap > 4096:
+            cap = 4096
+        index = <Py_ssize_t*>malloc(cap * sizeof(Py_ssize_t) + 1)
+        start = <int64_t*>malloc(cap * sizeof(int64_t) + 1)
+        try:
+            if index == NULL or start == NULL:
+                raise MemoryError()
+            n = clfs_run_in_flight(self.run, index, start, cap)
+            return [(self.paths[index[k]], start[k] / 1e9) for k in range(n)]
+        finally:
+            free(index)
+            free(start)
+
+    def fastest(self):
+        """Seconds the fastest operation of the run took, or None before one ended."""
+        cdef int64_t ns = clfs_run_min_ns(self.run)
+        return None if ns < 0 else ns / 1e9
+
+    def __dealloc__(self):
+        if self.run != NULL:
+            clfs_run_drop(self.run)
+            self.run = NULL
+
+
+def run_ahead(kind, paths, limit, threads, slots, window, slot_run):
+    """Start ``kind`` on every path, in parallel and in order, ahead of a consumer (see ``sourceio_py``)."""
+    cdef int code = _RUN_KINDS[kind]
+    cdef tuple names = tuple(paths)
+    cdef Py_ssize_t count = len(names), total = 0, k, size
+    cdef Py_ssize_t width = window
+    cdef char* buffer
+    cdef Py_ssize_t* offsets
+    cdef void* handle = NULL
+    cdef _Run result
+    for name in names:
+        if not isinstance(name, bytes):
+            raise TypeError("run_ahead takes paths as bytes, not %s" % type(name).__name__)
+        if b"\0" in name:
+            raise ValueError("embedded null byte")
+        total += len(<bytes>name) + 1
+    if width < 1:
+        width = 1
+    if slots is not None:
+        handle = <void*><size_t>slots._semlock.handle
+    buffer = <char*>malloc(total + 1)
+    offsets = <Py_ssize_t*>malloc(count * sizeof(Py_ssize_t) + 1)
+    if buffer == NULL or offsets == NULL:
+        free(buffer)
+        free(offsets)
+        raise MemoryError()
+    total = 0
+    for k in range(count):
+        name = names[k]
+        size = len(<bytes>name)
+        offsets[k] = total
+        memcpy(buffer + total, <char*>(<bytes>name), size)
+        buffer[total + size] = 0
+        total += size + 1
+    result = _Run.__new__(_Run)
+    result.paths = names
+    result.kind = code
+    result.run = clfs_run_new(code, limit, count, buffer, offsets, width, handle, slot_run)
+    if result.run == NULL:
+        raise MemoryError()
+    clfs_run_start(result.run, threads)
+    return result

@@ -14,9 +14,13 @@ torn-read rule holds as it does here).
 import errno
 import os
 import stat
-from typing import Optional, Tuple
+import time
+from typing import Any, List, Optional, Sequence, Tuple
 
-__all__ = ["kind_of_mode", "open_read"]
+__all__ = ["kind_of_mode", "open_read", "run_ahead"]
+
+#: run_ahead runs its operations in parallel on threads of its own (here: one by one, as they are taken)
+RUNS_IN_PARALLEL = False
 
 #: open(2) flags of a source file: never follow a symlink; O_NONBLOCK so that a FIFO put in the
 #: file's place since the scan does not block the open (the fstat then refuses it); no effect on
@@ -80,3 +84,88 @@ def open_read(path: bytes, limit: int) -> Tuple[int, os.stat_result, Optional[by
             os.close(fd)
         raise
     return fd, opened, None
+
+
+class _Run:
+    """A run of source operations started by :func:`run_ahead`, taken in order by one consumer."""
+
+    def __init__(self, kind: str, paths: Sequence[bytes], limit: int, slots: Any) -> None:
+        self._call = {"lstat": os.lstat, "open+read": lambda path: open_read(path, limit)}[kind]
+        self._paths = tuple(paths)
+        self._slots = slots
+        self._taken = 0
+        self._closed = False
+        self._running: Optional[Tuple[bytes, float]] = None
+        self._fastest: Optional[float] = None
+
+    def take(self, index: int) -> Any:
+        """Item ``index``'s result, or its OSError raised (items before it not taken are dropped).
+
+        For ``"lstat"`` what ``os.lstat(path)`` returns or raises; for
+        ``"open+read"`` what :func:`open_read` does. Items are taken in
+        increasing order: one before the last taken raises IndexError, and
+        so does a take after :meth:`close` (ValueError).
+        """
+        if self._closed:
+            raise ValueError("the run is closed")
+        if index < self._taken or index >= len(self._paths):
+            raise IndexError("item %d is not among those still to take" % index)
+        self._taken = index + 1
+        path = self._paths[index]
+        if self._slots is not None:
+            self._slots.acquire()
+        try:
+            start = time.monotonic()
+            self._running = (path, start)
+            try:
+                return self._call(path)
+            finally:
+                self._running = None
+                took = time.monotonic() - start
+                if self._fastest is None or took < self._fastest:
+                    self._fastest = took
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def close(self) -> None:
+        """Drop every item not taken: nothing more starts; descriptors left open are closed."""
+        self._closed = True
+
+    def in_flight(self) -> List[Tuple[bytes, float]]:
+        """``(path, started)`` of each item running now, ``started`` on ``time.monotonic``'s clock."""
+        running = self._running
+        return [running] if running is not None else []
+
+    def fastest(self) -> Optional[float]:
+        """Seconds the fastest operation of the run took, or None before one ended."""
+        return self._fastest
+
+
+def run_ahead(kind: str, paths: Sequence[bytes], limit: int, threads: int, slots: Any, window: int,
+              slot_run: int) -> _Run:
+    """Start ``kind`` on every path, in parallel and in order, ahead of a consumer that takes the results in order.
+
+    ``kind`` is ``"lstat"`` (each result as :func:`os.lstat` gives or raises
+    it) or ``"open+read"`` (as :func:`open_read` with ``limit``). The compiled
+    twin runs the operations on a process-wide pool of at least ``threads``
+    plain threads that never take the GIL, at most ``window`` items started
+    and not yet taken, each holding one of the node's ``slots`` (a
+    multiprocessing semaphore, or None) while it runs, a thread keeping its
+    slot for up to ``slot_run`` operations in a row; the consumer takes each
+    result with :meth:`_Run.take` (waiting, the GIL released, if it is not
+    back) and runs an item itself when no thread has started it. This twin
+    runs each operation on the consumer's thread as it is taken: the same
+    results and exceptions, one at a time (``RUNS_IN_PARALLEL`` tells the
+    two apart; the pipeline uses its own Python threads instead of it).
+    Paths are bytes without NUL (TypeError, ValueError otherwise, as
+    ``os.lstat`` raises for a NUL).
+    """
+    for path in paths:
+        if not isinstance(path, bytes):
+            raise TypeError("run_ahead takes paths as bytes, not %s" % type(path).__name__)
+        if b"\0" in path:
+            raise ValueError("embedded null byte")
+    if kind not in ("lstat", "open+read"):
+        raise KeyError(kind)
+    return _Run(kind, paths, limit, slots)

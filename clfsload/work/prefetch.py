@@ -22,8 +22,22 @@ from .source_reads import OrderedAhead, SourceReads
 
 
 def lstat_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Union[os.stat_result, OSError]]:
-    """``os.lstat`` of each path, in parallel; each result or its OSError, in the order given."""
-    return reads.results("lstat", os.lstat, paths)
+    """``os.lstat`` of each path, in parallel; each result or its OSError, in the order given.
+
+    Through a slow source, in a worker process with the compiled twins, all
+    of them are one run on threads that never take the GIL (:class:`RunAhead`).
+    """
+    run = reads.run_ahead("lstat", paths) if len(paths) > 1 else None
+    if run is None:
+        return reads.results("lstat", os.lstat, paths)
+    out: List[Union[os.stat_result, OSError]] = []
+    with run:
+        for index in range(len(paths)):
+            try:
+                out.append(run.take(index))
+            except OSError as exc:
+                out.append(exc)
+    return out
 
 
 def readable_all(reads: SourceReads, paths: Sequence[bytes]) -> List[Optional[str]]:
@@ -101,6 +115,19 @@ def open_file(path: bytes) -> Opened:
     return Opened(*sourceio.open_read(path, FIRST_SEGMENT_BYTES))
 
 
+class _Taken(NamedTuple):
+    """A result of a :class:`RunAhead` as the future of it would give it: ``result()`` returns or raises."""
+
+    value: Any
+    error: Optional[OSError]
+
+    def result(self) -> Any:
+        """The value, or the OSError raised."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 def _discard(result: Any) -> None:
     """Close the descriptor of an Opened the consumer never took."""
     if isinstance(result, Opened) and result.fd >= 0:
@@ -118,20 +145,36 @@ class EntriesAhead:
 
     def __init__(self, reads: SourceReads, entries: Iterable[Tuple[bytes, int, int]]):
         items = []
+        files: List[bytes] = []
         for path, ftype, size in entries:
             if ftype == Ftype.REG:
+                files.append(path)
                 # a small file's bytes wait for the consumer: they count against the budget
                 items.append((path, "open+read", open_file, (path,), size if size < FIRST_SEGMENT_BYTES else 0))
             elif ftype == Ftype.LNK:
                 items.append((path, "readlink", os.readlink, (path,), 0))
+        #: the regular files as one run on threads of their own, where runs are used (else None)
+        self._run = reads.run_ahead("open+read", files, FIRST_SEGMENT_BYTES) if len(files) > 1 else None
+        self._files = {path: index for index, path in enumerate(files)} if self._run is not None else {}
+        if self._run is not None:
+            items = [item for item in items if item[1] != "open+read"]
         self._ahead = OrderedAhead(reads, items, _discard)
 
     def take(self, path: bytes):
         """The future of ``path``'s read if it was read ahead, else None."""
-        return self._ahead.take(path)
+        index = self._files.pop(path, None)
+        if index is None:
+            return self._ahead.take(path)
+        assert self._run is not None
+        try:
+            return _Taken(Opened(*self._run.take(index)), None)
+        except OSError as exc:
+            return _Taken(None, exc)
 
     def close(self) -> None:
         """Drop everything not taken."""
+        if self._run is not None:
+            self._run.close()
         self._ahead.close()
 
     def __enter__(self) -> "EntriesAhead":

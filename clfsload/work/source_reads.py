@@ -40,7 +40,9 @@ import time
 import queue
 import sys
 from concurrent.futures import Future
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
+
+from .._native import sourceio
 
 #: source operations in flight per node by default (``--source_concurrency``)
 DEFAULT_CONCURRENCY = 64
@@ -117,6 +119,10 @@ class HangWatch:
         # Written by every thread without a lock (one dict store or pop, atomic under
         # the GIL: the hot path of a fast source pays a few hundred ns); read by the watch.
         self._ops: Dict[int, Tuple[str, Any, float]] = {}  # token -> (op, path, start), as _Op
+        #: token -> (op, run): runs of operations on threads of their own (:class:`RunAhead`),
+        #: whose running items count as operations of their own
+        self._runs: Dict[int, Tuple[str, Any]] = {}
+        self._closed_runs: Set[int] = set()  # runs closed, left once nothing of theirs runs
         self._next_report: Dict[int, float] = {}  # the watch thread's own
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -141,16 +147,49 @@ class HangWatch:
         """The operation of ``token`` returned or failed."""
         self._ops.pop(token, None)
 
+    def add_run(self, op: str, run: Any) -> int:
+        """Watch the items of ``run`` (``in_flight()``: (path, started)) as operations ``op``; its token."""
+        token = next(self._ids)
+        self._runs[token] = (op, run)
+        if self._thread is None:
+            self._start()
+        return token
+
+    def remove_run(self, token: int) -> None:
+        """The run of ``token`` was closed by its consumer: watched until its last operation returns.
+
+        An operation the consumer dropped still runs on its thread (a hung
+        one, say): it is reported as long as it runs, as a dropped operation
+        of a Python pool thread is.
+        """
+        entry = self._runs.get(token)
+        if entry is not None and entry[1].in_flight():
+            self._closed_runs.add(token)  # (a closed run starts nothing more: this list only shrinks)
+        else:
+            self._runs.pop(token, None)
+
+    def _outstanding(self) -> Dict[Any, Tuple[str, Any, float]]:
+        """Every operation outstanding now: key -> (op, path, start)."""
+        ops: Dict[Any, Tuple[str, Any, float]] = dict(self._ops)  # a copy: other threads add and remove meanwhile
+        for token, (op, run) in list(self._runs.items()):
+            running = run.in_flight()
+            if not running and token in self._closed_runs:
+                self._closed_runs.discard(token)
+                self._runs.pop(token, None)
+            for path, start in running:
+                ops[(token, path, start)] = (op, path, start)
+        return ops
+
     def stuck(self) -> int:
         """Operations outstanding longer than the timeout now."""
         limit = time.monotonic() - self.timeout
-        return sum(1 for op in list(self._ops.values()) if op[2] <= limit)
+        return sum(1 for op in self._outstanding().values() if op[2] <= limit)
 
     def check(self, now: Optional[float] = None) -> List[Tuple[Any, str, float]]:
         """Report what is due now; returns the (path, op, waited) reported."""
         now = time.monotonic() if now is None else now
         due = []
-        ops = dict(self._ops)  # a copy: other threads add and remove meanwhile
+        ops = self._outstanding()
         for token in [t for t in self._next_report if t not in ops]:
             del self._next_report[token]
         for token, (op, path, start) in ops.items():
@@ -293,6 +332,31 @@ class SourceReads:
             # about ten slow ones in a row make a kind slow, a stray one (a page fault, a
             # busy machine) does not, and a process's waits for the GIL never keep it so
             latency[kind] = took if took < known else min(took, known * 1.25 + 5e-6)
+
+    def learn(self, op: str, took: float) -> None:
+        """Fold one duration of an ``op`` into its latency estimate (as :meth:`call` does for each)."""
+        latency = self.latency
+        kind = _KINDS.get(op, op)
+        known = latency.get(kind, 0.0)
+        latency[kind] = took if took < known else min(took, known * 1.25 + 5e-6)
+
+    def run_ahead(self, op: str, paths: Sequence[bytes], limit: int = 0) -> "Optional[RunAhead]":
+        """A :class:`RunAhead` of ``op`` over ``paths``, or None where runs are not used here.
+
+        Runs are used by the worker processes of a node's local pool (their
+        operations hold the node's slots, in C as in Python) when the compiled
+        twin of :mod:`clfsload._native.sourceio` is loaded, and only for kinds
+        worth issuing ahead: elsewhere the caller issues its operations on
+        this pool's Python threads, as before.
+        """
+        if self.slots is None or not sourceio.IMPLEMENTATION.RUNS_IN_PARALLEL or self.threads <= 0:
+            return None
+        kind = _KINDS.get(op, op)
+        # a kind not timed yet (a unit's first files) goes by its lstats, timed by then: the same source
+        latency = self.latency.get(kind, self.latency.get("lstat", 0.0))
+        if latency <= AHEAD_LATENCY:
+            return None
+        return RunAhead(self, op, paths, limit)
 
     def worth_ahead(self, op: str) -> bool:
         """True if operations of this kind are slow enough to issue ahead (and there is a pool)."""
@@ -619,6 +683,48 @@ def stuck_operations() -> int:
 
 
 # --- ahead of an in-order consumer ----------------------------------------------------------
+
+
+class RunAhead:
+    """One kind of operation over many paths, on threads that never take the GIL, taken in order.
+
+    The compiled :func:`clfsload._native.sourceio.run_ahead` with this
+    pool's limits: the process's C threads (as many as its Python pool
+    threads, plus one), at most twice ``depth`` items started and not yet
+    taken, each holding one of the node's slots while it runs. Through a slow
+    source an ``lstat`` or a small file's open and read on a Python pool
+    thread costs two hand-overs and a contended GIL each (about 50 futex
+    calls per small file at 0.5 ms); here a directory's worth costs one
+    hand-over, and the consumer waits, the GIL released, only for a result
+    not back yet. Bytes held ahead are bounded by the window: each item of
+    ``"open+read"`` holds less than ``limit`` bytes. Items running show in
+    the hang watch as operations of their own; each duration feeds the
+    latency estimate of ``op`` when the run is closed.
+    """
+
+    def __init__(self, reads: "SourceReads", op: str, paths: Sequence[bytes], limit: int = 0) -> None:
+        self.reads = reads
+        self.op = op
+        self.run = sourceio.run_ahead(op, paths, limit, reads.threads + 1, reads.slots, 2 * reads.depth, SLOT_RUN)
+        self._token = reads.watch.add_run(op, self.run)
+
+    def take(self, index: int) -> Any:
+        """Item ``index``'s result, or its OSError raised (those before it not taken are dropped)."""
+        return self.run.take(index)
+
+    def close(self) -> None:
+        """Drop what was not taken; the run's fastest operation feeds the latency estimate."""
+        self.run.close()
+        self.reads.watch.remove_run(self._token)
+        took = self.run.fastest()
+        if took is not None:
+            self.reads.learn(self.op, took)
+
+    def __enter__(self) -> "RunAhead":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class OrderedAhead:

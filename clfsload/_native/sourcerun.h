@@ -1,0 +1,587 @@
+/* Runs of source operations on a process-wide pool of plain threads: the C half of
+ * sourceio_c.run_ahead (its docstring and sourceio_py's are the specification).
+ *
+ * Why: through a slow source (NFS, FUSE) the loader issues dozens of lstat and
+ * small-file reads at a time. On Python threads each one is a hand-over to a pool
+ * thread and back and a release and take of the GIL on each side: about 50 futex
+ * calls and 37 context switches per small file measured at 0.5 ms per operation,
+ * more CPU than the operations themselves. Here the threads never touch Python:
+ * a consumer hands a whole run of paths over once and takes the results in order,
+ * waiting (the GIL released) only when the next one is not back yet.
+ *
+ * Invariants (all under pool.mu):
+ *  - a run's items are issued in order; issued and not yet passed by the consumer
+ *    at most `window` (its ring of result slots: item i lives in ring[i % window]);
+ *  - a ring slot is reused only once FREE: an item the consumer passed while it ran
+ *    is discarded (descriptor closed, data freed) by the thread that ran it;
+ *  - a run is freed when its last reference goes: the Python object's, and one per
+ *    item running on a thread (a hung operation keeps its run, never the consumer);
+ *  - with node slots (a POSIX semaphore shared by the node's worker processes) every
+ *    operation runs holding one; a thread keeps its slot for up to `slot_run`
+ *    operations in a row while there is work, as the Python pool threads do.
+ * No thread of the pool ever waits on the consumer: it only waits for work or a slot.
+ */
+#ifndef CLFS_SOURCERUN_H
+#define CLFS_SOURCERUN_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef O_NOATIME
+#define O_NOATIME 0
+#endif
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+
+/* what a run does for each path */
+enum { CLFS_RUN_LSTAT = 1, CLFS_RUN_OPEN_READ = 2 };
+
+/* a ring slot's state */
+enum { CLFS_SLOT_FREE = 0, CLFS_SLOT_RUNNING = 1, CLFS_SLOT_DONE = 2 };
+
+/* where an open+read stopped (the errno of that call is the error), as sourceio_c's */
+enum { CLFS_OK = 0, CLFS_FAILED_OPEN = 1, CLFS_FAILED_FSTAT = 2, CLFS_NOT_REGULAR = 3,
+       CLFS_FAILED_READ = 4, CLFS_FAILED_RECHECK = 5, CLFS_FAILED_CLOSE = 6, CLFS_FAILED_LSTAT = 7 };
+
+typedef struct {
+    int state;
+    Py_ssize_t index;      /* the item in this slot */
+    int64_t start_ns;      /* CLOCK_MONOTONIC when its operation started (0: not yet) */
+    int failed;            /* CLFS_* */
+    int err;               /* errno of the failed call */
+    int fd;                /* open+read: the descriptor left open, or -1 */
+    int whole;             /* open+read: data is the whole content */
+    struct stat st;        /* lstat, or open+read's fstat after the open */
+    char* data;            /* open+read: malloc'd content when whole */
+    Py_ssize_t n;          /* its length */
+} clfs_slot;
+
+typedef struct clfs_run {
+    int kind;
+    Py_ssize_t limit;      /* open+read: files below it are read whole */
+    Py_ssize_t count;      /* items */
+    char* names;           /* the paths, NUL-terminated, one after another */
+    Py_ssize_t* offsets;   /* item i's path: names + offsets[i] */
+    Py_ssize_t window;     /* ring size */
+    clfs_slot* ring;
+    Py_ssize_t next_issue; /* the next item a thread may start */
+    Py_ssize_t next_take;  /* the next item the consumer may take (those below are passed) */
+    int closed;            /* the consumer dropped the run: start nothing more */
+    int refs;              /* the Python object's, plus one per item running */
+    Py_ssize_t waiting;    /* the item the consumer waits for on `done`, or -1 */
+    int64_t min_ns;        /* the fastest operation of the run (-1: none yet) */
+    sem_t* slots;          /* the node's, or NULL */
+    int slot_run;
+    pthread_cond_t done;
+    struct clfs_run* next; /* the pool's list of runs with work to start */
+    int listed;
+} clfs_run;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    clfs_run* head;        /* runs that may have items to start, oldest first */
+    int threads;
+    int forks_handled;     /* clfs_pool_after_fork registered */
+} clfs_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0};
+
+/* In the child of a fork: none of the parent's threads, runs or lock holders are there. */
+static void clfs_pool_after_fork(void) {
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t work = PTHREAD_COND_INITIALIZER;
+    clfs_pool.mu = mu;
+    clfs_pool.work = work;
+    clfs_pool.head = NULL;  /* the parent's runs are left to the parent (their memory, unfreed, here) */
+    clfs_pool.threads = 0;
+}
+
+static int64_t clfs_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- the operations: the same calls, flags and torn-read rule as sourceio_c.open_read ---- */
+
+/* fstat(fd) from the attributes the kernel holds, where it can say so: statx with
+   AT_STATX_DONT_SYNC asks a network or FUSE file system for no round trip (the
+   attributes its lookup of the path brought back a moment ago, as the open resolved
+   it); a local file system answers as fstat does. Any failure, or a reply without
+   every basic field: a plain fstat. */
+static int clfs_fstat_held(int fd, struct stat* st) {
+#if defined(STATX_BASIC_STATS) && defined(AT_STATX_DONT_SYNC) && defined(AT_EMPTY_PATH)
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &sx) == 0
+            && (sx.stx_mask & STATX_BASIC_STATS) == STATX_BASIC_STATS) {
+        memset(st, 0, sizeof(*st));
+        st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+        st->st_ino = sx.stx_ino;
+        st->st_mode = sx.stx_mode;
+        st->st_nlink = sx.stx_nlink;
+        st->st_uid = sx.stx_uid;
+        st->st_gid = sx.stx_gid;
+        st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+        st->st_size = (off_t)sx.stx_size;
+        st->st_blksize = sx.stx_blksize;
+        st->st_blocks = (blkcnt_t)sx.stx_blocks;
+        st->st_atim.tv_sec = sx.stx_atime.tv_sec;
+        st->st_atim.tv_nsec = sx.stx_atime.tv_nsec;
+        st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
+        st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
+        st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
+        st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
+        return 0;
+    }
+#endif
+    return fstat(fd, st);
+}
+
+static int clfs_open_nofollow(const char* path) {
+    const int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    int fd;
+    if (O_NOATIME) {
+        do { fd = open(path, flags | O_NOATIME); } while (fd < 0 && errno == EINTR);
+        if (fd >= 0 || (errno != EPERM && errno != EACCES))  /* O_NOATIME needs ownership */
+            return fd;
+    }
+    do { fd = open(path, flags); } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+static int clfs_same_content(const struct stat* a, const struct stat* b) {
+    return a->st_ino == b->st_ino && a->st_size == b->st_size
+        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec
+        && a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* One item's operation into its slot (no lock held: the slot is this thread's while RUNNING). */
+static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
+    int rc;
+    slot->failed = CLFS_OK;
+    slot->err = 0;
+    slot->fd = -1;
+    slot->whole = 0;
+    slot->data = NULL;
+    slot->n = 0;
+    if (run->kind == CLFS_RUN_LSTAT) {
+        do { rc = lstat(path, &slot->st); } while (rc != 0 && errno == EINTR);
+        if (rc != 0) {
+            slot->failed = CLFS_FAILED_LSTAT;
+            slot->err = errno;
+        }
+        return;
+    }
+    int fd = clfs_open_nofollow(path);
+    if (fd < 0) {
+        slot->failed = CLFS_FAILED_OPEN;
+        slot->err = errno;
+        return;
+    }
+    do { rc = clfs_fstat_held(fd, &slot->st); } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        slot->failed = CLFS_FAILED_FSTAT;
+    } else if (!S_ISREG(slot->st.st_mode)) {
+        slot->failed = CLFS_NOT_REGULAR;
+    } else if (slot->st.st_size < run->limit) {
+        /* one byte more than the size: a file that grew since is not read whole */
+        size_t cap = (size_t)slot->st.st_size + 1;
+        char* buf = malloc(cap);
+        ssize_t n;
+        if (buf == NULL) {
+            slot->failed = CLFS_FAILED_READ;
+            errno = ENOMEM;
+        } else {
+            do { n = read(fd, buf, cap); } while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                slot->failed = CLFS_FAILED_READ;
+            } else if (n == slot->st.st_size) {
+                struct stat after;
+                do { rc = fstat(fd, &after); } while (rc != 0 && errno == EINTR);
+                if (rc != 0)
+                    slot->failed = CLFS_FAILED_RECHECK;
+                else if (clfs_same_content(&slot->st, &after))
+                    slot->whole = 1;
+            }
+            if (slot->whole) {
+                slot->data = buf;
+                slot->n = n;
+            } else {
+                free(buf);
+            }
+        }
+    }
+    if (slot->failed) {
+        slot->err = errno;
+        close(fd);  /* the error is the failed call's, not close's */
+    } else if (slot->whole) {
+        if (close(fd) != 0) {
+            slot->failed = CLFS_FAILED_CLOSE;
+            slot->err = errno;
+            free(slot->data);
+            slot->data = NULL;
+            slot->whole = 0;
+        }
+    } else {
+        slot->fd = fd;  /* left open for the stream path */
+    }
+}
+
+/* Give back what a slot holds (an item nobody will take) and free it. */
+static void clfs_discard(clfs_slot* slot) {
+    if (slot->fd >= 0)
+        close(slot->fd);
+    free(slot->data);
+    slot->fd = -1;
+    slot->data = NULL;
+    slot->state = CLFS_SLOT_FREE;
+    slot->start_ns = 0;
+}
+
+static void clfs_run_free(clfs_run* run) {
+    Py_ssize_t k;
+    for (k = 0; k < run->window; k++)
+        if (run->ring[k].state == CLFS_SLOT_DONE)
+            clfs_discard(&run->ring[k]);
+    pthread_cond_destroy(&run->done);
+    free(run->ring);
+    free(run->offsets);
+    free(run->names);
+    free(run);
+}
+
+/* Drop a reference (pool.mu held); the last one frees the run. */
+static void clfs_run_unref(clfs_run* run) {
+    if (--run->refs == 0)
+        clfs_run_free(run);
+}
+
+/* May a thread start run's next item now? (pool.mu held) */
+static int clfs_issuable(clfs_run* run) {
+    Py_ssize_t i = run->next_issue;
+    return !run->closed && i < run->count && i < run->next_take + run->window
+        && run->ring[i % run->window].state == CLFS_SLOT_FREE;
+}
+
+/* The next item to start, from the oldest run that has one, claimed; NULL if none (pool.mu held).
+   A run with nothing left to start leaves the list (take or close puts it back if that changes). */
+static clfs_run* clfs_claim(Py_ssize_t* index) {
+    clfs_run** link = &clfs_pool.head;
+    while (*link != NULL) {
+        clfs_run* run = *link;
+        if (clfs_issuable(run)) {
+            Py_ssize_t i = run->next_issue++;
+            clfs_slot* slot = &run->ring[i % run->window];
+            slot->state = CLFS_SLOT_RUNNING;
+            slot->index = i;
+            slot->start_ns = 0;
+            run->refs++;
+            *index = i;
+            return run;
+        }
+        if (run->closed || run->next_issue >= run->count) {
+            *link = run->next;  /* nothing more to start here, ever */
+            run->listed = 0;
+            clfs_run_unref(run);  /* the list's reference */
+            continue;
+        }
+        link = &run->next;  /* blocked by its window: take will wake the pool */
+    }
+    return NULL;
+}
+
+/* An item's operation ended (pool.mu held): hand it to the consumer, or discard it if passed. */
+static void clfs_finish(clfs_run* run, Py_ssize_t i, int64_t took) {
+    clfs_slot* slot = &run->ring[i % run->window];
+    if (took >= 0 && (run->min_ns < 0 || took < run->min_ns))
+        run->min_ns = took;
+    if (run->closed || i < run->next_take) {
+        clfs_discard(slot);  /* passed or dropped while it ran */
+        pthread_cond_signal(&clfs_pool.work);  /* its ring slot is free again: one more item may start */
+    } else {
+        slot->state = CLFS_SLOT_DONE;
+        if (run->waiting == i)
+            pthread_cond_signal(&run->done);
+    }
+    clfs_run_unref(run);
+}
+
+/* Run item i of run on this thread (pool.mu held on entry and exit; released while it runs). */
+static void clfs_run_item(clfs_run* run, Py_ssize_t i) {
+    clfs_slot* slot = &run->ring[i % run->window];
+    const char* path = run->names + run->offsets[i];
+    if (run->closed || i < run->next_take) {  /* dropped while it waited for a node slot: never started */
+        slot->failed = CLFS_OK;
+        slot->fd = -1;
+        slot->data = NULL;
+        clfs_finish(run, i, -1);
+        return;
+    }
+    pthread_mutex_unlock(&clfs_pool.mu);
+    int64_t start = clfs_now_ns();
+    slot->start_ns = start;
+    clfs_operate(run, slot, path);
+    int64_t took = clfs_now_ns() - start;
+    pthread_mutex_lock(&clfs_pool.mu);
+    clfs_finish(run, i, took);
+}
+
+static void clfs_slot_wait(sem_t* slots) {
+    while (sem_wait(slots) != 0 && errno == EINTR)
+        ;
+}
+
+static void* clfs_worker(void* unused) {
+    (void)unused;
+    pthread_mutex_lock(&clfs_pool.mu);
+    for (;;) {
+        Py_ssize_t i;
+        clfs_run* run = clfs_claim(&i);
+        if (run == NULL) {
+            pthread_cond_wait(&clfs_pool.work, &clfs_pool.mu);
+            continue;
+        }
+        sem_t* slots = run->slots;
+        if (slots == NULL) {
+            clfs_run_item(run, i);
+            continue;
+        }
+        /* the node's cap: waiting for a slot is not the source's time (start_ns is set after) */
+        pthread_mutex_unlock(&clfs_pool.mu);
+        clfs_slot_wait(slots);
+        pthread_mutex_lock(&clfs_pool.mu);
+        int done = 0;
+        for (;;) {
+            int slot_run = run->slot_run;
+            clfs_run_item(run, i);
+            if (++done >= slot_run)
+                break;
+            /* keep the slot for the next item of any run on the same slots */
+            run = clfs_claim(&i);
+            if (run == NULL)
+                break;
+            if (run->slots != slots) {  /* another cap (not in one process today): give this one back first */
+                pthread_mutex_unlock(&clfs_pool.mu);
+                sem_post(slots);
+                slots = run->slots;
+                if (slots != NULL)
+                    clfs_slot_wait(slots);
+                pthread_mutex_lock(&clfs_pool.mu);
+                if (slots == NULL) {
+                    clfs_run_item(run, i);
+                    break;
+                }
+                done = 0;
+            }
+        }
+        if (slots != NULL)
+            sem_post(slots);
+    }
+    return NULL;
+}
+
+/* Make the pool at least `threads` strong (pool.mu held); the number running after. */
+static int clfs_pool_grow(int threads) {
+    if (!clfs_pool.forks_handled) {
+        pthread_atfork(NULL, NULL, clfs_pool_after_fork);
+        clfs_pool.forks_handled = 1;
+    }
+    if (clfs_pool.threads >= threads)
+        return clfs_pool.threads;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 128 * 1024);  /* system calls only: a shallow stack */
+    while (clfs_pool.threads < threads) {
+        pthread_t thread;
+        sigset_t all, old;
+        sigfillset(&all);  /* signals go to Python's main thread, never to these */
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int rc = pthread_create(&thread, &attr, clfs_worker, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0)
+            break;  /* make do with those running: the consumer runs what no thread takes */
+        clfs_pool.threads++;
+    }
+    pthread_attr_destroy(&attr);
+    return clfs_pool.threads;
+}
+
+/* A run of `count` items (it owns names and offsets, freed with it); NULL, both freed, without memory. */
+static clfs_run* clfs_run_new(int kind, Py_ssize_t limit, Py_ssize_t count, char* names, Py_ssize_t* offsets,
+                              Py_ssize_t window, void* slots, int slot_run) {
+    clfs_run* run = calloc(1, sizeof(clfs_run));
+    clfs_slot* ring = calloc((size_t)window, sizeof(clfs_slot));
+    if (run == NULL || ring == NULL) {
+        free(run);
+        free(ring);
+        free(names);
+        free(offsets);
+        return NULL;
+    }
+    Py_ssize_t k;
+    for (k = 0; k < window; k++)
+        ring[k].fd = -1;
+    run->kind = kind;
+    run->limit = limit;
+    run->count = count;
+    run->names = names;
+    run->offsets = offsets;
+    run->window = window;
+    run->ring = ring;
+    run->min_ns = -1;
+    run->waiting = -1;
+    run->slots = (sem_t*)slots;
+    run->slot_run = slot_run > 0 ? slot_run : 1;
+    pthread_cond_init(&run->done, NULL);
+    return run;
+}
+
+/* Start a run on the pool (its paths and ring already set); the run's first reference is the caller's. */
+static void clfs_run_start(clfs_run* run, int threads) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    clfs_pool_grow(threads);
+    run->refs = 2;  /* the Python object's, the list's */
+    run->listed = 1;
+    run->next = NULL;
+    clfs_run** link = &clfs_pool.head;
+    while (*link != NULL)
+        link = &(*link)->next;
+    *link = run;
+    /* wake as many threads as items may start (a thread that finds none waits again) */
+    Py_ssize_t wake = run->count < run->window ? run->count : run->window;
+    if (wake >= clfs_pool.threads)
+        pthread_cond_broadcast(&clfs_pool.work);
+    else
+        while (wake-- > 0)
+            pthread_cond_signal(&clfs_pool.work);
+    pthread_mutex_unlock(&clfs_pool.mu);
+}
+
+/* Put a run back on the pool's list if it has work again (pool.mu held). A run leaves the list
+   only when it has nothing left to start, so this is for a consumer that moved next_issue back
+   into range (never today: kept for the invariant that a run with work is listed). */
+static void clfs_relist(clfs_run* run) {
+    if (!run->listed && !run->closed && run->next_issue < run->count) {
+        run->refs++;
+        run->listed = 1;
+        run->next = NULL;
+        clfs_run** link = &clfs_pool.head;
+        while (*link != NULL)
+            link = &(*link)->next;
+        *link = run;
+        pthread_cond_signal(&clfs_pool.work);
+    }
+}
+
+/* The consumer takes item i (passing those before it): its slot, DONE, or NULL with the run
+   closed. Runs the item itself when no thread has started it; waits otherwise (no GIL held). */
+static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
+    Py_ssize_t k;
+    pthread_mutex_lock(&clfs_pool.mu);
+    for (k = run->next_take; k < i && k < run->next_issue; k++) {
+        clfs_slot* passed = &run->ring[k % run->window];
+        if (passed->state == CLFS_SLOT_DONE && passed->index == k) {
+            clfs_discard(passed);  /* a running one is discarded by its thread */
+            pthread_cond_signal(&clfs_pool.work);
+        }
+    }
+    run->next_take = i;
+    if (run->next_issue < i)
+        run->next_issue = i;  /* those passed before they started never start */
+    clfs_slot* slot = &run->ring[i % run->window];
+    if (run->next_issue == i && slot->state == CLFS_SLOT_FREE) {
+        /* not started (no thread free, or none at all): run it here, holding a node slot */
+        run->next_issue++;
+        slot->state = CLFS_SLOT_RUNNING;
+        slot->index = i;
+        slot->start_ns = 0;
+        run->refs++;
+        sem_t* slots = run->slots;
+        if (slots != NULL) {
+            pthread_mutex_unlock(&clfs_pool.mu);
+            clfs_slot_wait(slots);
+            pthread_mutex_lock(&clfs_pool.mu);
+        }
+        clfs_run_item(run, i);
+        if (slots != NULL)
+            sem_post(slots);
+    }
+    run->waiting = i;
+    while (!(slot->state == CLFS_SLOT_DONE && slot->index == i))
+        pthread_cond_wait(&run->done, &clfs_pool.mu);
+    run->waiting = -1;
+    run->next_take = i + 1;  /* the window moves on once the slot is released */
+    clfs_relist(run);
+    pthread_mutex_unlock(&clfs_pool.mu);
+    return slot;
+}
+
+/* The consumer is done with a slot clfs_run_take gave (its data copied, its fd taken). */
+static void clfs_run_release(clfs_run* run, clfs_slot* slot) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    slot->state = CLFS_SLOT_FREE;
+    slot->start_ns = 0;
+    free(slot->data);
+    slot->data = NULL;
+    slot->fd = -1;
+    if (!run->closed && run->next_issue < run->count)
+        pthread_cond_signal(&clfs_pool.work);  /* the item a window ahead may start in this slot */
+    pthread_mutex_unlock(&clfs_pool.mu);
+}
+
+/* The consumer drops the run: nothing more starts; what is back is discarded now, what runs when it ends. */
+static void clfs_run_close(clfs_run* run) {
+    Py_ssize_t k;
+    pthread_mutex_lock(&clfs_pool.mu);
+    if (!run->closed) {
+        run->closed = 1;
+        for (k = 0; k < run->window; k++)
+            if (run->ring[k].state == CLFS_SLOT_DONE)
+                clfs_discard(&run->ring[k]);
+    }
+    pthread_mutex_unlock(&clfs_pool.mu);
+}
+
+/* The Python object goes: close, and drop its reference. */
+static void clfs_run_drop(clfs_run* run) {
+    clfs_run_close(run);
+    pthread_mutex_lock(&clfs_pool.mu);
+    clfs_run_unref(run);
+    pthread_mutex_unlock(&clfs_pool.mu);
+}
+
+/* Items running now: up to `cap` (index, start_ns) pairs into out; their number. */
+static Py_ssize_t clfs_run_in_flight(clfs_run* run, Py_ssize_t* index, int64_t* start, Py_ssize_t cap) {
+    Py_ssize_t k, n = 0;
+    pthread_mutex_lock(&clfs_pool.mu);
+    for (k = 0; k < run->window && n < cap; k++) {
+        clfs_slot* slot = &run->ring[k];
+        if (slot->state == CLFS_SLOT_RUNNING && slot->start_ns != 0) {
+            index[n] = slot->index;
+            start[n] = slot->start_ns;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&clfs_pool.mu);
+    return n;
+}
+
+static int64_t clfs_run_min_ns(clfs_run* run) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    int64_t ns = run->min_ns;
+    pthread_mutex_unlock(&clfs_pool.mu);
+    return ns;
+}
+
+#endif
