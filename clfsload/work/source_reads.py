@@ -345,17 +345,21 @@ class SourceReads:
 
         Runs are used by the worker processes of a node's local pool (their
         operations hold the node's slots, in C as in Python) when the compiled
-        twin of :mod:`clfsload._native.sourceio` is loaded, and only for kinds
-        worth issuing ahead: elsewhere the caller issues its operations on
-        this pool's Python threads, as before.
+        twin of :mod:`clfsload._native.sourceio` is loaded, for a SOURCE
+        judged slow at the start (:attr:`read_eagerly`) or a kind worth
+        issuing ahead: elsewhere the caller issues its operations on this
+        pool's Python threads, as before.
         """
         if self.slots is None or not sourceio.IMPLEMENTATION.RUNS_IN_PARALLEL or self.threads <= 0:
             return None
-        kind = _KINDS.get(op, op)
-        # a kind not timed yet (a unit's first files) goes by its lstats, timed by then: the same source
-        latency = self.latency.get(kind, self.latency.get("lstat", 0.0))
-        if latency <= AHEAD_LATENCY:
-            return None
+        # where SOURCE was judged slow at the start, always: an estimate follows the fastest
+        # recent operation, and with attribute caching on an lstat the cache answers (or a
+        # unit's first files, not timed yet) would send whole directories down the Python path
+        if not self.read_eagerly:
+            kind = _KINDS.get(op, op)
+            # a kind not timed yet goes by the lstats, timed by then: the same source
+            if self.latency.get(kind, self.latency.get("lstat", 0.0)) <= AHEAD_LATENCY:
+                return None
         return RunAhead(self, op, paths, limit)
 
     def worth_ahead(self, op: str) -> bool:
