@@ -56,6 +56,11 @@ from load_small_files import make_tree
 from procwatch import GroupUsage, run_measured
 
 MIB = 1 << 20
+#: seconds of rest on a fresh mount before a measurement: the previous one's teardown (its mount's
+#: 256 daemon threads ending, its output removed, its processes exiting) goes on for a moment, and a
+#: load started into it measured up to a quarter slower (5,000 small files at 0.5 ms, 1,900 files/s
+#: against 2,700 after a pause), whichever side ran next
+SETTLE_S = 1.0
 CHUNK = MIB  # the floors' read size, and the size above which a file is read in chunks
 
 
@@ -236,6 +241,7 @@ def measure(tree: Path, delay_ms: float, cache: bool, readahead_kib: Optional[in
             run: Callable[[LatencyFS], Tuple[float, float]], files: int, nbytes: int) -> Result:
     """Mount fresh, run, read the daemon's counters and CPU, unmount."""
     with LatencyFS(tree, delay_us=int(round(delay_ms * 1000)), cache=cache, readahead_kib=readahead_kib) as fs:
+        time.sleep(SETTLE_S)
         fuse_cpu = fs.cpu()  # after the warm-up
         wall, client_cpu = run(fs)
         stats = fs.stats()

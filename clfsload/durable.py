@@ -11,7 +11,7 @@ bytes that are not.
 import os
 import time
 from concurrent.futures import Executor
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 __all__ = ["fsync_dir", "fsync_paths", "makedirs_durable"]
 
@@ -50,7 +50,8 @@ def _fsync_some(paths: Sequence[str]) -> None:
         _fsync_one(path)
 
 
-def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threads: int = 32) -> None:
+def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threads: int = 32,
+                each: Callable[[Sequence[str]], None] = _fsync_some) -> None:
     """fsync every file of ``paths``; on a disk, many at once in up to ``threads`` threads of ``executor``.
 
     An fsync on a journalling disk waits for a journal commit, and
@@ -67,13 +68,13 @@ def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threa
     _fsync_one(paths[0])
     rest = paths[1:]
     if executor is None or len(rest) < 2 * _PER_THREAD or time.perf_counter() - started < _QUICK_S:
-        _fsync_some(rest)
+        each(rest)
         return
     count = min(threads, len(rest) // _PER_THREAD)
-    futures = [executor.submit(_fsync_some, rest[k::count]) for k in range(1, count)]
+    futures = [executor.submit(each, rest[k::count]) for k in range(1, count)]
     error: Optional[BaseException] = None
     try:
-        _fsync_some(rest[0::count])
+        each(rest[0::count])
     except OSError as exc:
         error = exc
     for future in futures:

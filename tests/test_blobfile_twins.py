@@ -75,3 +75,42 @@ def test_not_bytes_like_refused(twins, tmp_path):
         with pytest.raises(TypeError):
             twin.write_file(str(tmp_path / "t"), str(tmp_path / "b"), "text")
         assert not (tmp_path / "t").exists()
+
+
+# --- fsync_files: the local target's batches of fsyncs ---------------------------------------
+
+
+def test_fsync_files_fsyncs_every_file_and_skips_the_gone(impl, tmp_path, monkeypatch):
+    paths = []
+    for i in range(6):
+        (tmp_path / ("b%d" % i)).write_bytes(b"%d" % i)
+        paths.append(str(tmp_path / ("b%d" % i)))
+    paths.insert(3, str(tmp_path / "deleted since"))
+    impl("blobfile").fsync_files(paths)  # no error: the gone one skipped
+    impl("blobfile").fsync_files([os.fsencode(p) for p in paths])
+    impl("blobfile").fsync_files([])
+
+
+def test_fsync_files_stops_at_the_first_error_alike(twins, tmp_path):
+    py, c = twins("blobfile")
+    (tmp_path / "f").write_bytes(b"x")
+    os.mkfifo(tmp_path / "fifo")  # would block an O_RDONLY open: never reached, the error before stops
+    outs = []
+    for twin in (py, c):
+        with pytest.raises(OSError) as info:
+            twin.fsync_files([str(tmp_path / "f"), str(tmp_path / "f" / "under a file"), str(tmp_path / "fifo")])
+        exc = info.value
+        outs.append((type(exc), exc.errno, exc.strerror, exc.filename))
+    assert outs[0] == outs[1]
+    assert outs[0][:2] == (NotADirectoryError, errno.ENOTDIR) and outs[0][3] == str(tmp_path / "f" / "under a file")
+
+
+def test_fsync_files_error_of_fsync_alike(twins):
+    """An fsync that fails (EINVAL: /dev/null cannot be synced on Linux) raises without a path, in both."""
+    py, c = twins("blobfile")
+    outs = []
+    for twin in (py, c):
+        with pytest.raises(OSError) as info:
+            twin.fsync_files(["/dev/null"])
+        outs.append((type(info.value), info.value.errno, info.value.filename))
+    assert outs[0] == outs[1] and outs[0][2] is None

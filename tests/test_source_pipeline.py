@@ -309,12 +309,16 @@ def _slots_reads(depth: int, timeout: float = 60, on_stuck=None) -> SourceReads:
 
 
 @pytest.fixture
-def compiled_runs(c_skip_reason):
-    """The selected sourceio must run its runs in parallel (the compiled twin)."""
+def compiled_runs(twins):
+    """The selected sourceio runs its runs in parallel (the compiled twin): a compiled-twin test.
+
+    Through ``twins`` the test is marked like the other compiled-twin tests
+    (deselected, not skipped, in the pure-Python pass of .ci/run).
+    """
     from clfsload._native import sourceio
 
-    if not sourceio.IMPLEMENTATION.RUNS_IN_PARALLEL:
-        pytest.skip(c_skip_reason or "the pure sourceio twin is selected: runs are the compiled twin's")
+    twins("sourceio")
+    assert sourceio.IMPLEMENTATION.RUNS_IN_PARALLEL, "the compiled sourceio twin is built but not selected"
 
 
 def test_a_directorys_lstats_are_one_run_at_the_configured_depth(compiled_runs, tmp_path: Path) -> None:

@@ -7,12 +7,13 @@ rename runs with the GIL released once.
 
 import os
 
-from libc.errno cimport EINTR, errno
+from libc.errno cimport EINTR, ENOENT, errno
+from libc.stdlib cimport free, malloc
 from libc.stdio cimport rename
 
 from ._buffer cimport Span, span_close, span_open_buffer
 
-__all__ = ["write_file"]
+__all__ = ["fsync_files", "write_file"]
 
 
 cdef extern from "<fcntl.h>" nogil:
@@ -35,6 +36,11 @@ cdef extern from *:
 
 
 cdef int _FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC
+cdef extern from *:
+    """
+    #include <fcntl.h>
+    """
+    int O_RDONLY
 
 
 # which call failed (its errno is the error)
@@ -106,3 +112,52 @@ def write_file(tmp, path, payload, durable=False):
         raise OSError(err, os.strerror(err))
     if rc == FAILED_RENAME:
         raise OSError(err, os.strerror(err), tmp, None, path)
+
+
+cdef Py_ssize_t _fsync_chain(const char** paths, Py_ssize_t count, int* stage, int* err) noexcept nogil:
+    """-1 when every file is fsynced (or gone); else the index of the failed one, ``stage`` and ``err`` set."""
+    cdef Py_ssize_t k
+    cdef int fd, failed
+    for k in range(count):
+        while True:
+            fd = c_open(paths[k], O_RDONLY | O_CLOEXEC, 0)
+            if fd >= 0 or errno != EINTR:
+                break
+        if fd < 0:
+            if errno == ENOENT:
+                continue  # deleted since: its removal is the folder's to make durable
+            stage[0] = FAILED_OPEN
+            err[0] = errno
+            return k
+        failed = 0
+        if c_fsync(fd) != 0:
+            failed = errno
+        if c_close(fd) != 0 and not failed:
+            failed = errno
+        if failed:
+            stage[0] = FAILED_WRITE
+            err[0] = failed
+            return k
+    return -1
+
+
+def fsync_files(paths):
+    """``fsync`` each file of ``paths`` in order, one gone since it was written skipped (see ``blobfile_py``)."""
+    cdef list encoded = [os.fsencode(path) for path in paths]
+    cdef Py_ssize_t count = len(encoded), k, failed_at
+    cdef int stage = 0, err = 0
+    cdef const char** c_paths = <const char**>malloc(count * sizeof(char*) + 1)
+    if c_paths == NULL:
+        raise MemoryError()
+    try:
+        for k in range(count):
+            c_paths[k] = <bytes>encoded[k]
+        with nogil:
+            failed_at = _fsync_chain(c_paths, count, &stage, &err)
+    finally:
+        free(c_paths)
+    if failed_at < 0:
+        return
+    if stage == FAILED_OPEN:  # as os.open raises it: with the path
+        raise OSError(err, os.strerror(err), paths[failed_at])
+    raise OSError(err, os.strerror(err))  # as os.fsync / os.close raise them

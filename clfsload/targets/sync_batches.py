@@ -20,6 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
+from .._native import blobfile
 from ..durable import fsync_dir, fsync_paths
 from ..errors import TerminalError
 
@@ -87,7 +88,7 @@ class SyncBatches:
         done = False
         try:
             if paths:
-                fsync_paths(paths, self._executor(len(paths)), FSYNC_THREADS)
+                fsync_paths(paths, self._executor(len(paths)), FSYNC_THREADS, blobfile.fsync_files)
             if dirty:
                 fsync_dir(self._folder)
             done = True
