@@ -73,7 +73,7 @@ cdef extern from "sourcerun.h" nogil:
     ctypedef struct clfs_run:
         pass
     clfs_run* clfs_run_new(int kind, Py_ssize_t limit, Py_ssize_t count, char* names, Py_ssize_t* offsets,
-                           Py_ssize_t window, void* slots, int slot_run)
+                           Py_ssize_t window, void* slots, int slot_run, int64_t fast_ns, int inline_mode)
     enum:
         CLFS_RUN_LSTAT
         CLFS_RUN_OPEN_READ
@@ -82,6 +82,8 @@ cdef extern from "sourcerun.h" nogil:
         CLFS_FAILED_LSTAT
     void clfs_run_start(clfs_run* run, int threads)
     clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i)
+    clfs_slot* clfs_run_try_take(clfs_run* run, Py_ssize_t i)
+    int clfs_run_inline(clfs_run* run)
     void clfs_run_release(clfs_run* run, clfs_slot* slot)
     void clfs_run_close(clfs_run* run)
     void clfs_run_drop(clfs_run* run)
@@ -260,8 +262,10 @@ cdef class _Run:
             raise ValueError("the run is closed")
         if index < self.taken or index >= len(self.paths):
             raise IndexError("item %d is not among those still to take" % index)
-        with nogil:
-            slot = clfs_run_take(self.run, index)
+        slot = clfs_run_try_take(self.run, index)  # back already: taken holding the GIL
+        if slot == NULL:
+            with nogil:
+                slot = clfs_run_take(self.run, index)
         self.taken = index + 1
         try:
             return self._result(slot, index)
@@ -312,6 +316,10 @@ cdef class _Run:
             free(index)
             free(start)
 
+    def inline(self):
+        """True if the consumer runs the items itself now: the run judged its operations fast."""
+        return bool(clfs_run_inline(self.run))
+
     def fastest(self):
         """Seconds the fastest operation of the run took, or None before one ended."""
         cdef int64_t ns = clfs_run_min_ns(self.run)
@@ -323,7 +331,7 @@ cdef class _Run:
             self.run = NULL
 
 
-def run_ahead(kind, paths, limit, threads, slots, window, slot_run):
+def run_ahead(kind, paths, limit, threads, slots, window, slot_run, fast=0.0, inline=False):
     """Start ``kind`` on every path, in parallel and in order, ahead of a consumer (see ``sourceio_py``)."""
     cdef int code = _RUN_KINDS[kind]
     cdef tuple names = tuple(paths)
@@ -360,7 +368,8 @@ def run_ahead(kind, paths, limit, threads, slots, window, slot_run):
     result = _Run.__new__(_Run)
     result.paths = names
     result.kind = code
-    result.run = clfs_run_new(code, limit, count, buffer, offsets, width, handle, slot_run)
+    result.run = clfs_run_new(code, limit, count, buffer, offsets, width, handle, slot_run,
+                              <int64_t>(fast * 1e9) if fast > 0 else 0, bool(inline))
     if result.run == NULL:
         raise MemoryError()
     clfs_run_start(result.run, threads)

@@ -137,13 +137,17 @@ class _Run:
         running = self._running
         return [running] if running is not None else []
 
+    def inline(self) -> bool:
+        """True if the consumer runs the items itself now (here always: they run as they are taken)."""
+        return True
+
     def fastest(self) -> Optional[float]:
         """Seconds the fastest operation of the run took, or None before one ended."""
         return self._fastest
 
 
 def run_ahead(kind: str, paths: Sequence[bytes], limit: int, threads: int, slots: Any, window: int,
-              slot_run: int) -> _Run:
+              slot_run: int, fast: float = 0.0, inline: bool = False) -> _Run:
     """Start ``kind`` on every path, in parallel and in order, ahead of a consumer that takes the results in order.
 
     ``kind`` is ``"lstat"`` (each result as :func:`os.lstat` gives or raises
@@ -154,7 +158,14 @@ def run_ahead(kind: str, paths: Sequence[bytes], limit: int, threads: int, slots
     multiprocessing semaphore, or None) while it runs, a thread keeping its
     slot for up to ``slot_run`` operations in a row; the consumer takes each
     result with :meth:`_Run.take` (waiting, the GIL released, if it is not
-    back) and runs an item itself when no thread has started it. This twin
+    back) and runs an item itself when no thread has started it. With
+    ``fast`` (seconds), the run times its operations: when most of the first
+    eight (and of each eight after a change) took less, it goes inline, the
+    consumer running each item itself as it takes it (a hand-over to a
+    thread would cost more than the operation); inline, one that takes
+    ``fast`` or more sends the rest back to the threads. ``inline`` starts
+    the run in that mode (as the last run of its kind ended: ``inline()``).
+    This twin
     runs each operation on the consumer's thread as it is taken: the same
     results and exceptions, one at a time (``RUNS_IN_PARALLEL`` tells the
     two apart; the pipeline uses its own Python threads instead of it).

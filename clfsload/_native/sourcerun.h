@@ -44,6 +44,9 @@
 #define O_CLOEXEC 0
 #endif
 
+/* operations a run times before it judges its source fast or slow (and again after each change) */
+#define CLFS_JUDGE_AFTER 8
+
 /* what a run does for each path */
 enum { CLFS_RUN_LSTAT = 1, CLFS_RUN_OPEN_READ = 2 };
 
@@ -81,6 +84,10 @@ typedef struct clfs_run {
     int refs;              /* the Python object's, plus one per item running */
     Py_ssize_t waiting;    /* the item the consumer waits for on `done`, or -1 */
     int64_t min_ns;        /* the fastest operation of the run (-1: none yet) */
+    int64_t fast_ns;       /* an operation faster than this is not worth a thread (0: always one) */
+    int inline_mode;       /* the consumer runs each item itself as it takes it (a fast source) */
+    int judged;            /* operations ended since the mode was last set: ... */
+    int judged_fast;       /* ... and how many of them were fast */
     sem_t* slots;          /* the node's, or NULL */
     int slot_run;
     pthread_cond_t done;
@@ -269,7 +276,7 @@ static void clfs_run_unref(clfs_run* run) {
 /* May a thread start run's next item now? (pool.mu held) */
 static int clfs_issuable(clfs_run* run) {
     Py_ssize_t i = run->next_issue;
-    return !run->closed && i < run->count && i < run->next_take + run->window
+    return !run->closed && !run->inline_mode && i < run->count && i < run->next_take + run->window
         && run->ring[i % run->window].state == CLFS_SLOT_FREE;
 }
 
@@ -305,6 +312,16 @@ static void clfs_finish(clfs_run* run, Py_ssize_t i, int64_t took) {
     clfs_slot* slot = &run->ring[i % run->window];
     if (took >= 0 && (run->min_ns < 0 || took < run->min_ns))
         run->min_ns = took;
+    if (took >= 0 && run->fast_ns > 0 && !run->inline_mode) {
+        /* most of the first few fast (tmpfs, a page or attribute cache): a hand-over to a
+           thread would cost more than the operation; the consumer runs the rest itself */
+        run->judged++;
+        run->judged_fast += took < run->fast_ns;
+        if (run->judged >= CLFS_JUDGE_AFTER) {
+            run->inline_mode = 2 * run->judged_fast > run->judged;
+            run->judged = run->judged_fast = 0;
+        }
+    }
     if (run->closed || i < run->next_take) {
         clfs_discard(slot);  /* passed or dropped while it ran */
         pthread_cond_signal(&clfs_pool.work);  /* its ring slot is free again: one more item may start */
@@ -317,7 +334,7 @@ static void clfs_finish(clfs_run* run, Py_ssize_t i, int64_t took) {
 }
 
 /* Run item i of run on this thread (pool.mu held on entry and exit; released while it runs). */
-static void clfs_run_item(clfs_run* run, Py_ssize_t i) {
+static int64_t clfs_run_item(clfs_run* run, Py_ssize_t i) {
     clfs_slot* slot = &run->ring[i % run->window];
     const char* path = run->names + run->offsets[i];
     if (run->closed || i < run->next_take) {  /* dropped while it waited for a node slot: never started */
@@ -325,7 +342,7 @@ static void clfs_run_item(clfs_run* run, Py_ssize_t i) {
         slot->fd = -1;
         slot->data = NULL;
         clfs_finish(run, i, -1);
-        return;
+        return -1;
     }
     pthread_mutex_unlock(&clfs_pool.mu);
     int64_t start = clfs_now_ns();
@@ -334,6 +351,7 @@ static void clfs_run_item(clfs_run* run, Py_ssize_t i) {
     int64_t took = clfs_now_ns() - start;
     pthread_mutex_lock(&clfs_pool.mu);
     clfs_finish(run, i, took);
+    return took;
 }
 
 static void clfs_slot_wait(sem_t* slots) {
@@ -419,7 +437,7 @@ static int clfs_pool_grow(int threads) {
 
 /* A run of `count` items (it owns names and offsets, freed with it); NULL, both freed, without memory. */
 static clfs_run* clfs_run_new(int kind, Py_ssize_t limit, Py_ssize_t count, char* names, Py_ssize_t* offsets,
-                              Py_ssize_t window, void* slots, int slot_run) {
+                              Py_ssize_t window, void* slots, int slot_run, int64_t fast_ns, int inline_mode) {
     clfs_run* run = calloc(1, sizeof(clfs_run));
     clfs_slot* ring = calloc((size_t)window, sizeof(clfs_slot));
     if (run == NULL || ring == NULL) {
@@ -441,6 +459,8 @@ static clfs_run* clfs_run_new(int kind, Py_ssize_t limit, Py_ssize_t count, char
     run->ring = ring;
     run->min_ns = -1;
     run->waiting = -1;
+    run->fast_ns = fast_ns;
+    run->inline_mode = fast_ns > 0 && inline_mode;
     run->slots = (sem_t*)slots;
     run->slot_run = slot_run > 0 ? slot_run : 1;
     pthread_cond_init(&run->done, NULL);
@@ -459,7 +479,7 @@ static void clfs_run_start(clfs_run* run, int threads) {
         link = &(*link)->next;
     *link = run;
     /* wake as many threads as items may start (a thread that finds none waits again) */
-    Py_ssize_t wake = run->count < run->window ? run->count : run->window;
+    Py_ssize_t wake = run->inline_mode ? 0 : run->count < run->window ? run->count : run->window;
     if (wake >= clfs_pool.threads)
         pthread_cond_broadcast(&clfs_pool.work);
     else
@@ -484,11 +504,9 @@ static void clfs_relist(clfs_run* run) {
     }
 }
 
-/* The consumer takes item i (passing those before it): its slot, DONE, or NULL with the run
-   closed. Runs the item itself when no thread has started it; waits otherwise (no GIL held). */
-static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
+/* The consumer passes the items before i (pool.mu held). */
+static void clfs_pass_to(clfs_run* run, Py_ssize_t i) {
     Py_ssize_t k;
-    pthread_mutex_lock(&clfs_pool.mu);
     for (k = run->next_take; k < i && k < run->next_issue; k++) {
         clfs_slot* passed = &run->ring[k % run->window];
         if (passed->state == CLFS_SLOT_DONE && passed->index == k) {
@@ -496,12 +514,34 @@ static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
             pthread_cond_signal(&clfs_pool.work);
         }
     }
-    run->next_take = i;
+    if (run->next_take < i)
+        run->next_take = i;
     if (run->next_issue < i)
         run->next_issue = i;  /* those passed before they started never start */
+}
+
+/* Item i's slot if it is back already (taken: the caller releases it), else NULL. Never waits,
+   never runs an operation: the consumer calls it holding the GIL. */
+static clfs_slot* clfs_run_try_take(clfs_run* run, Py_ssize_t i) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    clfs_pass_to(run, i);
+    clfs_slot* slot = &run->ring[i % run->window];
+    if (!(slot->state == CLFS_SLOT_DONE && slot->index == i))
+        slot = NULL;
+    else
+        run->next_take = i + 1;
+    pthread_mutex_unlock(&clfs_pool.mu);
+    return slot;
+}
+
+/* The consumer takes item i (passing those before it): its slot, DONE. Runs the item itself
+   when no thread has started it (always, in inline mode); waits otherwise (no GIL held). */
+static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    clfs_pass_to(run, i);
     clfs_slot* slot = &run->ring[i % run->window];
     if (run->next_issue == i && slot->state == CLFS_SLOT_FREE) {
-        /* not started (no thread free, or none at all): run it here, holding a node slot */
+        /* not started (inline mode, no thread free, or none at all): run it here, holding a node slot */
         run->next_issue++;
         slot->state = CLFS_SLOT_RUNNING;
         slot->index = i;
@@ -513,9 +553,15 @@ static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
             clfs_slot_wait(slots);
             pthread_mutex_lock(&clfs_pool.mu);
         }
-        clfs_run_item(run, i);
+        int64_t took = clfs_run_item(run, i);
         if (slots != NULL)
             sem_post(slots);
+        if (run->inline_mode && took >= run->fast_ns) {
+            /* slow after all (a cold part of the tree): threads again, for the rest */
+            run->inline_mode = 0;
+            run->judged = run->judged_fast = 0;
+            pthread_cond_broadcast(&clfs_pool.work);
+        }
     }
     run->waiting = i;
     while (!(slot->state == CLFS_SLOT_DONE && slot->index == i))
@@ -525,6 +571,13 @@ static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
     clfs_relist(run);
     pthread_mutex_unlock(&clfs_pool.mu);
     return slot;
+}
+
+static int clfs_run_inline(clfs_run* run) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    int mode = run->inline_mode;
+    pthread_mutex_unlock(&clfs_pool.mu);
+    return mode;
 }
 
 /* The consumer is done with a slot clfs_run_take gave (its data copied, its fd taken). */

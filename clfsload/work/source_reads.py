@@ -284,6 +284,8 @@ class SourceReads:
             self.call = self._timed  # type: ignore[method-assign]
         #: operation kind -> its latency estimate in seconds (decaying minimum)
         self.latency: Dict[str, float] = {}
+        #: operation kind -> whether its last run ended inline (judged fast): the next one starts so
+        self.run_inline: Dict[str, bool] = {}
         self._pool: Optional[_Threads] = None
         self._pool_lock = threading.Lock()
         self._bytes_lock = threading.Lock()
@@ -354,7 +356,8 @@ class SourceReads:
             return None
         # where SOURCE was judged slow at the start, always: an estimate follows the fastest
         # recent operation, and with attribute caching on an lstat the cache answers (or a
-        # unit's first files, not timed yet) would send whole directories down the Python path
+        # unit's first files, not timed yet) would send whole directories down the Python path;
+        # a run judges its own operations (fast ones: the consumer runs them itself)
         if not self.read_eagerly:
             kind = _KINDS.get(op, op)
             # a kind not timed yet goes by the lstats, timed by then: the same source
@@ -709,7 +712,8 @@ class RunAhead:
     def __init__(self, reads: "SourceReads", op: str, paths: Sequence[bytes], limit: int = 0) -> None:
         self.reads = reads
         self.op = op
-        self.run = sourceio.run_ahead(op, paths, limit, reads.threads + 1, reads.slots, 2 * reads.depth, SLOT_RUN)
+        self.run = sourceio.run_ahead(op, paths, limit, reads.threads + 1, reads.slots, 2 * reads.depth, SLOT_RUN,
+                                      AHEAD_LATENCY, reads.run_inline.get(op, False))
         self._token = reads.watch.add_run(op, self.run)
 
     def take(self, index: int) -> Any:
@@ -719,6 +723,7 @@ class RunAhead:
     def close(self) -> None:
         """Drop what was not taken; the run's fastest operation feeds the latency estimate."""
         self.run.close()
+        self.reads.run_inline[self.op] = self.run.inline()  # the next run of this kind starts so
         self.reads.watch.remove_run(self._token)
         took = self.run.fastest()
         if took is not None:
