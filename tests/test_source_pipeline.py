@@ -397,3 +397,94 @@ def test_a_hung_read_of_a_run_in_a_worker_process_is_reported_by_the_driver(tree
     messages = [r.getMessage() for r in caplog.records]
     assert any("d1/f03" in m and "open+read has not returned" in m for m in messages), messages
     assert any("stuck=1 source operations" in m for m in messages), messages
+
+
+def test_an_inline_run_meeting_a_slow_source_goes_back_to_the_threads(compiled_runs, tmp_path: Path) -> None:
+    """Started inline (the last run judged fast): its first operation is slow, so the rest run in parallel."""
+    from clfsload._native import sourceio
+
+    root = tmp_path / "d"
+    root.mkdir()
+    for i in range(64):
+        (root / ("f%02d" % i)).write_bytes(b"x")
+    with LatencyFS(root, delay_us=2000, cache=False) as fs:
+        paths = [os.fsencode(fs.mountpoint / ("f%02d" % i)) for i in range(64)]
+        fs.reset()
+        run = sourceio.run_ahead("lstat", paths, 0, 16, None, 32, 8, 150e-6, True)
+        assert run.inline()
+        got = [run.take(i) for i in range(64)]
+        peak = fs.stats()["peak"]
+        inline = run.inline()
+        run.close()
+    assert [st.st_size for st in got] == [1] * 64
+    assert not inline and peak >= 12, "peak %d, inline %s" % (peak, inline)
+
+
+def test_a_consumer_passing_a_hung_item_takes_the_next_once_the_slot_frees(compiled_runs, tmp_path: Path) -> None:
+    """Inline, a later item whose ring slot a passed, still running item holds: run once it ends, no hang.
+
+    Window 3: items go three at a time, so item 8 starts on a pool thread (its
+    read held) when items 6 and 7 have not ended; with them, eight have, all
+    "fast", and the run goes inline. The consumer takes 0-7, passes 8-10 and
+    takes 11, whose ring slot is 8's: item 11 must run (on the consumer, as
+    no pool thread starts anything inline) once 8 returns.
+    """
+    from clfsload._native import sourceio
+
+    root = tmp_path / "d"
+    root.mkdir()
+    for i in range(14):
+        (root / ("f%02d" % i)).write_bytes(b"%02d" % i)
+    with LatencyFS(root, delay_us=5000, cache=False) as fs:
+        fs.hold("f08", ops=("read",))
+        paths = [os.fsencode(fs.mountpoint / ("f%02d" % i)) for i in range(14)]
+        run = sourceio.run_ahead("open+read", paths, FIRST_SEGMENT_BYTES, 4, None, 3, 8, 10.0, False)
+        got = []
+
+        def consume() -> None:
+            got.extend(run.take(i)[2] for i in range(8))
+            got.append(run.take(11)[2])
+
+        consumer = threading.Thread(target=consume, daemon=True)
+        consumer.start()
+        consumer.join(3.0)
+        assert len(got) == 8 and consumer.is_alive()  # waits for 8's ring slot
+        assert run.inline() and [path for path, _ in run.in_flight()] == [paths[8]]
+        fs.release()
+        consumer.join(10.0)
+        hung = consumer.is_alive()
+        run.close()
+    assert not hung, "the consumer still waits for item 11 after item 8 returned"
+    assert got == [b"%02d" % i for i in range(8)] + [b"11"]
+
+
+def test_an_item_still_running_when_its_run_is_closed_is_reported_until_it_returns(compiled_runs, tmp_path: Path) -> None:
+    """A dropped operation still runs on its thread: the hang watch names it until it returns, then forgets the run."""
+    from clfsload.clfs.constants import Ftype
+    from clfsload.work.prefetch import EntriesAhead
+
+    root = tmp_path / "files"
+    root.mkdir()
+    for i in range(12):
+        (root / ("f%02d" % i)).write_bytes(b"%d" % i)
+    seen = []
+    with LatencyFS(root, delay_us=1000, cache=False) as fs:
+        reads = _slots_reads(8, timeout=0.3, on_stuck=lambda path, op, waited: seen.append(path))
+        reads.read_eagerly = True  # SOURCE judged slow: runs from the first directory
+        paths = [os.fsencode(fs.mountpoint / ("f%02d" % i)) for i in range(12)]
+        fs.hold("f05", ops=("read",))
+        with EntriesAhead(reads, [(p, Ftype.REG, 1) for p in paths]) as ahead:
+            assert ahead._run is not None
+            assert [ahead.take(p).result().data for p in paths[:3]] == [b"0", b"1", b"2"]
+            time.sleep(0.2)  # f05 started (its read held) before the run is closed
+        time.sleep(1.0)
+        stuck = reads.watch.stuck()
+        fs.release()
+        deadline = time.monotonic() + 10
+        while reads.watch._runs and time.monotonic() < deadline:
+            reads.watch.stuck()  # (what the watch thread does each tick) forgets a closed run once idle
+            time.sleep(0.05)
+        left = dict(reads.watch._runs)
+        reads.shutdown()
+    assert stuck == 1 and seen and set(seen) == {paths[5]}, (stuck, seen)
+    assert left == {}

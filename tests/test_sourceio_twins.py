@@ -241,3 +241,20 @@ def test_run_ahead_holds_a_slot_for_each_operation(impl, tmp_path):
     for _ in range(2):  # both slots given back: a bounded semaphore of 2 takes exactly two
         assert slots.acquire(timeout=5)
     assert not slots.acquire(timeout=0.05)
+
+
+def test_a_run_of_fast_operations_goes_inline_with_the_same_results(impl, mixed):
+    """Judged fast (tmpfs): the consumer runs the rest itself; the results are those of the plain calls."""
+    expected = [_outcome(lambda p=p: os.lstat(p)) for p in mixed]
+    run = impl("sourceio").run_ahead("lstat", mixed, 0, 8, None, 16, 8, 1.0, False)  # every one "fast"
+    got = [_outcome(lambda i=i: run.take(i)) for i in range(len(mixed))]
+    assert got == expected
+    assert run.inline()
+    run.close()
+    # started inline (as the last run of its kind ended): the same
+    run = impl("sourceio").run_ahead("open+read", mixed, FIRST_SEGMENT_BYTES, 8, None, 16, 8, 1.0, True)
+    plain = impl("sourceio").open_read
+    expected = [_outcome(lambda p=p: plain(p, FIRST_SEGMENT_BYTES)) for p in mixed]
+    assert [_outcome(lambda i=i: run.take(i)) for i in range(len(mixed))] == expected
+    assert run.inline()
+    run.close()

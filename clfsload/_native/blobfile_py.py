@@ -53,7 +53,7 @@ def fsync_files(paths: Sequence[Union[str, bytes]]) -> None:
     """``fsync`` each file of ``paths`` in order (open, fsync, close); one gone since it was written is skipped.
 
     Raises the first OSError and goes no further: an open's with the path,
-    an fsync's or a close's without it (as ``os.open``, ``os.fsync`` and
+    an fsync's (before a close's, if both fail) or a close's without it (as ``os.open``, ``os.fsync`` and
     ``os.close`` raise them). The compiled twin runs the whole list with the
     GIL released once, not three times a file.
     """
@@ -64,5 +64,10 @@ def fsync_files(paths: Sequence[Union[str, bytes]]) -> None:
             continue  # deleted since: its removal is the folder's to make durable
         try:
             os.fsync(fd)
-        finally:
-            os.close(fd)
+        except OSError:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the fsync's error is the one raised
+            raise
+        os.close(fd)

@@ -87,6 +87,7 @@ cdef extern from "sourcerun.h" nogil:
     void clfs_run_release(clfs_run* run, clfs_slot* slot)
     void clfs_run_close(clfs_run* run)
     void clfs_run_drop(clfs_run* run)
+    void clfs_close_dropped()
     Py_ssize_t clfs_run_in_flight(clfs_run* run, Py_ssize_t* index, int64_t* start, Py_ssize_t cap)
     int64_t clfs_run_min_ns(clfs_run* run)
 
@@ -251,9 +252,14 @@ cdef class _Run:
 
     cdef clfs_run* run
     cdef tuple paths
+    cdef object slots  # the node's semaphore: kept alive while this run may post to it
     cdef int kind
     cdef Py_ssize_t taken
     cdef bint closed
+
+    def __cinit__(self):
+        self.run = NULL
+        self.closed = True  # until run_ahead starts it
 
     def take(self, Py_ssize_t index):
         """Item ``index``'s result, or its OSError raised (items before it not taken are dropped)."""
@@ -288,14 +294,17 @@ cdef class _Run:
             raise OSError(err, os.strerror(err))
         if slot.whole:
             return -1, _stat(&slot.st), (<char*>slot.data)[:slot.n]
+        opened = _stat(&slot.st)
         fd, slot.fd = slot.fd, -1  # the caller's now
-        return fd, _stat(&slot.st), None
+        return fd, opened, None
 
     def close(self):
         """Drop every item not taken: nothing more starts; descriptors left open are closed."""
         if not self.closed:
             self.closed = True
             clfs_run_close(self.run)
+            with nogil:
+                clfs_close_dropped()  # descriptors left open by items not taken (a round trip each on FUSE)
 
     def in_flight(self):
         """``(path, started)`` of each item running now, ``started`` on ``time.monotonic``'s clock."""
@@ -303,6 +312,8 @@ cdef class _Run:
         cdef Py_ssize_t n, k
         cdef Py_ssize_t* index
         cdef int64_t* start
+        if self.run == NULL:
+            return []
         if cap > 4096:
             cap = 4096
         index = <Py_ssize_t*>malloc(cap * sizeof(Py_ssize_t) + 1)
@@ -318,10 +329,12 @@ cdef class _Run:
 
     def inline(self):
         """True if the consumer runs the items itself now: the run judged its operations fast."""
-        return bool(clfs_run_inline(self.run))
+        return self.run != NULL and bool(clfs_run_inline(self.run))
 
     def fastest(self):
         """Seconds the fastest operation of the run took, or None before one ended."""
+        if self.run == NULL:
+            return None
         cdef int64_t ns = clfs_run_min_ns(self.run)
         return None if ns < 0 else ns / 1e9
 
@@ -367,10 +380,12 @@ def run_ahead(kind, paths, limit, threads, slots, window, slot_run, fast=0.0, in
         total += size + 1
     result = _Run.__new__(_Run)
     result.paths = names
+    result.slots = slots
     result.kind = code
     result.run = clfs_run_new(code, limit, count, buffer, offsets, width, handle, slot_run,
                               <int64_t>(fast * 1e9) if fast > 0 else 0, bool(inline))
     if result.run == NULL:
         raise MemoryError()
+    result.closed = False
     clfs_run_start(result.run, threads)
     return result

@@ -158,7 +158,8 @@ def run_ahead(kind: str, paths: Sequence[bytes], limit: int, threads: int, slots
     multiprocessing semaphore, or None) while it runs, a thread keeping its
     slot for up to ``slot_run`` operations in a row; the consumer takes each
     result with :meth:`_Run.take` (waiting, the GIL released, if it is not
-    back) and runs an item itself when no thread has started it. With
+    back) and runs an item itself when no thread has started it. One
+    thread takes and closes a run (its consumer). With
     ``fast`` (seconds), the run times its operations: when most of the first
     eight (and of each eight after a change) took less, it goes inline, the
     consumer running each item itself as it takes it (a hand-over to a
@@ -172,11 +173,12 @@ def run_ahead(kind: str, paths: Sequence[bytes], limit: int, threads: int, slots
     Paths are bytes without NUL (TypeError, ValueError otherwise, as
     ``os.lstat`` raises for a NUL).
     """
+    if kind not in ("lstat", "open+read"):
+        raise KeyError(kind)
+    paths = tuple(paths)
     for path in paths:
         if not isinstance(path, bytes):
             raise TypeError("run_ahead takes paths as bytes, not %s" % type(path).__name__)
         if b"\0" in path:
             raise ValueError("embedded null byte")
-    if kind not in ("lstat", "open+read"):
-        raise KeyError(kind)
     return _Run(kind, paths, limit, slots)

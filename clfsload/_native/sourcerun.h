@@ -103,6 +103,11 @@ static struct {
     int forks_handled;     /* clfs_pool_after_fork registered */
 } clfs_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0};
 
+/* Descriptors of dropped items, closed outside pool.mu (on FUSE or NFS a close is a round trip,
+   a FLUSH, and must not hold up the pool, nor a thread holding the GIL): by a pool thread before it
+   waits for work, or by a consumer's take or close with the GIL released. */
+static struct { int* fds; size_t count, cap; } clfs_closing;
+
 /* In the child of a fork: none of the parent's threads, runs or lock holders are there. */
 static void clfs_pool_after_fork(void) {
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -111,6 +116,7 @@ static void clfs_pool_after_fork(void) {
     clfs_pool.work = work;
     clfs_pool.head = NULL;  /* the parent's runs are left to the parent (their memory, unfreed, here) */
     clfs_pool.threads = 0;
+    clfs_closing.count = 0;  /* the parent's to close (the child's copies stay open: few, if any) */
 }
 
 static int64_t clfs_now_ns(void) {
@@ -198,6 +204,7 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
     do { rc = clfs_fstat_held(fd, &slot->st); } while (rc != 0 && errno == EINTR);
     if (rc != 0) {
         slot->failed = CLFS_FAILED_FSTAT;
+        slot->err = errno;
     } else if (!S_ISREG(slot->st.st_mode)) {
         slot->failed = CLFS_NOT_REGULAR;
     } else if (slot->st.st_size < run->limit) {
@@ -207,18 +214,21 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
         ssize_t n;
         if (buf == NULL) {
             slot->failed = CLFS_FAILED_READ;
-            errno = ENOMEM;
+            slot->err = ENOMEM;
         } else {
             do { n = read(fd, buf, cap); } while (n < 0 && errno == EINTR);
             if (n < 0) {
                 slot->failed = CLFS_FAILED_READ;
+                slot->err = errno;
             } else if (n == slot->st.st_size) {
                 struct stat after;
                 do { rc = fstat(fd, &after); } while (rc != 0 && errno == EINTR);
-                if (rc != 0)
+                if (rc != 0) {
                     slot->failed = CLFS_FAILED_RECHECK;
-                else if (clfs_same_content(&slot->st, &after))
+                    slot->err = errno;
+                } else if (clfs_same_content(&slot->st, &after)) {
                     slot->whole = 1;
+                }
             }
             if (slot->whole) {
                 slot->data = buf;
@@ -229,8 +239,7 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
         }
     }
     if (slot->failed) {
-        slot->err = errno;
-        close(fd);  /* the error is the failed call's, not close's */
+        close(fd);  /* the error is the failed call's (slot->err), not close's */
     } else if (slot->whole) {
         if (close(fd) != 0) {
             slot->failed = CLFS_FAILED_CLOSE;
@@ -244,10 +253,35 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
     }
 }
 
+/* Queue a descriptor to close (pool.mu held); without memory for the queue, closed now. */
+static void clfs_close_later(int fd) {
+    if (clfs_closing.count == clfs_closing.cap) {
+        size_t cap = clfs_closing.cap ? 2 * clfs_closing.cap : 64;
+        int* grown = realloc(clfs_closing.fds, cap * sizeof(int));
+        if (grown == NULL) {
+            close(fd);
+            return;
+        }
+        clfs_closing.fds = grown;
+        clfs_closing.cap = cap;
+    }
+    clfs_closing.fds[clfs_closing.count++] = fd;
+}
+
+/* Close the queued descriptors (pool.mu held on entry and exit, released while closing). */
+static void clfs_close_queued(void) {
+    while (clfs_closing.count > 0) {
+        int fd = clfs_closing.fds[--clfs_closing.count];
+        pthread_mutex_unlock(&clfs_pool.mu);
+        close(fd);
+        pthread_mutex_lock(&clfs_pool.mu);
+    }
+}
+
 /* Give back what a slot holds (an item nobody will take) and free it. */
 static void clfs_discard(clfs_slot* slot) {
     if (slot->fd >= 0)
-        close(slot->fd);
+        clfs_close_later(slot->fd);
     free(slot->data);
     slot->fd = -1;
     slot->data = NULL;
@@ -325,6 +359,8 @@ static void clfs_finish(clfs_run* run, Py_ssize_t i, int64_t took) {
     if (run->closed || i < run->next_take) {
         clfs_discard(slot);  /* passed or dropped while it ran */
         pthread_cond_signal(&clfs_pool.work);  /* its ring slot is free again: one more item may start */
+        if (run->waiting >= 0)
+            pthread_cond_signal(&run->done);  /* ... perhaps the one the consumer waits for, inline */
     } else {
         slot->state = CLFS_SLOT_DONE;
         if (run->waiting == i)
@@ -344,9 +380,9 @@ static int64_t clfs_run_item(clfs_run* run, Py_ssize_t i) {
         clfs_finish(run, i, -1);
         return -1;
     }
-    pthread_mutex_unlock(&clfs_pool.mu);
     int64_t start = clfs_now_ns();
-    slot->start_ns = start;
+    slot->start_ns = start;  /* under pool.mu: in_flight() never misses a started item */
+    pthread_mutex_unlock(&clfs_pool.mu);
     clfs_operate(run, slot, path);
     int64_t took = clfs_now_ns() - start;
     pthread_mutex_lock(&clfs_pool.mu);
@@ -366,6 +402,10 @@ static void* clfs_worker(void* unused) {
         Py_ssize_t i;
         clfs_run* run = clfs_claim(&i);
         if (run == NULL) {
+            if (clfs_closing.count > 0) {
+                clfs_close_queued();
+                continue;
+            }
             pthread_cond_wait(&clfs_pool.work, &clfs_pool.mu);
             continue;
         }
@@ -540,7 +580,14 @@ static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
     pthread_mutex_lock(&clfs_pool.mu);
     clfs_pass_to(run, i);
     clfs_slot* slot = &run->ring[i % run->window];
-    if (run->next_issue == i && slot->state == CLFS_SLOT_FREE) {
+    while (!(slot->state == CLFS_SLOT_DONE && slot->index == i)) {
+        if (!(run->next_issue == i && slot->state == CLFS_SLOT_FREE)) {
+            /* a thread runs it, or its ring slot still holds a passed item that runs: wait for either */
+            run->waiting = i;
+            pthread_cond_wait(&run->done, &clfs_pool.mu);
+            run->waiting = -1;
+            continue;
+        }
         /* not started (inline mode, no thread free, or none at all): run it here, holding a node slot */
         run->next_issue++;
         slot->state = CLFS_SLOT_RUNNING;
@@ -563,12 +610,9 @@ static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
             pthread_cond_broadcast(&clfs_pool.work);
         }
     }
-    run->waiting = i;
-    while (!(slot->state == CLFS_SLOT_DONE && slot->index == i))
-        pthread_cond_wait(&run->done, &clfs_pool.mu);
-    run->waiting = -1;
     run->next_take = i + 1;  /* the window moves on once the slot is released */
     clfs_relist(run);
+    clfs_close_queued();  /* (the slot taken is the consumer's: no other thread touches it) */
     pthread_mutex_unlock(&clfs_pool.mu);
     return slot;
 }
@@ -603,6 +647,13 @@ static void clfs_run_close(clfs_run* run) {
             if (run->ring[k].state == CLFS_SLOT_DONE)
                 clfs_discard(&run->ring[k]);
     }
+    pthread_mutex_unlock(&clfs_pool.mu);
+}
+
+/* Close what dropped items left open (called without the GIL). */
+static void clfs_close_dropped(void) {
+    pthread_mutex_lock(&clfs_pool.mu);
+    clfs_close_queued();
     pthread_mutex_unlock(&clfs_pool.mu);
 }
 

@@ -156,9 +156,14 @@ class EntriesAhead:
         #: the regular files as one run on threads of their own, where runs are used (else None)
         self._run = reads.run_ahead("open+read", files, FIRST_SEGMENT_BYTES) if len(files) > 1 else None
         self._files = {path: index for index, path in enumerate(files)} if self._run is not None else {}
-        if self._run is not None:
-            items = [item for item in items if item[1] != "open+read"]
-        self._ahead = OrderedAhead(reads, items, _discard)
+        try:
+            if self._run is not None:
+                items = [item for item in items if item[1] != "open+read"]
+            self._ahead = OrderedAhead(reads, items, _discard)
+        except BaseException:
+            if self._run is not None:
+                self._run.close()
+            raise
 
     def take(self, path: bytes):
         """The future of ``path``'s read if it was read ahead, else None."""
@@ -170,6 +175,8 @@ class EntriesAhead:
             return _Taken(Opened(*self._run.take(index)), None)
         except OSError as exc:
             return _Taken(None, exc)
+        except IndexError:  # passed already (a later file was taken): as OrderedAhead refuses it
+            raise KeyError("%r is not among the operations still to take ahead" % (path,)) from None
 
     def close(self) -> None:
         """Drop everything not taken."""

@@ -149,6 +149,8 @@ class HangWatch:
 
     def add_run(self, op: str, run: Any) -> int:
         """Watch the items of ``run`` (``in_flight()``: (path, started)) as operations ``op``; its token."""
+        if self.timeout <= 0:
+            return 0  # nothing is reported, and no watch thread would prune it
         token = next(self._ids)
         self._runs[token] = (op, run)
         if self._thread is None:
