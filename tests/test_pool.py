@@ -224,3 +224,32 @@ def test_the_unit_threads_share_the_source_cap(tmp_path, depth, asked, threads, 
     shared, got = pool_module.with_unit_threads(config, asked)
     assert (got, shared.params.source_concurrency) == (threads, pipeline)
     assert got + shared.params.source_concurrency - 1 <= (depth or 64)
+
+
+def test_the_slow_source_probe_stops_at_a_majority_and_decides_as_the_median(tmp_path, monkeypatch):
+    """Every pattern of fast and slow lstats: the median's answer, from at most a majority of round trips."""
+    import itertools
+
+    for i in range(8):
+        (tmp_path / ("f%d" % i)).write_bytes(b"x")
+    clock = [0.0]
+    monkeypatch.setattr(pool_module.time, "monotonic", lambda: clock[0])
+    threshold = pool_module.source_reads.AHEAD_LATENCY
+    for pattern in itertools.product((False, True), repeat=8):
+        calls = []
+
+        def lstat(path, pattern=pattern, calls=calls):
+            clock[0] += 2 * threshold if pattern[len(calls)] else threshold / 10
+            calls.append(path)
+
+        monkeypatch.setattr(pool_module.os, "lstat", lstat)
+        samples = sorted([0.0] + [2 * threshold if slow else threshold / 10 for slow in pattern])
+        assert pool_module.source_is_slow(str(tmp_path)) == (samples[len(samples) // 2] > threshold), pattern
+
+        # no round trip after one side had its majority of the 9 samples (the listing is one)
+        def decided(k, pattern=pattern):
+            seen = [False] + list(pattern[:k])
+            return max(sum(seen), len(seen) - sum(seen)) >= 5
+
+        k = len(calls)
+        assert (decided(k) or k == 8) and not decided(k - 1), (pattern, k)
