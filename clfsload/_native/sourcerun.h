@@ -13,13 +13,21 @@
  *  - a run's items are issued in order; issued and not yet passed by the consumer
  *    at most `window` (its ring of result slots: item i lives in ring[i % window]);
  *  - a ring slot is reused only once FREE: an item the consumer passed while it ran
- *    is discarded (descriptor closed, data freed) by the thread that ran it;
- *  - a run is freed when its last reference goes: the Python object's, and one per
- *    item running on a thread (a hung operation keeps its run, never the consumer);
+ *    is discarded (data freed, descriptor queued to close) by the thread that ran it;
+ *  - no descriptor is closed under pool.mu (on FUSE or NFS a close is a FLUSH round
+ *    trip): dropped ones are queued and closed by a pool thread before it waits, or by
+ *    the consumer with the GIL released;
+ *  - a run is freed when its last reference goes: the Python object's, the pool
+ *    list's, and one per item running (a hung operation keeps its run, never its
+ *    consumer: one waiting for a ring slot a passed item holds is woken when it ends);
  *  - with node slots (a POSIX semaphore shared by the node's worker processes) every
  *    operation runs holding one; a thread keeps its slot for up to `slot_run`
- *    operations in a row while there is work, as the Python pool threads do.
+ *    operations in a row while there is work, as the Python pool threads do;
+ *  - inline (most of a run's first CLFS_JUDGE_AFTER operations faster than fast_ns),
+ *    no pool thread starts an item of the run: its consumer runs each as it takes it,
+ *    until one is slow again.
  * No thread of the pool ever waits on the consumer: it only waits for work or a slot.
+ * One thread (the consumer) takes from and closes a run.
  */
 #ifndef CLFS_SOURCERUN_H
 #define CLFS_SOURCERUN_H
