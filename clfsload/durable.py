@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Executor
 from typing import Callable, Optional, Sequence
 
-__all__ = ["fsync_dir", "fsync_paths", "makedirs_durable"]
+__all__ = ["fsync_dir", "fsync_files", "fsync_paths", "makedirs_durable"]
 
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -41,17 +41,23 @@ def _fsync_one(path: str) -> None:
         return  # deleted since: its removal is the folder's to make durable
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
+    except OSError:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the fsync's error is the one raised
+        raise
+    os.close(fd)
 
 
-def _fsync_some(paths: Sequence[str]) -> None:
+def fsync_files(paths: Sequence[str]) -> None:
+    """fsync each file of ``paths`` in order, one gone since it was written skipped; raises the first OSError."""
     for path in paths:
         _fsync_one(path)
 
 
 def fsync_paths(paths: Sequence[str], executor: Optional[Executor] = None, threads: int = 32,
-                each: Callable[[Sequence[str]], None] = _fsync_some) -> None:
+                each: Callable[[Sequence[str]], None] = fsync_files) -> None:
     """fsync every file of ``paths``; on a disk, many at once in up to ``threads`` threads of ``executor``.
 
     An fsync on a journalling disk waits for a journal commit, and

@@ -10,12 +10,12 @@ read pipeline's threads four times per blob.
 import os
 from typing import Sequence, Union
 
+from .. import durable
+
 __all__ = ["fsync_files", "write_file"]
 
 #: open(2) flags of the temp file: a new file, never one that exists
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-#: open(2) flags of a file to fsync
-FSYNC_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 def _unlink_quietly(path) -> None:
@@ -53,21 +53,9 @@ def fsync_files(paths: Sequence[Union[str, bytes]]) -> None:
     """``fsync`` each file of ``paths`` in order (open, fsync, close); one gone since it was written is skipped.
 
     Raises the first OSError and goes no further: an open's with the path,
-    an fsync's (before a close's, if both fail) or a close's without it (as ``os.open``, ``os.fsync`` and
-    ``os.close`` raise them). The compiled twin runs the whole list with the
-    GIL released once, not three times a file.
+    an fsync's (before a close's, if both fail) or a close's without it (as
+    ``os.open``, ``os.fsync`` and ``os.close`` raise them): the loop of
+    :func:`clfsload.durable.fsync_files`. The compiled twin runs the whole
+    list with the GIL released once, not three times a file.
     """
-    for path in paths:
-        try:
-            fd = os.open(path, FSYNC_FLAGS)
-        except FileNotFoundError:
-            continue  # deleted since: its removal is the folder's to make durable
-        try:
-            os.fsync(fd)
-        except OSError:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the fsync's error is the one raised
-            raise
-        os.close(fd)
+    durable.fsync_files(paths)  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ read pipeline each release is a hand-off to the consumer and back (a futex
 wake and a context switch when it is busy), which cost more CPU than the
 calls themselves through a slow source. The ``os.stat_result`` returned is
 built from the ``struct stat`` field by field as ``os.fstat`` builds it.
+The chain is ``clfs_open_read`` of ``sourcerun.h``, the one a run's
+``"open+read"`` items run on its threads.
 
 The first fstat is a ``statx(AT_STATX_DONT_SYNC)`` where the system has it:
 on a local file system the same answer, on FUSE or NFS the attributes the
@@ -19,17 +21,13 @@ size, mtime and ctime still means nothing changed across the read.
 
 import os
 
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_XDECREF
-from libc.errno cimport EACCES, EINTR, EINVAL, EPERM, errno
+from libc.errno cimport EINVAL
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
-from posix.stat cimport S_ISREG, fstat, struct_stat
-from posix.types cimport off_t
-from posix.unistd cimport close, read
+from posix.stat cimport struct_stat
 
-from .sourceio_py import NOATIME, OPEN_FLAGS, kind_of_mode
+from .sourceio_py import NOATIME, OPEN_FLAGS, kind_of_mode  # noqa: F401 - the same open flags, checked by the twin tests
 
 __all__ = ["kind_of_mode", "open_read", "run_ahead"]
 
@@ -37,31 +35,7 @@ __all__ = ["kind_of_mode", "open_read", "run_ahead"]
 RUNS_IN_PARALLEL = True
 
 
-cdef extern from "<fcntl.h>" nogil:
-    int c_open "open"(const char* path, int flags)
-
-cdef extern from *:
-    """
-    #include <fcntl.h>
-    #ifndef O_NOATIME
-    #define O_NOATIME 0
-    #endif
-    #ifndef O_CLOEXEC
-    #define O_CLOEXEC 0
-    #endif
-    """
-    int O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_CLOEXEC, O_NOATIME
-
-cdef extern from "Python.h":
-    # raw-pointer forms, so that the result can be resized in place (as in envelope_c)
-    PyObject* _bytes_new "PyBytes_FromStringAndSize"(const char* v, Py_ssize_t size) except NULL
-    char* _bytes_data "PyBytes_AS_STRING"(PyObject* o) noexcept nogil
-    int _PyBytes_Resize(PyObject** pv, Py_ssize_t newsize) except -1
-
-
 cdef extern from "sourcerun.h" nogil:
-    # clfs_fstat_held: fstat from the attributes the kernel holds (statx AT_STATX_DONT_SYNC)
-    int clfs_fstat_held(int fd, struct_stat* st)
     ctypedef struct clfs_slot:
         int failed
         int err
@@ -70,6 +44,7 @@ cdef extern from "sourcerun.h" nogil:
         struct_stat st
         char* data
         Py_ssize_t n
+    void clfs_open_read(const char* path, Py_ssize_t limit, clfs_slot* slot)
     ctypedef struct clfs_run:
         pass
     clfs_run* clfs_run_new(int kind, Py_ssize_t limit, Py_ssize_t count, char* names, Py_ssize_t* offsets,
@@ -92,57 +67,8 @@ cdef extern from "sourcerun.h" nogil:
     int64_t clfs_run_min_ns(clfs_run* run)
 
 
-cdef int _FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
 _stat_result = os.stat_result
 cdef object _BILLION = 10 ** 9
-
-# where the chain stopped (the errno of that call is the error)
-cdef enum:
-    FAILED_OPEN = 1
-    FAILED_FSTAT = 2
-    NOT_REGULAR = 3
-    FAILED_READ = 4
-    FAILED_RECHECK = 5
-    FAILED_CLOSE = 6
-
-
-cdef int _open(const char* path) noexcept nogil:
-    cdef int fd = -1
-    if O_NOATIME:
-        while True:
-            fd = c_open(path, _FLAGS | O_NOATIME)
-            if fd >= 0 or errno != EINTR:
-                break
-        if fd >= 0 or (errno != EPERM and errno != EACCES):  # O_NOATIME needs ownership (or CAP_FOWNER)
-            return fd
-    while True:
-        fd = c_open(path, _FLAGS)
-        if fd >= 0 or errno != EINTR:
-            return fd
-
-
-cdef int _fstat(int fd, struct_stat* st) noexcept nogil:
-    cdef int rc
-    while True:
-        rc = fstat(fd, st)
-        if rc == 0 or errno != EINTR:
-            return rc
-
-
-cdef int _fstat_held(int fd, struct_stat* st) noexcept nogil:
-    cdef int rc
-    while True:
-        rc = clfs_fstat_held(fd, st)
-        if rc == 0 or errno != EINTR:
-            return rc
-
-
-cdef Py_ssize_t _read(int fd, char* buf, size_t size) noexcept nogil:
-    cdef Py_ssize_t n
-    while True:
-        n = read(fd, buf, size)
-        if n >= 0 or errno != EINTR:
-            return n
 
 
 cdef object _time(long long sec, long nsec, int kind):
@@ -179,11 +105,24 @@ cdef object _stat(struct_stat* st):
     ))
 
 
-cdef inline bint _same(struct_stat* a, struct_stat* b) noexcept nogil:
-    """scan.same_content on two struct stat: inode, size, mtime and ctime (to the nanosecond)."""
-    return (a.st_ino == b.st_ino and a.st_size == b.st_size
-            and a.st_mtim.tv_sec == b.st_mtim.tv_sec and a.st_mtim.tv_nsec == b.st_mtim.tv_nsec
-            and a.st_ctim.tv_sec == b.st_ctim.tv_sec and a.st_ctim.tv_nsec == b.st_ctim.tv_nsec)
+cdef object _opened(clfs_slot* slot, path):
+    """What :func:`open_read` returns or raises for the chain ``clfs_open_read`` left in ``slot``.
+
+    A descriptor left open becomes the caller's (``slot.fd`` is reset).
+    """
+    err = slot.err
+    if slot.failed == CLFS_FAILED_OPEN:  # as os.open raises it: errno, its text, the path
+        raise OSError(err, os.strerror(err), path)
+    if slot.failed == CLFS_NOT_REGULAR:
+        raise OSError(EINVAL, "no longer a regular file: it became %s since the scan"
+                      % kind_of_mode(slot.st.st_mode))
+    if slot.failed:  # as os.fstat, os.read, os.close raise it
+        raise OSError(err, os.strerror(err))
+    if slot.whole:
+        return -1, _stat(&slot.st), (<char*>slot.data)[:slot.n]
+    opened = _stat(&slot.st)
+    fd, slot.fd = slot.fd, -1
+    return fd, opened, None
 
 
 def open_read(path, limit):
@@ -191,55 +130,13 @@ def open_read(path, limit):
     cdef bytes cpath = os.fsencode(path)
     cdef const char* p = cpath
     cdef Py_ssize_t cap = limit
-    cdef struct_stat opened, after
-    cdef int fd = -1, failed = 0, err = 0
-    cdef bint whole = False
-    cdef Py_ssize_t n = -1
-    cdef PyObject* data = NULL
-    cdef char* buf = NULL
-    if cap > 0:
-        data = _bytes_new(NULL, cap)
-        buf = _bytes_data(data)
+    cdef clfs_slot slot
+    with nogil:
+        clfs_open_read(p, cap, &slot)  # the chain of a run's "open+read" item (sourcerun.h), here
     try:
-        with nogil:
-            fd = _open(p)
-            if fd < 0:
-                failed = FAILED_OPEN
-            elif _fstat_held(fd, &opened) != 0:  # no round trip where the open's lookup brought them
-                failed = FAILED_FSTAT
-            elif not S_ISREG(opened.st_mode):
-                failed = NOT_REGULAR
-            elif opened.st_size < cap:
-                n = _read(fd, buf, <size_t>cap)
-                if n < 0:
-                    failed = FAILED_READ
-                elif n == opened.st_size:
-                    if _fstat(fd, &after) != 0:
-                        failed = FAILED_RECHECK
-                    elif _same(&opened, &after):
-                        whole = True
-            err = errno
-            if failed and fd >= 0:
-                close(fd)  # the error is the failed call's, not close's
-            elif whole:
-                if close(fd) != 0:
-                    failed = FAILED_CLOSE
-                    err = errno
-                fd = -1
-        if failed == FAILED_OPEN:  # as os.open raises it: errno, its text, the path
-            raise OSError(err, os.strerror(err), path)
-        if failed == NOT_REGULAR:
-            raise OSError(EINVAL, "no longer a regular file: it became %s since the scan"
-                          % kind_of_mode(opened.st_mode))
-        if failed:  # as os.fstat, os.read, os.close raise it
-            raise OSError(err, os.strerror(err))
-        if not whole:
-            return fd, _stat(&opened), None
-        _PyBytes_Resize(&data, n)
-        result = <object>data
-        return -1, _stat(&opened), result
+        return _opened(&slot, path)
     finally:
-        Py_XDECREF(data)
+        free(slot.data)
 
 
 # --- runs of operations ahead of an in-order consumer (sourcerun.h) ---------------------------
@@ -280,23 +177,11 @@ cdef class _Run:
 
     cdef object _result(self, clfs_slot* slot, Py_ssize_t index):
         path = self.paths[index]
-        err = slot.err
         if self.kind == CLFS_RUN_LSTAT:
             if slot.failed:  # as os.lstat raises it: errno, its text, the path
-                raise OSError(err, os.strerror(err), path)
+                raise OSError(slot.err, os.strerror(slot.err), path)
             return _stat(&slot.st)
-        if slot.failed == CLFS_FAILED_OPEN:
-            raise OSError(err, os.strerror(err), path)
-        if slot.failed == CLFS_NOT_REGULAR:
-            raise OSError(EINVAL, "no longer a regular file: it became %s since the scan"
-                          % kind_of_mode(slot.st.st_mode))
-        if slot.failed:
-            raise OSError(err, os.strerror(err))
-        if slot.whole:
-            return -1, _stat(&slot.st), (<char*>slot.data)[:slot.n]
-        opened = _stat(&slot.st)
-        fd, slot.fd = slot.fd, -1  # the caller's now
-        return fd, opened, None
+        return _opened(slot, path)
 
     def close(self):
         """Drop every item not taken: nothing more starts; descriptors left open are closed."""

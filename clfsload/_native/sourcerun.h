@@ -100,7 +100,6 @@ typedef struct clfs_run {
     int slot_run;
     pthread_cond_t done;
     struct clfs_run* next; /* the pool's list of runs with work to start */
-    int listed;
 } clfs_run;
 
 static struct {
@@ -186,8 +185,10 @@ static int clfs_same_content(const struct stat* a, const struct stat* b) {
         && a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* One item's operation into its slot (no lock held: the slot is this thread's while RUNNING). */
-static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
+/* Open a regular file and, if below `limit` bytes, read it whole (sourceio's open_read, into a
+   slot): whole, `data` (malloc'd) holds it and the descriptor is closed; otherwise `fd` is left
+   open for the stream path; or `failed` says which call failed and `err` its errno. */
+static void clfs_open_read(const char* path, Py_ssize_t limit, clfs_slot* slot) {
     int rc;
     slot->failed = CLFS_OK;
     slot->err = 0;
@@ -195,14 +196,6 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
     slot->whole = 0;
     slot->data = NULL;
     slot->n = 0;
-    if (run->kind == CLFS_RUN_LSTAT) {
-        do { rc = lstat(path, &slot->st); } while (rc != 0 && errno == EINTR);
-        if (rc != 0) {
-            slot->failed = CLFS_FAILED_LSTAT;
-            slot->err = errno;
-        }
-        return;
-    }
     int fd = clfs_open_nofollow(path);
     if (fd < 0) {
         slot->failed = CLFS_FAILED_OPEN;
@@ -215,7 +208,7 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
         slot->err = errno;
     } else if (!S_ISREG(slot->st.st_mode)) {
         slot->failed = CLFS_NOT_REGULAR;
-    } else if (slot->st.st_size < run->limit) {
+    } else if (slot->st.st_size < limit) {
         /* one byte more than the size: a file that grew since is not read whole */
         size_t cap = (size_t)slot->st.st_size + 1;
         char* buf = malloc(cap);
@@ -258,6 +251,26 @@ static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
         }
     } else {
         slot->fd = fd;  /* left open for the stream path */
+    }
+}
+
+/* One item's operation into its slot (no lock held: the slot is this thread's while RUNNING). */
+static void clfs_operate(clfs_run* run, clfs_slot* slot, const char* path) {
+    int rc;
+    if (run->kind == CLFS_RUN_OPEN_READ) {
+        clfs_open_read(path, run->limit, slot);
+        return;
+    }
+    slot->failed = CLFS_OK;
+    slot->err = 0;
+    slot->fd = -1;
+    slot->whole = 0;
+    slot->data = NULL;
+    slot->n = 0;
+    do { rc = lstat(path, &slot->st); } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        slot->failed = CLFS_FAILED_LSTAT;
+        slot->err = errno;
     }
 }
 
@@ -323,7 +336,7 @@ static int clfs_issuable(clfs_run* run) {
 }
 
 /* The next item to start, from the oldest run that has one, claimed; NULL if none (pool.mu held).
-   A run with nothing left to start leaves the list (take or close puts it back if that changes). */
+   A run leaves the list once closed or with nothing left to start (next_issue only grows). */
 static clfs_run* clfs_claim(Py_ssize_t* index) {
     clfs_run** link = &clfs_pool.head;
     while (*link != NULL) {
@@ -340,7 +353,6 @@ static clfs_run* clfs_claim(Py_ssize_t* index) {
         }
         if (run->closed || run->next_issue >= run->count) {
             *link = run->next;  /* nothing more to start here, ever */
-            run->listed = 0;
             clfs_run_unref(run);  /* the list's reference */
             continue;
         }
@@ -520,7 +532,6 @@ static void clfs_run_start(clfs_run* run, int threads) {
     pthread_mutex_lock(&clfs_pool.mu);
     clfs_pool_grow(threads);
     run->refs = 2;  /* the Python object's, the list's */
-    run->listed = 1;
     run->next = NULL;
     clfs_run** link = &clfs_pool.head;
     while (*link != NULL)
@@ -534,22 +545,6 @@ static void clfs_run_start(clfs_run* run, int threads) {
         while (wake-- > 0)
             pthread_cond_signal(&clfs_pool.work);
     pthread_mutex_unlock(&clfs_pool.mu);
-}
-
-/* Put a run back on the pool's list if it has work again (pool.mu held). A run leaves the list
-   only when it has nothing left to start, so this is for a consumer that moved next_issue back
-   into range (never today: kept for the invariant that a run with work is listed). */
-static void clfs_relist(clfs_run* run) {
-    if (!run->listed && !run->closed && run->next_issue < run->count) {
-        run->refs++;
-        run->listed = 1;
-        run->next = NULL;
-        clfs_run** link = &clfs_pool.head;
-        while (*link != NULL)
-            link = &(*link)->next;
-        *link = run;
-        pthread_cond_signal(&clfs_pool.work);
-    }
 }
 
 /* The consumer passes the items before i (pool.mu held). */
@@ -619,7 +614,6 @@ static clfs_slot* clfs_run_take(clfs_run* run, Py_ssize_t i) {
         }
     }
     run->next_take = i + 1;  /* the window moves on once the slot is released */
-    clfs_relist(run);
     clfs_close_queued();  /* (the slot taken is the consumer's: no other thread touches it) */
     pthread_mutex_unlock(&clfs_pool.mu);
     return slot;
